@@ -1,0 +1,117 @@
+"""The contract between an exported ICM model and whoever runs it (the node, replay evaluation, tests).
+
+One home for it: training/export.py writes models that follow it, icm_depth_ros/ reads them with it.
+Pure Python, no PyTorch, no ROS.
+
+Graph interface (ONNX and TensorRT engine alike):
+    input  ``image``       float32 [B, 3, H, W], RGB, values in [0, 1]; ImageNet normalisation is
+                           inside the graph, so callers pass plain pixels.
+    output ``depth``       float32 [B, 1, H, W], metres along the optical axis, > 0.
+    output ``membership``  float32 [B, N, H/4, W/4], the finest-scale cluster membership A1
+                           (softmax over the N clusters: each pixel's column sums to 1).
+
+Everything else the runner needs travels as ONNX metadata (string key/values) under the keys below.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+INPUT_NAME = "image"
+DEPTH_OUTPUT = "depth"
+MEMBERSHIP_OUTPUT = "membership"
+MEMBERSHIP_STRIDE = 4  # the finest feature map F3 is 1/4 of the input
+PIXEL_FORMAT = "rgb_float32_nchw_0_1"
+
+# Metadata keys written into the ONNX file (metadata_props) and copied into engine fingerprints.
+META_INPUT_HEIGHT = "icm.input_height"
+META_INPUT_WIDTH = "icm.input_width"
+META_PIXEL_FORMAT = "icm.pixel_format"
+META_MIN_DEPTH = "icm.min_depth"
+META_MAX_DEPTH = "icm.max_depth"
+META_NUM_CLUSTERS = "icm.num_clusters"
+META_MEMBERSHIP_STRIDE = "icm.membership_stride"
+META_CONFIG_NAME = "icm.config_name"
+META_CHECKPOINT_SHA256 = "icm.checkpoint_sha256"
+META_PACKAGE_VERSION = "icm.package_version"
+META_DYNAMIC_BATCH = "icm.dynamic_batch"
+
+REQUIRED_KEYS = (
+    META_INPUT_HEIGHT,
+    META_INPUT_WIDTH,
+    META_PIXEL_FORMAT,
+    META_MIN_DEPTH,
+    META_MAX_DEPTH,
+    META_NUM_CLUSTERS,
+    META_MEMBERSHIP_STRIDE,
+    META_CONFIG_NAME,
+    META_CHECKPOINT_SHA256,
+    META_PACKAGE_VERSION,
+)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a runner must know about an exported model, parsed from its metadata."""
+
+    input_height: int
+    input_width: int
+    pixel_format: str
+    min_depth: float
+    max_depth: float
+    num_clusters: int
+    membership_stride: int
+    config_name: str
+    checkpoint_sha256: str
+    package_version: str
+    dynamic_batch: bool = False
+
+    def to_metadata(self) -> dict[str, str]:
+        return {
+            META_INPUT_HEIGHT: str(self.input_height),
+            META_INPUT_WIDTH: str(self.input_width),
+            META_PIXEL_FORMAT: self.pixel_format,
+            META_MIN_DEPTH: repr(float(self.min_depth)),
+            META_MAX_DEPTH: repr(float(self.max_depth)),
+            META_NUM_CLUSTERS: str(self.num_clusters),
+            META_MEMBERSHIP_STRIDE: str(self.membership_stride),
+            META_CONFIG_NAME: self.config_name,
+            META_CHECKPOINT_SHA256: self.checkpoint_sha256,
+            META_PACKAGE_VERSION: self.package_version,
+            META_DYNAMIC_BATCH: "true" if self.dynamic_batch else "false",
+        }
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str], source: str = "model") -> "ModelInfo":
+        """Parse metadata; a missing or malformed key raises ValueError naming ``source`` and the key."""
+        missing = [key for key in REQUIRED_KEYS if key not in metadata]
+        if missing:
+            raise ValueError(
+                f"{source}: metadata lacks {', '.join(missing)}; was it written by training/export.py?"
+            )
+
+        def number(key: str, kind):
+            try:
+                return kind(metadata[key])
+            except ValueError:
+                raise ValueError(f"{source}: metadata {key}={metadata[key]!r} is not a {kind.__name__}") from None
+
+        info = cls(
+            input_height=number(META_INPUT_HEIGHT, int),
+            input_width=number(META_INPUT_WIDTH, int),
+            pixel_format=metadata[META_PIXEL_FORMAT],
+            min_depth=number(META_MIN_DEPTH, float),
+            max_depth=number(META_MAX_DEPTH, float),
+            num_clusters=number(META_NUM_CLUSTERS, int),
+            membership_stride=number(META_MEMBERSHIP_STRIDE, int),
+            config_name=metadata[META_CONFIG_NAME],
+            checkpoint_sha256=metadata[META_CHECKPOINT_SHA256],
+            package_version=metadata[META_PACKAGE_VERSION],
+            dynamic_batch=metadata.get(META_DYNAMIC_BATCH, "false") == "true",
+        )
+        if info.pixel_format != PIXEL_FORMAT:
+            raise ValueError(f"{source}: pixel format {info.pixel_format!r}, this runner expects {PIXEL_FORMAT!r}")
+        if info.input_height <= 0 or info.input_width <= 0:
+            raise ValueError(f"{source}: input size {info.input_height}x{info.input_width} is not positive")
+        if not 0 < info.min_depth < info.max_depth:
+            raise ValueError(f"{source}: depth range [{info.min_depth}, {info.max_depth}] is not 0 < min < max")
+        return info
