@@ -1,0 +1,62 @@
+"""The ament_python package: package.xml as ROS tools read it, and a real colcon build of the repository."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "icm_depth_ros"
+
+
+def test_package_xml_is_format_3_ament_python_with_a_valid_maintainer():
+    root = ElementTree.parse(ROOT / "package.xml").getroot()
+    assert root.tag == "package" and root.get("format") == "3"
+    assert root.findtext("name") == PACKAGE
+    maintainer = root.find("maintainer")
+    assert maintainer is not None and re.fullmatch(r"[^@\s]+@[^@\s]+\.[a-z]{2,}", maintainer.get("email", ""))
+    assert root.find("export/build_type").text == "ament_python"
+    exec_depends = {e.text for e in root.findall("exec_depend")}
+    # Everything the node imports from ROS.
+    assert {"rclpy", "sensor_msgs", "std_msgs", "visualization_msgs", "diagnostic_msgs", "lifecycle_msgs"} <= exec_depends
+
+
+def test_layout_ros_users_expect():
+    for path in ("setup.py", "setup.cfg", f"resource/{PACKAGE}", f"{PACKAGE}/__init__.py", "launch", "config", "training", "test"):
+        assert (ROOT / path).exists(), path
+    assert (ROOT / f"resource/{PACKAGE}").read_text() == ""  # the ament index marker is empty
+    cfg = (ROOT / "setup.cfg").read_text()
+    assert f"install_scripts=$base/lib/{PACKAGE}" in cfg and f"script_dir=$base/lib/{PACKAGE}" in cfg
+
+
+@pytest.mark.slow
+def test_colcon_build_installs_executables_launch_and_config(tmp_path):
+    colcon = shutil.which("colcon")
+    assert colcon, "colcon not on PATH: run the tests through scripts/test.sh"
+    result = subprocess.run(
+        [colcon, "--log-base", str(tmp_path / "log"), "build", "--paths", str(ROOT),
+         "--build-base", str(tmp_path / "build"), "--install-base", str(tmp_path / "install")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "COLCON_HOME": str(tmp_path / "colcon_home")},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 package finished" in result.stdout
+    prefix = tmp_path / "install" / PACKAGE
+    for executable in ("depth_node", "replay_eval"):
+        script = prefix / "lib" / PACKAGE / executable
+        assert script.is_file() and os.access(script, os.X_OK), script
+        assert f"{PACKAGE}.{executable}" in script.read_text() or executable in script.read_text()
+    share = prefix / "share" / PACKAGE
+    assert (share / "package.xml").is_file()
+    assert (prefix / "share/ament_index/resource_index/packages" / PACKAGE).is_file()
+    for source in sorted((ROOT / "launch").glob("*.py")) + sorted((ROOT / "config").glob("*.yaml")):
+        assert (share / source.parent.name / source.name).is_file(), source.name
+    site = next((prefix / "lib").glob("python3*/site-packages"))
+    assert (site / PACKAGE / "__init__.py").is_file()
+    # training/ is not installed: a vehicle runs the node without PyTorch.
+    assert not (site / "training").exists()
+    assert sys.version_info[:2] == (3, 11)
