@@ -49,7 +49,10 @@ def test_colcon_build_installs_executables_launch_and_config(tmp_path):
     for executable in ("depth_node", "replay_eval"):
         script = prefix / "lib" / PACKAGE / executable
         assert script.is_file() and os.access(script, os.X_OK), script
-        assert f"{PACKAGE}.{executable}" in script.read_text() or executable in script.read_text()
+        assert f"'console_scripts', '{executable}'" in script.read_text()
+    entry_points = next((prefix / "lib").glob("python3*/site-packages/*.egg-info/entry_points.txt")).read_text()
+    assert f"depth_node = {PACKAGE}.depth_node:main" in entry_points
+    assert f"replay_eval = {PACKAGE}.replay_eval:main" in entry_points
     share = prefix / "share" / PACKAGE
     assert (share / "package.xml").is_file()
     assert (prefix / "share/ament_index/resource_index/packages" / PACKAGE).is_file()
