@@ -1,0 +1,78 @@
+"""Checkpoints: written atomically, read without unpickling arbitrary objects.
+
+Format (training/export.py reads it too), a ``torch.save`` dict of plain containers and tensors:
+    "model":     model state_dict (no "module." prefix, also under DistributedDataParallel)
+    "config":    the resolved config as a plain dict (Config.to_dict()); config["model"] = ICMDepthNet
+                 kwargs, config["name"] = the recipe
+    "optimizer": optimiser state_dict            "scheduler": LR scheduler state_dict
+    "step":      optimiser steps done            "metrics":   {name: float}, the last evaluation
+    "best":      {"abs_rel": float, "step": int}, the best evaluation so far (for --resume)
+    "nonfinite": int, steps skipped for a non-finite loss so far
+    "rng":       {"torch": uint8 tensor}, the CPU generator state
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+LAST = "last.pt"
+BEST = "best.pt"
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside DistributedDataParallel (state_dict keys without "module.")."""
+    return model.module if hasattr(model, "module") else model
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, flushed to disk,
+    then renamed over ``path``. A kill at any point leaves either the old or the new file, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(state, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)  # atomic on POSIX within one file system
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # make the rename itself durable
+    finally:
+        os.close(directory)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``: tensors and plain containers only, no code runs."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    missing = [key for key in ("model", "config", "step") if key not in state]
+    if missing:
+        raise ValueError(f"{path} is not a training checkpoint: missing key(s) {missing}")
+    return state
+
+
+def training_state(model, optimizer, scheduler, step: int, config: dict, metrics: dict, best: dict,
+                   nonfinite: int) -> dict[str, Any]:
+    return {
+        "model": unwrap(model).state_dict(),
+        "config": config,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "step": int(step),
+        "metrics": {name: float(value) for name, value in metrics.items()},
+        "best": dict(best),
+        "nonfinite": int(nonfinite),
+        "rng": {"torch": torch.get_rng_state()},
+    }
