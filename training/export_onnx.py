@@ -1,0 +1,202 @@
+"""PyTorch ICMDepthNet -> ONNX graph that follows icm_depth_ros/model_contract.py.
+
+The graph takes ``image`` [B, 3, H, W] RGB in [0, 1] (ImageNet normalisation is inside) and gives
+``depth`` [B, 1, H, W] in metres and ``membership`` [B, N, H/4, W/4] (the finest-scale A1, softmax over
+the N clusters). Everything a runner needs (input size, pixel format, depth range, N, config name,
+checkpoint sha256, package version) is written into the file's metadata_props.
+"""
+from __future__ import annotations
+
+import inspect
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+import icm_depth_ros
+from icm_depth_ros import model_contract as contract
+from icm_depth_ros.engine_fingerprint import file_sha256
+from training.model import ICMDepthNet
+
+DEFAULT_OPSET = 17  # LayerNormalization is native from 17; TensorRT 10 parses 17 everywhere
+BATCH_DIM_NAME = "batch"
+
+
+def load_model_from_checkpoint(path: str | Path) -> tuple[ICMDepthNet, dict]:
+    """Build ICMDepthNet from a training checkpoint {"model": state_dict, "config": {"model": {...}, "name": ...}}.
+
+    Returns (model in eval mode on the CPU, the checkpoint's config dict). Never downloads encoder
+    weights: the checkpoint's state dict holds them.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint or "config" not in checkpoint:
+        keys = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise ValueError(f"{path}: expected a dict with 'model' (state_dict) and 'config', got {keys}")
+    config = checkpoint["config"]
+    model_config = config.get("model") if isinstance(config, dict) else None
+    if not isinstance(model_config, dict):
+        raise ValueError(f"{path}: config['model'] (the ICMDepthNet settings) is missing")
+    accepted = set(inspect.signature(ICMDepthNet.__init__).parameters) - {"self", "pretrained_path"}
+    kwargs = {key: value for key, value in model_config.items() if key in accepted}
+    if "img_size" in kwargs:
+        kwargs["img_size"] = tuple(kwargs["img_size"])
+    model = ICMDepthNet(**kwargs, pretrained_path=None)
+    # Checkpoints saved from DistributedDataParallel or torch.compile carry a key prefix.
+    state = {_strip_prefix(key): value for key, value in checkpoint["model"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(f"{path}: state dict does not fit ICMDepthNet({kwargs}): {error}") from None
+    return model.eval(), config
+
+
+def _strip_prefix(key: str) -> str:
+    for prefix in ("module.", "_orig_mod."):
+        if key.startswith(prefix):
+            key = key[len(prefix):]
+    return key
+
+
+class ExportGraph(nn.Module):
+    """The exported interface: image -> (depth [B, 1, H, W], membership [B, N, H/4, W/4])."""
+
+    def __init__(self, net: ICMDepthNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = self.net(image)
+        return outputs["depth"], outputs["attn"][-1]
+
+
+def model_info(
+    model: ICMDepthNet, height: int, width: int, config_name: str, checkpoint_sha256: str, dynamic_batch: bool
+) -> contract.ModelInfo:
+    return contract.ModelInfo(
+        input_height=int(height),
+        input_width=int(width),
+        pixel_format=contract.PIXEL_FORMAT,
+        min_depth=float(model.min_depth),
+        max_depth=float(model.max_depth),
+        num_clusters=int(model.num_clusters),
+        membership_stride=contract.MEMBERSHIP_STRIDE,
+        config_name=config_name,
+        checkpoint_sha256=checkpoint_sha256,
+        package_version=icm_depth_ros.__version__,
+        dynamic_batch=dynamic_batch,
+    )
+
+
+def export_onnx(
+    model: ICMDepthNet,
+    out_path: str | Path,
+    height: int,
+    width: int,
+    *,
+    config_name: str = "unknown",
+    checkpoint_sha256: str = "none",
+    dynamic_batch: bool = False,
+    opset: int = DEFAULT_OPSET,
+) -> contract.ModelInfo:
+    """Export ``model`` for [B, 3, height, width] input; B = 1, or dynamic with ``dynamic_batch``.
+
+    Writes one self-contained .onnx file (weights inside), embeds the ModelInfo metadata, checks the
+    file with onnx.checker and returns the ModelInfo. The model's train/eval mode is left as found.
+    """
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    info = model_info(model, height, width, config_name, checkpoint_sha256, dynamic_batch)
+    graph = ExportGraph(model).eval()  # export restores the wrapper's mode recursively: it must be eval
+    was_training = model.training
+    names = (contract.INPUT_NAME, contract.DEPTH_OUTPUT, contract.MEMBERSHIP_OUTPUT)
+    dynamic_axes = {name: {0: BATCH_DIM_NAME} for name in names} if dynamic_batch else None
+    dummy = torch.rand(1, 3, height, width)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the model's input-size checks
+            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice
+            # TorchScript exporter: one small, plain-op graph; the dynamo exporter adds little here.
+            torch.onnx.export(
+                graph,
+                (dummy,),
+                str(out_path),
+                input_names=[names[0]],
+                output_names=list(names[1:]),
+                dynamic_axes=dynamic_axes,
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    finally:
+        model.train(was_training)
+
+    proto = onnx.load(str(out_path))
+    _fix_output_shapes(proto, info)
+    proto.doc_string = f"ICM depth network ({config_name}); I/O and metadata: icm_depth_ros/model_contract.py"
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, info.to_metadata())
+    onnx.save(proto, str(out_path))
+    onnx.checker.check_model(str(out_path), full_check=True)
+    return info
+
+
+def _fix_output_shapes(proto: onnx.ModelProto, info: contract.ModelInfo) -> None:
+    """The tracer leaves membership's h, w symbolic (they come from a Reshape): state them."""
+    stride = info.membership_stride
+    shapes = {
+        contract.DEPTH_OUTPUT: [1, info.input_height, info.input_width],
+        contract.MEMBERSHIP_OUTPUT: [info.num_clusters, info.input_height // stride, info.input_width // stride],
+    }
+    for output in proto.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        for dim, size in zip(dims[1:], shapes[output.name]):
+            dim.Clear()
+            dim.dim_value = size
+
+
+def read_model_info(onnx_path: str | Path) -> contract.ModelInfo:
+    """Parse the contract metadata of an exported file (raises ValueError naming the file)."""
+    proto = onnx.load(str(onnx_path), load_external_data=False)
+    metadata = {prop.key: prop.value for prop in proto.metadata_props}
+    return contract.ModelInfo.from_metadata(metadata, source=str(onnx_path))
+
+
+def onnxruntime_session(onnx_path: str | Path, threads: int = 0):
+    """A CPU ONNX Runtime session; ``threads`` = intra-op threads (0 = ONNX Runtime's default)."""
+    import onnxruntime  # noqa: PLC0415 - only the runners need it
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3  # errors only: fp16/int8 graphs otherwise log every inserted cast
+    return onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+
+def run_onnxruntime(session, image: np.ndarray) -> dict[str, np.ndarray]:
+    """image float32 [B, 3, H, W] in [0, 1] -> {"depth": [B, 1, H, W], "membership": [B, N, H/4, W/4]}."""
+    names = [contract.DEPTH_OUTPUT, contract.MEMBERSHIP_OUTPUT]
+    outputs = session.run(names, {contract.INPUT_NAME: np.ascontiguousarray(image, dtype=np.float32)})
+    return dict(zip(names, outputs))
+
+
+def parity(model: ICMDepthNet, session, image: np.ndarray) -> dict[str, float]:
+    """Max relative depth error and max absolute membership error of ONNX Runtime against PyTorch."""
+    was_training = model.training
+    with torch.no_grad():
+        reference = model.eval()(torch.from_numpy(image))
+    model.train(was_training)
+    outputs = run_onnxruntime(session, image)
+    depth = reference["depth"].numpy()
+    return {
+        "max_rel_depth_error": float(np.max(np.abs(outputs["depth"] - depth) / depth)),
+        "max_abs_membership_error": float(np.max(np.abs(outputs["membership"] - reference["attn"][-1].numpy()))),
+    }
+
+
+def checkpoint_sha256(path: str | Path) -> str:
+    return file_sha256(path)
