@@ -1,0 +1,93 @@
+"""Config: defaults <- YAML <- key=value, errors that name the key, every recipe file loads."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.config import (
+    Config,
+    ConfigError,
+    allowed_keys,
+    build_criterion,
+    from_dict,
+    load_config,
+    loss_weights,
+)
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "training" / "configs").glob("*.yaml"))
+
+
+def test_defaults_follow_idisc():
+    config = Config()
+    assert (config.optim.lr, config.optim.backbone_lr, config.optim.grad_clip) == (2e-4, 2e-5, 1.0)
+    assert (config.train.batch_size, config.train.accumulate) == (8, 2)
+    assert config.model.num_clusters == 32 and config.model.update == "sequential"
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "my_recipe.yaml"
+    path.write_text("model:\n  update: parallel\noptim:\n  lr: 1e-4\ntrain:\n  steps: 10\n")
+    config = load_config(path, ["train.steps=20", "model.img_size=[64,128]", "loss.icm_2=0", "data.root=null"])
+    assert config.name == "my_recipe"
+    assert config.model.update == "parallel"
+    assert config.optim.lr == 1e-4  # YAML 1.1 reads 1e-4 as a string; the float field takes it
+    assert config.train.steps == 20 and config.model.img_size == [64, 128]
+    assert loss_weights(config) == {"loss_silog": 1.0, "loss_icm_1": 1.0, "loss_icm_2": 0.0, "loss_icm_3": 1.0}
+    assert config.output_dir == Path("outputs/my_recipe")
+
+
+def test_unknown_key_names_key_and_allowed_keys(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown config key 'train.stepz'.*allowed keys: .*train\.steps"):
+        load_config(None, ["train.stepz=3"])
+    path = tmp_path / "bad.yaml"
+    path.write_text("optim:\n  learning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown config key 'optim.learning_rate'.*optim\.lr"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="unknown config key 'model'"):
+        load_config(None, ["model=3"])
+
+
+def test_bad_values_name_the_allowed_values():
+    with pytest.raises(ConfigError, match=r"'model.update' must be one of \['sequential', 'parallel'\]"):
+        load_config(None, ["model.update=both"])
+    with pytest.raises(ConfigError, match="'train.steps' expects int"):
+        load_config(None, ["train.steps=many"])
+    with pytest.raises(ConfigError, match="not key=value"):
+        load_config(None, ["train.steps"])
+
+
+def test_round_trip_through_a_checkpoint_dict(tmp_path):
+    config = load_config(None, ["model.encoder=resnet50", "eval.full_size=[375,1242]", "name=x"])
+    path = tmp_path / "c.pt"
+    torch.save({"config": config.to_dict()}, path)
+    restored = from_dict(torch.load(path, weights_only=True)["config"])
+    assert restored == config
+    assert set(config.to_dict()["model"]) >= {"encoder", "img_size", "num_clusters", "dim", "update", "iterations",
+                                              "min_depth", "max_depth"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_recipe_loads(path):
+    config = load_config(path)
+    assert config.name == path.stem
+    height, width = config.model.img_size
+    assert height % 32 == 0 and width % 32 == 0
+    build_criterion(config)
+
+
+def test_ablation_recipes_differ_only_in_the_method():
+    """Table V: methods I/II/III share encoder, data and budget; I is parallel, III adds the ICM loss."""
+    for family in ("synthetic_resnet18_method{}_96x320", "ablation_resnet50_method{}_cityscapes_dvps"):
+        configs = [load_config(CONFIGS[0].parent / f"{family.format(m)}.yaml").to_dict() for m in (1, 2, 3)]
+        for config in configs:
+            config.pop("name")
+        updates = [c["model"].pop("update") for c in configs]
+        icm = [[c["loss"].pop(f"icm_{s}") for s in (1, 2, 3)] for c in configs]
+        assert updates == ["parallel", "sequential", "sequential"]
+        assert icm == [[0.0] * 3, [0.0] * 3, [1.0] * 3]
+        assert configs[0] == configs[1] == configs[2]
+
+
+def test_allowed_keys_are_dotted_leaves():
+    keys = allowed_keys()
+    assert "train.steps" in keys and "model.encoder" in keys and "name" in keys and "model" not in keys

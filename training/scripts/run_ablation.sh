@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Paper Table V on synthetic scenes: methods I, II, III x seeds, one run after another, then the report.
+#   nohup nice -n 5 bash training/scripts/run_ablation.sh > outputs/ablation/driver.log 2>&1 &
+# Env: SEEDS (default "0 1"), STEPS (default: the configs' train.steps), OUT (default outputs/ablation).
+# Seed-major order: every method's seed 0 finishes before any seed 1, so a cut-short study stays balanced.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+source "$root/scripts/env.sh"
+cd "$root"
+out="${OUT:-outputs/ablation}"
+mkdir -p "$out"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+for seed in ${SEEDS:-0 1}; do
+  for method in 1 2 3; do
+    run="$out/method${method}_seed${seed}"
+    if [ -f "$run/report.json" ]; then echo "skip $run (done)"; continue; fi
+    extra=()
+    [ -n "${STEPS:-}" ] && extra+=("train.steps=$STEPS")
+    resume=()
+    [ -f "$run/last.pt" ] && resume=(--resume)
+    echo "$(date +%T) start $run"
+    python training/train.py --config "training/configs/synthetic_resnet18_method${method}_96x320.yaml" \
+      "${resume[@]}" train.seed="$seed" train.output_dir="$run" "${extra[@]}" > "$run.log" 2>&1
+    echo "$(date +%T) done $run"
+    python training/scripts/ablation_report.py --runs "$out" --docs docs
+  done
+done
+echo "$(date +%T) all done"
