@@ -1,0 +1,170 @@
+"""Export a trained ICM checkpoint to ONNX (+ fp16 / INT8 CPU variants) and to a TensorRT 10 engine.
+
+    python training/export.py --checkpoint runs/x/best.pt --out model.onnx [--height H --width W]
+        [--dynamic-batch] [--fp16-out model_fp16.onnx] [--int8-out model_int8.onnx]
+        [--engine model.engine --precision fp32|fp16|int8 [--calib DIR] [--max-batch 4]]
+    python training/export.py --onnx model.onnx --engine model.engine --precision fp16
+
+Every ONNX file is checked against TensorRT 10's operator support and, for the fp32 graph, against
+PyTorch in ONNX Runtime on a rendered synthetic scene. An engine request fails at once, before any
+export, when TensorRT or a GPU is missing. Details: docs/export.md. Importable as ``training.export``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: import the repository's packages, not training/'s files
+    _root = Path(__file__).resolve().parents[1]
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+    sys.path.insert(0, str(_root))
+
+from training.tensorrt_build import DEFAULT_WORKSPACE_GIB, TensorRTUnavailable, require_tensorrt  # noqa: E402
+
+PARITY_TOLERANCE = 1e-3  # max relative depth error of ONNX Runtime against PyTorch (fp32)
+CALIBRATION_SEED = 10_000  # synthetic calibration scenes stay apart from the validation seeds (0...)
+
+
+def __getattr__(name: str):
+    """``from training.export import export_onnx`` without importing PyTorch for the CLI's fast checks."""
+    from training import export_onnx as onnx_export  # noqa: PLC0415
+
+    if name in ("export_onnx", "load_model_from_checkpoint", "read_model_info", "ExportGraph"):
+        return getattr(onnx_export, name)
+    raise AttributeError(f"module 'training.export' has no attribute {name!r}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="training checkpoint (.pt) to export")
+    source.add_argument("--onnx", type=Path, help="existing ONNX file: only build the engine from it")
+    parser.add_argument("--out", type=Path, help="ONNX file to write (with --checkpoint)")
+    parser.add_argument("--height", type=int, help="input height (default: the checkpoint's img_size)")
+    parser.add_argument("--width", type=int, help="input width (default: the checkpoint's img_size)")
+    parser.add_argument("--dynamic-batch", action="store_true", help="batch dimension dynamic (several cameras)")
+    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--fp16-out", type=Path, help="also write a float16 ONNX variant (I/O stay float32)")
+    parser.add_argument("--int8-out", type=Path, help="also write an ONNX Runtime INT8 (QDQ) variant")
+    parser.add_argument("--int8-scenes", type=int, default=16, help="synthetic calibration scenes without --calib")
+    parser.add_argument("--engine", type=Path, help="TensorRT engine to build (needs TensorRT 10 and a GPU)")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
+    parser.add_argument("--calib", type=Path, help="directory of dataset images for INT8 calibration")
+    parser.add_argument("--calib-images", type=int, default=64, help="at most this many calibration images")
+    parser.add_argument("--workspace-gib", type=float, default=DEFAULT_WORKSPACE_GIB, help="TensorRT workspace limit")
+    parser.add_argument("--timing-cache", type=Path, help="timing cache file (default: <engine>.timing.cache)")
+    parser.add_argument("--max-batch", type=int, default=1, help="largest batch of a dynamic-batch engine")
+    parser.add_argument("--skip-parity", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
+    args = parser.parse_args(argv)
+    if args.checkpoint is not None and args.out is None:
+        parser.error("--checkpoint needs --out model.onnx")
+    if args.onnx is not None and args.engine is None:
+        parser.error("--onnx only builds an engine: add --engine model.engine")
+    if args.engine is not None and args.precision == "int8" and args.calib is None:
+        parser.error("--precision int8 needs --calib DIR (dataset images for calibration)")
+    if args.calib is not None and not args.calib.is_dir():
+        parser.error(f"--calib {args.calib}: not a directory")
+    if (args.height is None) != (args.width is None):
+        parser.error("give both --height and --width, or neither")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.engine is not None:
+        try:
+            require_tensorrt()  # before minutes of export work, not after
+        except TensorRTUnavailable as error:
+            print(f"error: --engine {args.engine}: {error}", file=sys.stderr)
+            return 2
+    onnx_path = args.onnx if args.onnx is not None else export_checkpoint(args)
+    if onnx_path is None:
+        return 1
+    if args.engine is not None:
+        return build(args, onnx_path)
+    return 0
+
+
+def export_checkpoint(args: argparse.Namespace) -> Path | None:
+    """--checkpoint: export, check for TensorRT, compare with PyTorch, write variants. None on a failed check."""
+    from training import export_onnx as onnx_export  # noqa: PLC0415
+    from training.onnx_ops import check_tensorrt_compatibility  # noqa: PLC0415
+
+    model, config = onnx_export.load_model_from_checkpoint(args.checkpoint)
+    height, width = (args.height, args.width) if args.height else tuple(config["model"]["img_size"])
+    info = onnx_export.export_onnx(
+        model, args.out, height, width,
+        config_name=str(config.get("name", "unknown")),
+        checkpoint_sha256=onnx_export.checkpoint_sha256(args.checkpoint),
+        dynamic_batch=args.dynamic_batch, opset=args.opset,
+    )
+    print(f"wrote {args.out}: {info}")
+    if not report_tensorrt_check(args.out, check_tensorrt_compatibility(args.out)):
+        return None
+    if not args.skip_parity:
+        image = synthetic_images(1, height, width, seed=0)[0][None]  # [1, 3, H, W]
+        errors = onnx_export.parity(model, onnx_export.onnxruntime_session(args.out), image)
+        print(f"parity ONNX Runtime vs PyTorch on a rendered scene: {errors}")
+        if errors["max_rel_depth_error"] > PARITY_TOLERANCE:
+            print(f"error: max relative depth error above {PARITY_TOLERANCE}", file=sys.stderr)
+            return None
+    if args.fp16_out or args.int8_out:
+        from training import onnx_variants  # noqa: PLC0415
+
+        if args.fp16_out:
+            onnx_variants.write_float16(args.out, args.fp16_out)
+            print(f"wrote {args.fp16_out} (float16 weights and compute, float32 I/O)")
+        if args.int8_out:
+            images = (
+                load_images(args.calib, height, width, args.calib_images) if args.calib
+                else synthetic_images(args.int8_scenes, height, width, seed=CALIBRATION_SEED)
+            )
+            onnx_variants.write_int8(args.out, args.int8_out, images)
+            print(f"wrote {args.int8_out} (ONNX Runtime INT8 QDQ, calibrated on {len(images)} images; CPU only)")
+    return args.out
+
+
+def report_tensorrt_check(path: Path, report) -> bool:
+    for warning in report.warnings:
+        print(f"warning: {path}: {warning}", file=sys.stderr)
+    for error in report.errors:
+        print(f"error: {path}: TensorRT 10 would reject: {error}", file=sys.stderr)
+    if report.ok:
+        print(f"{path}: TensorRT 10 operator check passed ({sum(report.op_counts.values())} nodes)")
+    return report.ok
+
+
+def build(args: argparse.Namespace, onnx_path: Path) -> int:
+    from training import tensorrt_build  # noqa: PLC0415
+    from training.export_onnx import read_model_info  # noqa: PLC0415
+
+    images = None
+    if args.precision == "int8":
+        info = read_model_info(onnx_path)
+        images = load_images(args.calib, info.input_height, info.input_width, args.calib_images)
+    fingerprint = tensorrt_build.build_engine(
+        onnx_path, args.engine, args.precision,
+        calibration_images=images, workspace_gib=args.workspace_gib,
+        timing_cache_path=args.timing_cache, max_batch=args.max_batch,
+    )
+    print(f"wrote {args.engine} and its fingerprint: {fingerprint}")
+    return 0
+
+
+def load_images(directory: Path, height: int, width: int, limit: int):
+    from training.tensorrt_build import load_calibration_images  # noqa: PLC0415
+
+    return load_calibration_images(directory, height, width, limit)
+
+
+def synthetic_images(count: int, height: int, width: int, seed: int):
+    """``count`` rendered road scenes as float32 [3, H, W] in [0, 1] (training.data.SyntheticRoadScenes)."""
+    from training.data import SyntheticRoadScenes  # noqa: PLC0415
+
+    scenes = SyntheticRoadScenes(count, size=(height, width), seed=seed)
+    return [scenes[index]["image"].numpy() for index in range(count)]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
