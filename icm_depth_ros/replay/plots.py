@@ -1,0 +1,80 @@
+"""Small PNG plots for report.md, drawn with OpenCV (already a node dependency; matplotlib is not installed)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+WHITE, BLACK, GREY, BLUE = (255, 255, 255), (0, 0, 0), (200, 200, 200), (180, 90, 20)  # BGR
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def line_plot(path: Path, xs, ys, title: str, xlabel: str, ylabel: str, size=(640, 320)) -> None:
+    """One polyline with axes, 5 ticks per axis and labels; writes a PNG to ``path``."""
+    width, height = size
+    left, right, top, bottom = 60, 15, 30, 45
+    image = np.full((height, width, 3), 255, np.uint8)
+    xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
+    keep = np.isfinite(xs) & np.isfinite(ys)
+    xs, ys = xs[keep], ys[keep]
+    cv2.putText(image, title, (left, 20), FONT, 0.5, BLACK, 1, cv2.LINE_AA)
+    cv2.putText(image, xlabel, (width // 2 - 4 * len(xlabel), height - 8), FONT, 0.45, BLACK, 1, cv2.LINE_AA)
+    cv2.putText(image, ylabel, (4, top - 8 + 0 * height), FONT, 0.4, BLACK, 1, cv2.LINE_AA)
+    cv2.rectangle(image, (left, top), (width - right, height - bottom), BLACK, 1)
+    if xs.size:
+        x0, x1 = float(xs.min()), float(xs.max())
+        y0, y1 = 0.0 if ys.min() >= 0 else float(ys.min()), float(ys.max())
+        x1, y1 = (x1 if x1 > x0 else x0 + 1.0), (y1 * 1.05 if y1 > y0 else y0 + 1.0)
+
+        def to_pixel(x, y):
+            u = left + (x - x0) / (x1 - x0) * (width - left - right)
+            v = height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom)
+            return np.stack([u, v], axis=-1)
+
+        for fraction in np.linspace(0, 1, 5):
+            x, y = x0 + fraction * (x1 - x0), y0 + fraction * (y1 - y0)
+            u, v = to_pixel(np.array(x), np.array(y)).astype(int)
+            cv2.line(image, (u, top), (u, height - bottom), GREY, 1)
+            cv2.line(image, (left, v), (width - right, v), GREY, 1)
+            cv2.putText(image, f"{x:.3g}", (u - 12, height - bottom + 15), FONT, 0.35, BLACK, 1, cv2.LINE_AA)
+            cv2.putText(image, f"{y:.3g}", (4, v + 4), FONT, 0.35, BLACK, 1, cv2.LINE_AA)
+        points = to_pixel(xs, ys).round().astype(np.int32)
+        cv2.polylines(image, [points.reshape(-1, 1, 2)], False, BLUE, 2, cv2.LINE_AA)
+        for u, v in points if len(points) <= 60 else []:
+            cv2.circle(image, (int(u), int(v)), 3, BLUE, -1, cv2.LINE_AA)
+    else:
+        cv2.putText(image, "no data", (width // 2 - 30, height // 2), FONT, 0.6, BLACK, 1, cv2.LINE_AA)
+    cv2.imwrite(str(path), image)
+
+
+def colorize(depth: np.ndarray, max_depth: float) -> np.ndarray:
+    """float [H, W] metres -> BGR uint8 (turbo, near = red); NaN black."""
+    scaled = np.nan_to_num(np.clip(depth / max_depth, 0, 1), nan=0.0)
+    image = cv2.applyColorMap((255 * (1 - scaled)).astype(np.uint8), cv2.COLORMAP_TURBO)
+    image[~np.isfinite(depth)] = 0
+    return image
+
+
+def error_map(pred: np.ndarray, gt: np.ndarray, limit: float = 0.5) -> np.ndarray:
+    """|pred - gt| / gt as BGR (black 0 .. white >= ``limit``); pixels without GT dark blue."""
+    relative = np.abs(pred - gt) / gt
+    scaled = np.nan_to_num(np.clip(relative / limit, 0, 1), nan=0.0)
+    image = cv2.applyColorMap((255 * scaled).astype(np.uint8), cv2.COLORMAP_INFERNO)
+    image[~np.isfinite(relative)] = (60, 0, 0)
+    return image
+
+
+def frame_panel(path: Path, sample: dict, max_depth: float) -> None:
+    """image | predicted | true | error, side by side, with captions."""
+    rgb, pred, gt = sample["rgb"], sample["pred"], sample["gt"]
+    tiles = [rgb[:, :, ::-1], colorize(pred, max_depth), colorize(gt, max_depth), error_map(pred, gt)]
+    captions = ["image", "predicted", "true", "abs rel error (0-0.5)"]
+    strip = []
+    for tile, caption in zip(tiles, captions):
+        tile = np.ascontiguousarray(tile)
+        cv2.putText(tile, caption, (5, 15), FONT, 0.45, WHITE, 3, cv2.LINE_AA)
+        cv2.putText(tile, caption, (5, 15), FONT, 0.45, BLACK, 1, cv2.LINE_AA)
+        strip.append(tile)
+        strip.append(np.full((tile.shape[0], 4, 3), 255, np.uint8))
+    cv2.imwrite(str(path), np.concatenate(strip[:-1], axis=1))

@@ -1,0 +1,106 @@
+"""Write a replay evaluation's outputs: metrics.json, frames.csv, report.md and its plots (docs/replay.md)."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from icm_depth_ros.metrics import EXTRA_NAMES, METRIC_NAMES
+from icm_depth_ros.replay.plots import frame_panel, line_plot
+
+
+def write_outputs(out_dir: Path, summary: dict, rows: list[dict], samples: list[dict]) -> None:
+    """summary: Evaluation.summary() plus "run" (how it was run); rows: one dict per frame."""
+    out_dir = Path(out_dir)
+    (out_dir / "plots").mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=False, default=_plain) + "\n")
+    write_frames_csv(out_dir / "frames.csv", rows)
+    plots = write_plots(out_dir / "plots", summary, rows, samples)
+    (out_dir / "report.md").write_text(render_markdown(summary, plots))
+
+
+def write_frames_csv(path: Path, rows: list[dict]) -> None:
+    columns = ["frame", "stamp_ns", "status", "valid_pixels", "covered_fraction", *METRIC_NAMES,
+               "d1_instance", "d1_background", "instances"]
+    columns += sorted({key for row in rows for key in row if key not in columns})  # latency columns
+    rows = sorted(rows, key=lambda row: row["frame"])
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: ("" if value is None else value) for key, value in row.items()})
+
+
+def write_plots(plot_dir: Path, summary: dict, rows: list[dict], samples: list[dict]) -> dict[str, str]:
+    """Returns caption -> path relative to the output folder."""
+    plots = {}
+    curve = summary["error_by_distance"]
+    centres = [(low + high) / 2 for low, high in zip(curve["bin_low_m"], curve["bin_high_m"])]
+    line_plot(plot_dir / "error_by_distance.png", centres, curve["abs_rel"],
+              "abs_rel against ground-truth distance (all scored pixels)", "distance [m]", "abs_rel")
+    plots["Error against distance"] = "plots/error_by_distance.png"
+    scored = sorted((row for row in rows if row["status"] == "scored"), key=lambda row: row["frame"])
+    line_plot(plot_dir / "abs_rel_over_time.png", [row["frame"] for row in scored],
+              [row["abs_rel"] for row in scored], "abs_rel per frame", "frame", "abs_rel")
+    plots["abs_rel over time"] = "plots/abs_rel_over_time.png"
+    max_depth = summary["run"]["max_depth"]
+    for sample in sorted(samples, key=lambda s: s["frame"]):
+        name = f"plots/frame_{sample['frame']:06d}.png"
+        frame_panel(plot_dir.parent / name, sample, max_depth)
+        plots[f"Frame {sample['frame']} (abs_rel {sample['abs_rel']:.3f})"] = name
+    return plots
+
+
+def _number(value, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def render_markdown(summary: dict, plots: dict[str, str]) -> str:
+    run, frames, metrics = summary["run"], summary["frames"], summary["metrics"]
+    lines = [
+        f"# Replay evaluation: {Path(run['bag']).name}", "",
+        f"- mode: {run['mode']}; model: `{run['model']}` ({run.get('backend', 'n/a')})",
+        f"- topics: image `{run['topics']['image']}`, ground truth `{run['topics']['depth']}`, "
+        f"instances `{run['topics'].get('instances') or '-'}`",
+        f"- evaluated depth range ({run['min_depth']:g}, {run['max_depth']:g}) m, crop {run['crop']}, "
+        f"stamp tolerance {run['stamp_tolerance_s'] * 1000:g} ms", "",
+        "## Frames", "",
+        "| read | scored | skipped | without instance labels |", "|---|---|---|---|",
+        f"| {frames['read']} | {frames['scored']} | {frames['skipped']} | {frames['without_instance_labels']} |", "",
+    ]
+    if frames["skipped_by_reason"]:
+        lines += ["| skip reason | frames | example |", "|---|---|---|"]
+        for reason, count in frames["skipped_by_reason"].items():
+            example = (frames["skip_examples"].get(reason) or [""])[0].replace("|", "/")
+            lines.append(f"| {reason} | {count} | {example} |")
+        lines.append("")
+    if "live" in summary:
+        live = summary["live"]
+        lines += ["## Live run", "", "| published | received | dropped | rate |", "|---|---|---|---|",
+                  f"| {live['published']} | {live['received']} | {live['dropped']} | {live['rate']:g}x |", ""]
+    lines += ["## Depth metrics (mean over scored frames)", "",
+              "| " + " | ".join(name for name in (*METRIC_NAMES, *EXTRA_NAMES[:2])) + " |",
+              "|" + "---|" * (len(METRIC_NAMES) + 2),
+              "| " + " | ".join(_number(metrics.get(name)) for name in (*METRIC_NAMES, *EXTRA_NAMES[:2])) + " |", ""]
+    lines += ["## Per-instance depth error by distance band", "",
+              "Median depth of each labelled instance, predicted (the node's instance code) against true.", "",
+              "| band | instances | mean abs error [m] | mean error [m] | abs_rel |", "|---|---|---|---|---|"]
+    for band, row in summary["instance_error_by_distance"].items():
+        lines.append(f"| {band} | {row['instances']} | {_number(row['mean_abs_error_m'], 3)} | "
+                     f"{_number(row['mean_error_m'], 3)} | {_number(row['abs_rel'])} |")
+    lines += ["", "## Latency", "", "| stage | mean [ms] | p50 | p90 | p99 | max | frames |", "|---|---|---|---|---|---|---|"]
+    for stage, figures in summary["latency"].items():
+        if figures:
+            lines.append(f"| {stage} | {figures['mean_ms']:.1f} | {figures['p50_ms']:.1f} | {figures['p90_ms']:.1f} | "
+                         f"{figures['p99_ms']:.1f} | {figures['max_ms']:.1f} | {figures['count']} |")
+    lines += ["", "## Plots", ""]
+    for caption, path in plots.items():
+        lines += [f"### {caption}", "", f"![{caption}]({path})", ""]
+    return "\n".join(lines)
+
+
+def _plain(value):
+    """json.dumps fallback for NumPy scalars."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} to metrics.json")
