@@ -112,8 +112,8 @@ def export_onnx(
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     info = model_info(model, height, width, config_name, checkpoint_sha256, dynamic_batch)
-    graph = ExportGraph(model).eval()  # export restores the wrapper's mode recursively: it must be eval
     was_training = model.training
+    graph = ExportGraph(model).eval()  # export restores the wrapper's mode recursively: it must be eval
     names = (contract.INPUT_NAME, contract.DEPTH_OUTPUT, contract.MEMBERSHIP_OUTPUT)
     dynamic_axes = {name: {0: BATCH_DIM_NAME} for name in names} if dynamic_batch else None
     dummy = torch.rand(1, 3, height, width)

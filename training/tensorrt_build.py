@@ -171,6 +171,8 @@ def build_engine(
         config.add_optimization_profile(profile)
     else:
         max_batch = shape[0]
+    if precision == "fp32":
+        config.clear_flag(trt.BuilderFlag.TF32)  # TF32 (on by default) keeps 10 mantissa bits: not fp32 parity
     if precision in ("fp16", "int8"):
         config.set_flag(trt.BuilderFlag.FP16)
     if precision == "int8":

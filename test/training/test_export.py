@@ -1,0 +1,205 @@
+"""ONNX export: contract I/O and metadata, checkpoint loading, parity with PyTorch on rendered scenes, CLI."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import icm_depth_ros
+from icm_depth_ros import model_contract as contract
+from icm_depth_ros.engine_fingerprint import file_sha256
+from training.export_onnx import (
+    export_onnx,
+    load_model_from_checkpoint,
+    onnxruntime_session,
+    read_model_info,
+    run_onnxruntime,
+)
+from training.model import ICMDepthNet
+from training.onnx_ops import check_tensorrt_compatibility
+
+ROOT = Path(__file__).resolve().parents[2]
+HEIGHT, WIDTH = 96, 320
+MODEL_CONFIG = {
+    "encoder": "resnet18", "img_size": [HEIGHT, WIDTH], "num_clusters": 32, "dim": 256,
+    "update": "sequential", "iterations": 2, "min_depth": 1e-3, "max_depth": 80.0,
+}
+
+
+def random_model(seed: int = 0) -> ICMDepthNet:
+    """A randomly initialised net whose depth varies over the image (the head starts at a constant)."""
+    torch.manual_seed(seed)
+    model = ICMDepthNet(**MODEL_CONFIG, pretrained_path=None)
+    torch.nn.init.normal_(model.predictors[0].head.weight, std=0.05)
+    return model.eval()
+
+
+def write_checkpoint(path: Path, model: ICMDepthNet, name: str = "synthetic_resnet18_test_96x320") -> Path:
+    torch.save({"model": model.state_dict(), "config": {"name": name, "model": dict(MODEL_CONFIG)}, "step": 0}, path)
+    return path
+
+
+def rendered_scenes(count: int, seed: int = 0) -> np.ndarray:
+    from training.data import SyntheticRoadScenes
+
+    scenes = SyntheticRoadScenes(count, size=(HEIGHT, WIDTH), seed=seed)
+    return np.stack([scenes[index]["image"].numpy() for index in range(count)])  # [B, 3, H, W]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """(model, dynamic-batch ONNX path, ModelInfo), exported once for the module."""
+    model = random_model()
+    path = tmp_path_factory.mktemp("export") / "model.onnx"
+    info = export_onnx(model, path, HEIGHT, WIDTH, config_name="unit", checkpoint_sha256="ab" * 32, dynamic_batch=True)
+    return model, path, info
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = random_model(seed=3)
+    path = write_checkpoint(tmp_path / "best.pt", model)
+    loaded, config = load_model_from_checkpoint(path)
+    assert config["name"] == "synthetic_resnet18_test_96x320"
+    assert not loaded.training
+    assert loaded.encoder.img_size == (HEIGHT, WIDTH) and loaded.num_clusters == 32
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_checkpoint_with_ddp_prefix_loads(tmp_path):
+    model = random_model()
+    state = {f"module.{key}": value for key, value in model.state_dict().items()}
+    torch.save({"model": state, "config": {"name": "x", "model": MODEL_CONFIG}}, tmp_path / "ddp.pt")
+    loaded, _ = load_model_from_checkpoint(tmp_path / "ddp.pt")
+    assert torch.equal(loaded.clusters[0].clusters, model.clusters[0].clusters)
+
+
+def test_checkpoint_errors_name_the_file(tmp_path):
+    torch.save({"model": random_model().state_dict()}, tmp_path / "no_config.pt")
+    with pytest.raises(ValueError, match="no_config.pt.*'config'"):
+        load_model_from_checkpoint(tmp_path / "no_config.pt")
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_model_from_checkpoint(tmp_path / "missing.pt")
+
+
+def test_graph_io_follows_the_contract(exported):
+    _, path, _ = exported
+    graph = onnx.load(str(path)).graph
+
+    def dims(value):
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+    assert [i.name for i in graph.input] == [contract.INPUT_NAME]
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert dims(graph.input[0]) == ["batch", 3, HEIGHT, WIDTH]
+    outputs = {o.name: dims(o) for o in graph.output}
+    assert outputs == {
+        contract.DEPTH_OUTPUT: ["batch", 1, HEIGHT, WIDTH],
+        contract.MEMBERSHIP_OUTPUT: ["batch", 32, HEIGHT // 4, WIDTH // 4],
+    }
+
+
+def test_metadata_travels_in_the_file(exported):
+    _, path, info = exported
+    assert read_model_info(path) == info
+    assert (info.input_height, info.input_width, info.num_clusters) == (HEIGHT, WIDTH, 32)
+    assert (info.min_depth, info.max_depth) == (1e-3, 80.0)
+    assert info.package_version == icm_depth_ros.__version__ and info.dynamic_batch
+    # The node reads it through ONNX Runtime, without the onnx package.
+    metadata = onnxruntime_session(path).get_modelmeta().custom_metadata_map
+    assert metadata[contract.META_CHECKPOINT_SHA256] == "ab" * 32
+    assert metadata[contract.META_CONFIG_NAME] == "unit"
+    assert metadata[contract.META_PIXEL_FORMAT] == contract.PIXEL_FORMAT
+
+
+def test_exported_graph_passes_the_tensorrt_check(exported):
+    report = check_tensorrt_compatibility(exported[1])
+    assert report.ok, report.errors
+    assert report.op_counts["Conv"] > 0 and report.op_counts["Softmax"] > 0
+
+
+def test_parity_with_pytorch_on_rendered_scenes(exported):
+    model, path, _ = exported
+    images = rendered_scenes(3)
+    outputs = run_onnxruntime(onnxruntime_session(path), images)
+    with torch.no_grad():
+        reference = model(torch.from_numpy(images))
+    depth = reference["depth"].numpy()
+    assert depth.std() > 0.1  # the scenes give the model something to disagree on
+    assert np.max(np.abs(outputs["depth"] - depth) / depth) <= 1e-3
+    assert np.max(np.abs(outputs["membership"] - reference["attn"][2].numpy())) <= 1e-4
+    np.testing.assert_allclose(outputs["membership"].sum(axis=1), 1.0, atol=1e-5)  # softmax over clusters
+
+
+def test_dynamic_batch_matches_single_images(exported):
+    _, path, _ = exported
+    session = onnxruntime_session(path)
+    images = np.random.default_rng(0).random((3, 3, HEIGHT, WIDTH), dtype=np.float32)
+    batched = run_onnxruntime(session, images)["depth"]
+    single = np.concatenate([run_onnxruntime(session, image[None])["depth"] for image in images])
+    assert batched.shape == (3, 1, HEIGHT, WIDTH)
+    np.testing.assert_allclose(batched, single, rtol=1e-4)
+
+
+def test_fixed_batch_export_keeps_the_models_mode(tmp_path):
+    # torch.onnx.export restores the wrapper's mode recursively, so the model's own mode must be put
+    # back explicitly (the module fixture covers eval: its parity check would fail in training mode).
+    model = random_model().train()
+    info = export_onnx(model, tmp_path / "fixed.onnx", 64, 192)
+    assert model.training
+    graph = onnx.load(str(tmp_path / "fixed.onnx")).graph
+    assert graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
+    assert not info.dynamic_batch and info.input_height == 64
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, str(ROOT / "training" / "export.py"), *args],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+
+
+def test_cli_exports_a_checkpoint(tmp_path):
+    checkpoint = write_checkpoint(tmp_path / "best.pt", random_model())
+    result = run_cli("--checkpoint", str(checkpoint), "--out", str(tmp_path / "model.onnx"),
+                     "--height", "64", "--width", "192")
+    assert result.returncode == 0, result.stderr
+    assert "TensorRT 10 operator check passed" in result.stdout
+    assert "max_rel_depth_error" in result.stdout  # the parity check ran
+    info = read_model_info(tmp_path / "model.onnx")
+    assert info.checkpoint_sha256 == file_sha256(checkpoint)
+    assert info.config_name == "synthetic_resnet18_test_96x320"
+    assert (info.input_height, info.input_width) == (64, 192)
+
+
+def test_cli_engine_fails_at_once_without_tensorrt(tmp_path):
+    from training.tensorrt_build import missing_requirements
+
+    if not missing_requirements():
+        pytest.skip("TensorRT and a GPU are present: the engine build would run")
+    checkpoint = write_checkpoint(tmp_path / "best.pt", random_model())
+    start = time.monotonic()
+    result = run_cli("--checkpoint", str(checkpoint), "--out", str(tmp_path / "model.onnx"),
+                     "--engine", str(tmp_path / "model.engine"), "--precision", "fp16")
+    assert result.returncode == 2
+    assert "missing:" in result.stderr and ("tensorrt" in result.stderr or "NVIDIA" in result.stderr)
+    assert not (tmp_path / "model.onnx").exists()  # it failed before exporting anything
+    assert time.monotonic() - start < 30
+
+
+def test_cli_rejects_int8_without_calibration_images(tmp_path):
+    result = run_cli("--onnx", str(tmp_path / "m.onnx"), "--engine", str(tmp_path / "m.engine"), "--precision", "int8")
+    assert result.returncode == 2 and "--calib" in result.stderr
+
+
+def test_module_imports_as_training_export():
+    import training.export as export
+
+    assert export.export_onnx is export_onnx
+    assert export.load_model_from_checkpoint is load_model_from_checkpoint
