@@ -1,0 +1,98 @@
+"""TensorRT 10 engines: build, fingerprint, parity with ONNX Runtime. Needs an NVIDIA GPU with TensorRT.
+
+Skipped (with the reason) where TensorRT or a GPU is missing; the fail-fast CLI test for that case is
+in test_export.py and runs everywhere.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from icm_depth_ros import engine_fingerprint as fingerprints
+from training.export_onnx import export_onnx, onnxruntime_session, run_onnxruntime
+from training.model import ICMDepthNet
+from training.tensorrt_build import build_engine, missing_requirements, run_engine
+
+MISSING = missing_requirements()
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(bool(MISSING), reason="; ".join(MISSING) or "TensorRT and GPU present"),
+]
+HEIGHT, WIDTH = 96, 320
+
+
+def scenes(count: int, seed: int = 0) -> np.ndarray:
+    from training.data import SyntheticRoadScenes
+
+    data = SyntheticRoadScenes(count, size=(HEIGHT, WIDTH), seed=seed)
+    return np.stack([data[index]["image"].numpy() for index in range(count)])
+
+
+@pytest.fixture(scope="module")
+def onnx_files(tmp_path_factory) -> dict[str, Path]:
+    torch.manual_seed(0)
+    model = ICMDepthNet("resnet18", img_size=(HEIGHT, WIDTH), pretrained_path=None).eval()
+    torch.nn.init.normal_(model.predictors[0].head.weight, std=0.05)
+    folder = tmp_path_factory.mktemp("trt")
+    files = {"fixed": folder / "fixed.onnx", "dynamic": folder / "dynamic.onnx"}
+    export_onnx(model, files["fixed"], HEIGHT, WIDTH)
+    export_onnx(model, files["dynamic"], HEIGHT, WIDTH, dynamic_batch=True)
+    return files
+
+
+def test_fp32_engine_matches_onnxruntime_and_its_fingerprint(onnx_files, tmp_path):
+    engine = tmp_path / "model.engine"
+    written = build_engine(onnx_files["fixed"], engine, "fp32", workspace_gib=2)
+    assert engine.stat().st_size > 0 and (tmp_path / "model.engine.timing.cache").stat().st_size > 0
+    assert fingerprints.read_fingerprint(engine) == written
+    assert written["input_shape"] == [1, 3, HEIGHT, WIDTH] and written["precision"] == "fp32"
+    expected = fingerprints.expected_fingerprint(onnx_files["fixed"], "fp32", [1, 3, HEIGHT, WIDTH], max_batch=1)
+    assert fingerprints.compare_fingerprint(written, expected) == []
+    assert fingerprints.compare_fingerprint(written, {**expected, "precision": "fp16"}) == ["precision"]
+    assert written["model_metadata"]["icm.input_height"] == str(HEIGHT)
+
+    image = scenes(1)
+    reference = run_onnxruntime(onnxruntime_session(onnx_files["fixed"]), image)
+    outputs = run_engine(engine, image)
+    assert np.max(np.abs(outputs["depth"] - reference["depth"]) / reference["depth"]) <= 1e-3
+    assert np.max(np.abs(outputs["membership"] - reference["membership"])) <= 1e-3
+
+
+def test_fp16_engine_with_dynamic_batch(onnx_files, tmp_path):
+    engine = tmp_path / "model.engine"
+    written = build_engine(onnx_files["dynamic"], engine, "fp16", max_batch=2)
+    assert written["input_shape"] == [-1, 3, HEIGHT, WIDTH] and written["max_batch"] == 2
+    images = scenes(2)
+    reference = run_onnxruntime(onnxruntime_session(onnx_files["dynamic"]), images)
+    outputs = run_engine(engine, images)
+    assert outputs["depth"].shape == (2, 1, HEIGHT, WIDTH)
+    assert np.mean(np.abs(outputs["depth"] - reference["depth"]) / reference["depth"]) < 1e-2
+
+
+def test_int8_engine_calibrates_from_an_image_folder(onnx_files, tmp_path):
+    import cv2
+
+    from training.tensorrt_build import load_calibration_images
+
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    for index, image in enumerate(scenes(4, seed=50)):
+        cv2.imwrite(str(folder / f"{index:03d}.png"), (image.transpose(1, 2, 0)[..., ::-1] * 255).round().astype(np.uint8))
+    images = load_calibration_images(folder, HEIGHT, WIDTH)
+    assert len(images) == 4 and images[0].shape == (3, HEIGHT, WIDTH)
+    engine = tmp_path / "model.engine"
+    build_engine(onnx_files["fixed"], engine, "int8", calibration_images=images)
+    assert (tmp_path / "model.engine.calib.cache").is_file()
+    outputs = run_engine(engine, scenes(1))
+    assert np.all(np.isfinite(outputs["depth"])) and np.all(outputs["depth"] > 0)
+
+
+def test_second_build_reuses_the_timing_cache(onnx_files, tmp_path):
+    cache = tmp_path / "shared.timing.cache"
+    build_engine(onnx_files["fixed"], tmp_path / "a.engine", "fp16", timing_cache_path=cache)
+    size = cache.stat().st_size
+    build_engine(onnx_files["fixed"], tmp_path / "b.engine", "fp16", timing_cache_path=cache)
+    assert cache.stat().st_size >= size > 0

@@ -1,0 +1,96 @@
+"""fp16 and ONNX Runtime INT8 variants: same contract and metadata, close to the fp32 graph, smaller."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from training.export_onnx import export_onnx, onnxruntime_session, read_model_info, run_onnxruntime
+from training.model import ICMDepthNet
+from training.onnx_ops import check_tensorrt_compatibility
+from training.onnx_variants import convert_to_float16, write_float16, write_int8
+
+HEIGHT, WIDTH = 64, 192
+
+
+def scenes(count: int, seed: int) -> np.ndarray:
+    from training.data import SyntheticRoadScenes
+
+    data = SyntheticRoadScenes(count, size=(HEIGHT, WIDTH), seed=seed)
+    return np.stack([data[index]["image"].numpy() for index in range(count)])  # [B, 3, H, W]
+
+
+@pytest.fixture(scope="module")
+def fp32(tmp_path_factory):
+    torch.manual_seed(0)
+    model = ICMDepthNet("resnet18", img_size=(HEIGHT, WIDTH), pretrained_path=None).eval()
+    torch.nn.init.normal_(model.predictors[0].head.weight, std=0.05)
+    path = tmp_path_factory.mktemp("variants") / "fp32.onnx"
+    export_onnx(model, path, HEIGHT, WIDTH, config_name="variants", dynamic_batch=True)
+    images = scenes(2, seed=0)
+    return path, images, run_onnxruntime(onnxruntime_session(path), images)
+
+
+def io_types(path) -> dict[str, int]:
+    graph = onnx.load(str(path)).graph
+    return {value.name: value.type.tensor_type.elem_type for value in [*graph.input, *graph.output]}
+
+
+def test_float16_variant(fp32, tmp_path):
+    path, images, reference = fp32
+    half = write_float16(path, tmp_path / "fp16.onnx")
+    assert io_types(half) == {"image": TensorProto.FLOAT, "depth": TensorProto.FLOAT, "membership": TensorProto.FLOAT}
+    assert read_model_info(half) == read_model_info(path)
+    weights = [i for i in onnx.load(str(half)).graph.initializer if i.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16)]
+    float16_bytes = sum(len(i.raw_data) for i in weights if i.data_type == TensorProto.FLOAT16)
+    assert float16_bytes > 0.95 * sum(len(i.raw_data) for i in weights)  # nearly all weights are float16
+    assert half.stat().st_size < 0.6 * path.stat().st_size
+    outputs = run_onnxruntime(onnxruntime_session(half), images)
+    relative = np.abs(outputs["depth"] - reference["depth"]) / reference["depth"]
+    assert np.mean(relative) < 5e-3 and np.max(relative) < 5e-2  # float16 keeps ~3 significant digits
+    assert np.max(np.abs(outputs["membership"] - reference["membership"])) < 1e-2
+    assert check_tensorrt_compatibility(half).ok
+
+
+def test_float16_keeps_float32_only_inputs_and_listed_ops():
+    # Resize's scales input is tensor(float) whatever X is; Softmax is kept in float32 on purpose.
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    weight = numpy_helper.from_array(np.full((1, 2, 1, 1), 0.5, np.float32), "weight")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "weight"], ["c"]),
+         helper.make_node("Resize", ["c", "", "scales"], ["r"], mode="linear"),
+         helper.make_node("Softmax", ["r"], ["y"], axis=1)],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 8, 8])], initializer=[scales, weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    converted = convert_to_float16(model)
+    initializers = {i.name: i.data_type for i in converted.graph.initializer}
+    assert initializers == {"scales": TensorProto.FLOAT, "weight__as_float16": TensorProto.FLOAT16}
+    nodes = {n.op_type: n for n in converted.graph.node}
+    assert nodes["Resize"].input[2] == "scales"
+    assert nodes["Softmax"].input[0].endswith("__as_float32")
+    x = np.random.default_rng(0).random((1, 2, 4, 4), dtype=np.float32)
+    import onnxruntime
+
+    expected = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    got = onnxruntime.InferenceSession(converted.SerializeToString()).run(None, {"x": x})[0]
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+
+
+def test_int8_variant(fp32, tmp_path):
+    path, images, reference = fp32
+    quantized = write_int8(path, tmp_path / "int8.onnx", list(scenes(2, seed=100)))
+    assert io_types(quantized)["image"] == TensorProto.FLOAT
+    assert read_model_info(quantized) == read_model_info(path)
+    ops = {node.op_type for node in onnx.load(str(quantized)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert quantized.stat().st_size < 0.6 * path.stat().st_size
+    outputs = run_onnxruntime(onnxruntime_session(quantized), images)
+    relative = np.abs(outputs["depth"] - reference["depth"]) / reference["depth"]
+    assert np.all(np.isfinite(outputs["depth"])) and np.mean(relative) < 0.1
+    np.testing.assert_allclose(outputs["membership"].sum(axis=1), 1.0, atol=1e-4)
+    # ONNX Runtime's asymmetric uint8 activations are a CPU format: TensorRT would reject them.
+    assert not check_tensorrt_compatibility(quantized).ok
