@@ -1,0 +1,110 @@
+"""Cityscapes-DVPS (ViP-DeepLab) loader, also used for the synthetic scenes written in its layout.
+
+Layout (FACTS section 4): ROOT/video_sequence/{train,val}/ holding, per frame,
+    SSSSSS_FFFFFF_<city>_<seq>_<frame>_leftImg8bit.png             8-bit RGB
+    SSSSSS_FFFFFF_<city>_<seq>_<frame>_gtFine_instanceTrainIds.png panoptic: trainId * 1000 + instance id
+    SSSSSS_FFFFFF_<city>_<seq>_<frame>_depth.png                   uint16, metres * 256, 0 = invalid
+    SSSSSS_FFFFFF_<city>_<seq>_<frame>_camera.json                 optional, Cityscapes camera format
+The panoptic PNG is read as single-channel uint16; a 3-channel 8-bit PNG is decoded as
+R + 256 G + 65536 B (some tooling stores it that way; FACTS marks this unverified). Only thing trainIds
+11-18 with a nonzero instance id become instances (crowd regions, id 0, do not). Without a camera.json
+the nominal Cityscapes intrinsics (fx 2262.52, fy 2265.30, cx 1096.98, cy 513.14 at 2048 x 1024) are
+scaled to the image size.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .base import DepthDataset, require_dir
+from .io import read_depth, read_rgb
+from .items import CITYSCAPES_FIRST_THING
+
+SUFFIX_IMAGE = "_leftImg8bit.png"
+SUFFIX_PANOPTIC = "_gtFine_instanceTrainIds.png"
+SUFFIX_DEPTH = "_depth.png"
+SUFFIX_CAMERA = "_camera.json"
+LABEL_DIVISOR = 1000
+THING_TRAIN_IDS = range(11, 19)
+NOMINAL_K = np.array([[2262.52, 0.0, 1096.98], [0.0, 2265.30, 513.137], [0.0, 0.0, 1.0]])
+NOMINAL_SIZE = (1024, 2048)
+
+
+def read_panoptic(path) -> np.ndarray:
+    """int64 [H, W] panoptic ids (trainId * 1000 + instance) from a uint16 or 3-channel 8-bit PNG."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise ValueError(f"{path}: cannot be decoded as a PNG")
+    if array.ndim == 2 and array.dtype == np.uint16:
+        return array.astype(np.int64)
+    if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8:
+        b, g, r = (array[..., i].astype(np.int64) for i in range(3))
+        return r + 256 * g + 65536 * b
+    raise ValueError(f"{path}: expected a single-channel uint16 panoptic PNG (trainId * 1000 + instance), "
+                     f"got {array.dtype} with shape {array.shape}")
+
+
+def panoptic_to_instances(panoptic: np.ndarray) -> tuple[np.ndarray, dict]:
+    """(instance keys [H, W] with 0 = none, {key: THING_CLASSES index}); a key is the panoptic id itself."""
+    semantic = panoptic // LABEL_DIVISOR
+    is_thing = (semantic >= THING_TRAIN_IDS.start) & (semantic < THING_TRAIN_IDS.stop) & (panoptic % LABEL_DIVISOR > 0)
+    instances = np.where(is_thing, panoptic, 0)
+    classes = {int(k): int(k // LABEL_DIVISOR - CITYSCAPES_FIRST_THING) for k in np.unique(instances) if k}
+    return instances, classes
+
+
+def read_camera_json(path, size) -> np.ndarray:
+    """K [3, 3] from a Cityscapes camera json ({"intrinsic": {"fx", "fy", "u0", "v0"}})."""
+    try:
+        intrinsic = json.loads(Path(path).read_text())["intrinsic"]
+        fx, fy, u0, v0 = (float(intrinsic[k]) for k in ("fx", "fy", "u0", "v0"))
+    except (KeyError, ValueError, TypeError) as error:
+        raise ValueError(f"{path}: expected {{\"intrinsic\": {{\"fx\", \"fy\", \"u0\", \"v0\"}}}}: {error}") from None
+    return np.array([[fx, 0.0, u0], [0.0, fy, v0], [0.0, 0.0, 1.0]])
+
+
+def nominal_intrinsics(size) -> np.ndarray:
+    K = NOMINAL_K.copy()
+    K[0] *= size[1] / NOMINAL_SIZE[1]
+    K[1] *= size[0] / NOMINAL_SIZE[0]
+    return K
+
+
+class CityscapesDVPS(DepthDataset):
+    """Frames of ROOT/video_sequence/SPLIT/, sorted by name; items as in training/data/items.py."""
+
+    def __init__(self, root, split: str = "train", augment: bool = False, crop_size=None,
+                 scale_range=(1.0, 2.0), min_depth: float = 1e-3, max_depth: float = 88.0):
+        super().__init__(augment, crop_size, scale_range, min_depth, max_depth)
+        folder = require_dir(Path(root) / "video_sequence" / split, f"Cityscapes-DVPS {split} split")
+        self.prefixes = sorted(str(p)[: -len(SUFFIX_IMAGE)] for p in folder.glob("*" + SUFFIX_IMAGE))
+        if not self.prefixes:
+            raise FileNotFoundError(f"{folder}: no *{SUFFIX_IMAGE} files")
+        for prefix in self.prefixes:
+            for suffix in (SUFFIX_PANOPTIC, SUFFIX_DEPTH):
+                if not Path(prefix + suffix).is_file():
+                    raise FileNotFoundError(f"{prefix + suffix}: file not found (partner of {prefix + SUFFIX_IMAGE})")
+
+    def __len__(self) -> int:
+        return len(self.prefixes)
+
+    def describe(self, index: int) -> str:
+        return self.prefixes[index] + SUFFIX_IMAGE
+
+    def load(self, index: int) -> dict:
+        prefix = self.prefixes[index]
+        image = read_rgb(prefix + SUFFIX_IMAGE)
+        depth = read_depth(prefix + SUFFIX_DEPTH)
+        panoptic = read_panoptic(prefix + SUFFIX_PANOPTIC)
+        for name, array in (("depth", depth), ("panoptic", panoptic)):
+            if array.shape != image.shape[:2]:
+                raise ValueError(f"{prefix}: {name} map is {array.shape}, image is {image.shape[:2]}")
+        instances, classes = panoptic_to_instances(panoptic)
+        camera = Path(prefix + SUFFIX_CAMERA)
+        K = read_camera_json(camera, image.shape[:2]) if camera.is_file() else nominal_intrinsics(image.shape[:2])
+        return {"image": image, "depth": depth, "instances": instances, "classes": classes, "K": K}
