@@ -23,7 +23,6 @@ if __package__ in (None, ""):  # run as a script: import the repository's packag
 from training.tensorrt_build import DEFAULT_WORKSPACE_GIB, TensorRTUnavailable, require_tensorrt  # noqa: E402
 
 PARITY_TOLERANCE = 1e-3  # max relative depth error of ONNX Runtime against PyTorch (fp32)
-CALIBRATION_SEED = 10_000  # synthetic calibration scenes stay apart from the validation seeds (0...)
 
 
 def __getattr__(name: str):
@@ -47,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--fp16-out", type=Path, help="also write a float16 ONNX variant (I/O stay float32)")
     parser.add_argument("--int8-out", type=Path, help="also write an ONNX Runtime INT8 (QDQ) variant")
-    parser.add_argument("--int8-scenes", type=int, default=16, help="synthetic calibration scenes without --calib")
+    parser.add_argument("--int8-scenes", type=int, default=16, help="synthetic train scenes to calibrate on without --calib")
     parser.add_argument("--engine", type=Path, help="TensorRT engine to build (needs TensorRT 10 and a GPU)")
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
     parser.add_argument("--calib", type=Path, help="directory of dataset images for INT8 calibration")
@@ -103,7 +102,7 @@ def export_checkpoint(args: argparse.Namespace) -> Path | None:
     if not report_tensorrt_check(args.out, check_tensorrt_compatibility(args.out)):
         return None
     if not args.skip_parity:
-        image = synthetic_images(1, height, width, seed=0)[0][None]  # [1, 3, H, W]
+        image = synthetic_images(1, height, width, split="val")[0][None]  # [1, 3, H, W]
         errors = onnx_export.parity(model, onnx_export.onnxruntime_session(args.out), image)
         print(f"parity ONNX Runtime vs PyTorch on a rendered scene: {errors}")
         if errors["max_rel_depth_error"] > PARITY_TOLERANCE:
@@ -118,7 +117,7 @@ def export_checkpoint(args: argparse.Namespace) -> Path | None:
         if args.int8_out:
             images = (
                 load_images(args.calib, height, width, args.calib_images) if args.calib
-                else synthetic_images(args.int8_scenes, height, width, seed=CALIBRATION_SEED)
+                else synthetic_images(args.int8_scenes, height, width, split="train")
             )
             onnx_variants.write_int8(args.out, args.int8_out, images)
             print(f"wrote {args.int8_out} (ONNX Runtime INT8 QDQ, calibrated on {len(images)} images; CPU only)")
@@ -158,11 +157,11 @@ def load_images(directory: Path, height: int, width: int, limit: int):
     return load_calibration_images(directory, height, width, limit)
 
 
-def synthetic_images(count: int, height: int, width: int, seed: int):
-    """``count`` rendered road scenes as float32 [3, H, W] in [0, 1] (training.data.SyntheticRoadScenes)."""
-    from training.data import SyntheticRoadScenes  # noqa: PLC0415
+def synthetic_images(count: int, height: int, width: int, split: str):
+    """``count`` rendered road scenes of ``split`` as float32 [3, H, W] in [0, 1] (training.data)."""
+    from training.data import SYNTHETIC_SPLIT_SEEDS, SyntheticRoadScenes  # noqa: PLC0415
 
-    scenes = SyntheticRoadScenes(count, size=(height, width), seed=seed)
+    scenes = SyntheticRoadScenes(count, size=(height, width), seed=SYNTHETIC_SPLIT_SEEDS[split])
     return [scenes[index]["image"].numpy() for index in range(count)]
 
 

@@ -1,0 +1,121 @@
+"""fp32 vs fp16 vs ONNX Runtime INT8: accuracy on synthetic validation scenes and CPU speed, side by side.
+
+    python bench/export_variants.py [--checkpoint runs/x/best.pt] [--height 192 --width 640]
+                                    [--scenes 16] [--calib-scenes 8] [--threads 2] [--out-dir DIR]
+
+Without --checkpoint the network is randomly initialised (seed 0, depth head perturbed so depth varies):
+its abs_rel and d1 against ground truth mean nothing, but the change against fp32 and the speed do.
+Validation scenes are the synthetic "val" split, INT8 calibration scenes the "train" split. Metrics are
+icm_depth_ros/metrics.py's (KITTI convention, prediction clamped to the model's depth range).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from icm_depth_ros.metrics import MetricMeans, clamp_prediction, depth_metrics, evaluation_mask  # noqa: E402
+from training.data import SYNTHETIC_SPLIT_SEEDS, SyntheticRoadScenes  # noqa: E402
+from training.export_onnx import (  # noqa: E402
+    export_onnx, load_model_from_checkpoint, onnxruntime_session, run_onnxruntime,
+)
+from training.model import ICMDepthNet  # noqa: E402
+from training.onnx_variants import write_float16, write_int8  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path, help="trained checkpoint (default: random weights)")
+    parser.add_argument("--height", type=int, default=192)
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--scenes", type=int, default=16, help="synthetic validation scenes")
+    parser.add_argument("--calib-scenes", type=int, default=8, help="synthetic training scenes for INT8 calibration")
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--out-dir", type=Path, help="keep the ONNX files here (default: a temporary folder)")
+    return parser.parse_args()
+
+
+def build_model(args: argparse.Namespace) -> tuple[ICMDepthNet, str]:
+    if args.checkpoint:
+        model, config = load_model_from_checkpoint(args.checkpoint)
+        return model, f"checkpoint {args.checkpoint} ({config.get('name', 'unknown')})"
+    torch.manual_seed(0)
+    model = ICMDepthNet("resnet18", img_size=(args.height, args.width), pretrained_path=None).eval()
+    torch.nn.init.normal_(model.predictors[0].head.weight, std=0.05)  # the zero-initialised head gives constant depth
+    return model, "random ResNet-18 weights (seed 0): only the change vs fp32 and the speed are meaningful"
+
+
+def evaluate(path: Path, samples: list[dict], threads: int, min_depth: float, max_depth: float) -> dict:
+    """Per-frame CPU latency (batch 1) and mean metrics; also returns the raw outputs for comparisons."""
+    session = onnxruntime_session(path, threads)
+    run_onnxruntime(session, samples[0]["image"][None])  # warm-up: allocations, kernel selection
+    means, latencies, depths, labels = MetricMeans(), [], [], []
+    for sample in samples:
+        start = time.perf_counter()
+        outputs = run_onnxruntime(session, sample["image"][None])
+        latencies.append(1000.0 * (time.perf_counter() - start))
+        depth = clamp_prediction(outputs["depth"][0, 0], min_depth, max_depth)  # [H, W]
+        mask = evaluation_mask(sample["depth"], sample["valid"], min_depth, max_depth)
+        means.add(depth_metrics(depth[mask], sample["depth"][mask], np.ones(int(mask.sum()), bool)))
+        depths.append(depth)
+        labels.append(outputs["membership"][0].argmax(axis=0))  # [h, w] hard cluster per pixel
+    return {"metrics": means.means(), "ms": statistics.median(latencies), "depths": depths, "labels": labels}
+
+
+def main() -> int:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    model, description = build_model(args)
+    folder = args.out_dir or Path(tempfile.mkdtemp(prefix="export_variants_"))
+    folder.mkdir(parents=True, exist_ok=True)
+    size = (args.height, args.width)
+
+    start = time.perf_counter()
+    validation = SyntheticRoadScenes(args.scenes, size=size, seed=SYNTHETIC_SPLIT_SEEDS["val"])
+    samples = [
+        {key: validation[i][key][0].numpy() if key != "image" else validation[i][key].numpy() for key in ("image", "depth", "valid")}
+        for i in range(args.scenes)
+    ]
+    calibration = SyntheticRoadScenes(args.calib_scenes, size=size, seed=SYNTHETIC_SPLIT_SEEDS["train"])
+    calibration_images = [calibration[i]["image"].numpy() for i in range(args.calib_scenes)]
+    rendered = time.perf_counter() - start
+
+    start = time.perf_counter()
+    files = {"fp32": folder / "model_fp32.onnx", "fp16": folder / "model_fp16.onnx", "int8": folder / "model_int8.onnx"}
+    export_onnx(model, files["fp32"], *size, config_name="bench")
+    write_float16(files["fp32"], files["fp16"])
+    write_int8(files["fp32"], files["int8"], calibration_images)
+    exported = time.perf_counter() - start
+
+    results = {name: evaluate(path, samples, args.threads, model.min_depth, model.max_depth) for name, path in files.items()}
+    base = results["fp32"]
+    print(f"# {description}")
+    print(f"# {args.scenes} val scenes at {args.height}x{args.width}, ONNX Runtime CPU, {args.threads} threads, batch 1;"
+          f" INT8 calibrated on {args.calib_scenes} train scenes; render {rendered:.0f} s, export {exported:.0f} s; files in {folder}")
+    header = ("variant", "MB", "abs_rel", "d abs_rel", "d1", "d d1", "rel diff vs fp32", "same cluster", "ms/frame", "speed-up")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for name, result in results.items():
+        relative = np.mean([np.mean(np.abs(d - b) / b) for d, b in zip(result["depths"], base["depths"])])
+        agreement = np.mean([np.mean(a == b) for a, b in zip(result["labels"], base["labels"])])
+        metrics = result["metrics"]
+        row = (
+            name, f"{files[name].stat().st_size / 1e6:.1f}",
+            f"{metrics['abs_rel']:.4f}", f"{metrics['abs_rel'] - base['metrics']['abs_rel']:+.4f}",
+            f"{metrics['d1']:.4f}", f"{metrics['d1'] - base['metrics']['d1']:+.4f}",
+            f"{relative:.2e}", f"{100 * agreement:.1f}%", f"{result['ms']:.0f}", f"{base['ms'] / result['ms']:.2f}x",
+        )
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
