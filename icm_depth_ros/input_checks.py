@@ -21,7 +21,7 @@ class InputError(ValueError):
 def _kind_of(error: ImageFormatError) -> str:
     text = str(error)
     for prefix, kind in (("unsupported encoding", "encoding"), ("zero-size", "zero_size"), ("image ", "too_large"),
-                         ("step", "step"), ("truncated", "truncated"), ("data/step", "step")):
+                         ("step", "step"), ("truncated", "truncated"), ("data/step", "data_size")):
         if text.startswith(prefix):
             return kind
     return "format"
@@ -33,6 +33,9 @@ def stamp_seconds(stamp) -> float:
 
 def decode_color_image(msg, topic: str, max_pixels: int) -> np.ndarray:
     """sensor_msgs/Image -> uint8 [H, W, 3] RGB."""
+    if msg.encoding in LABEL_ENCODINGS:  # a depth or label image on the camera topic: a wiring mistake
+        raise InputError("not_color", f"{topic}: unsupported encoding {msg.encoding!r}: a depth/label image, not a "
+                                      f"camera image (supported: {', '.join(COLOR_ENCODINGS)}); check the remapping")
     try:
         return to_rgb(image_to_array(msg, COLOR_ENCODINGS, max_pixels), msg.encoding)
     except ImageFormatError as error:
