@@ -133,17 +133,14 @@ def render_frame(scene: Scene, size, time_s: float = 0.0, sparse: bool = False, 
         lit.ravel()[flat_hit] = lambert > 0
         start_pts = np.zeros((3, H, W), dtype=np.float32)
         start_pts.reshape(3, -1)[:, flat_hit] = (world + 0.03 * normal).T
+        sun_inverse = tuple(np.float32(1.0 / (v if abs(v) > 1e-9 else 1e-9)) for v in scene.sun)
         for n in np.nonzero(usable & (srects[:, 1] > srects[:, 0]) & (srects[:, 3] > srects[:, 2]))[0]:
             r0, r1, c0, c1 = srects[n]
             sel = lit[r0:r1, c0:c1] & (ids[r0:r1, c0:c1] != n)
-            if not sel.any():
-                continue
-            pts = start_pts[:, r0:r1, c0:c1][:, sel]
+            pts = start_pts[:, r0:r1, c0:c1]
             t_sun = intersect(table.kind[n], centers[n], table.half[n], table.yaw[n], pts[0], pts[1], pts[2],
-                              scene.sun[0], scene.sun[1], scene.sun[2])
-            block = np.zeros_like(sel)
-            block[sel] = np.isfinite(t_sun)
-            shadow[r0:r1, c0:c1] |= block
+                              scene.sun[0], scene.sun[1], scene.sun[2], sun_inverse)
+            shadow[r0:r1, c0:c1] |= sel & np.isfinite(t_sun)
         lambert = lambert * ~shadow.ravel()[flat_hit]
     light = ambient * (0.8 + 0.2 * normal[:, 1]) + diffuse * lambert
     rgb = rgb * (light * scene.exposure)[:, None] * np.array([1.0, 0.98, 0.93], dtype=np.float32)

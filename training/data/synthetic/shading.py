@@ -15,12 +15,12 @@ PAINT = np.array([0.86, 0.86, 0.83], dtype=np.float32)
 
 
 def hash01(ix, iy, seed: int = 0) -> np.ndarray:
-    """Deterministic pseudo-random value in [0, 1) per integer lattice point (arrays of ints)."""
-    h = (np.asarray(ix, dtype=np.int64) * 374761393 + np.asarray(iy, dtype=np.int64) * 668265263
-         + seed * 2246822519).astype(np.uint32)
+    """Deterministic pseudo-random value in [0, 1) per integer lattice point (integer arrays)."""
+    h = (np.asarray(ix).astype(np.uint32) * np.uint32(374761393) + np.asarray(iy).astype(np.uint32)
+         * np.uint32(668265263) + np.uint32((seed * 2246822519) & 0xFFFFFFFF))
     h = (h ^ (h >> np.uint32(13))) * np.uint32(1274126177)
-    h = h ^ (h >> np.uint32(16))
-    return (h & np.uint32(0xFFFFFF)).astype(np.float32) / np.float32(16777216.0)
+    h ^= h >> np.uint32(16)
+    return (h & np.uint32(0xFFFFFF)).astype(np.float32) * np.float32(1.0 / 16777216.0)
 
 
 def value_noise(x, y, seed: int = 0) -> np.ndarray:
@@ -28,7 +28,7 @@ def value_noise(x, y, seed: int = 0) -> np.ndarray:
     x0, y0 = np.floor(x), np.floor(y)
     fx, fy = x - x0, y - y0
     fx, fy = fx * fx * (3 - 2 * fx), fy * fy * (3 - 2 * fy)
-    ix, iy = x0.astype(np.int64), y0.astype(np.int64)
+    ix, iy = x0.astype(np.int32), y0.astype(np.int32)
     a, b = hash01(ix, iy, seed), hash01(ix + 1, iy, seed)
     c, d = hash01(ix, iy + 1, seed), hash01(ix + 1, iy + 1, seed)
     return (a + (b - a) * fx) * (1 - fy) + (c + (d - c) * fx) * fy
@@ -43,29 +43,33 @@ def ground_colors(scene, X, Z, depth) -> tuple[np.ndarray, np.ndarray]:
     """Asphalt with lane markings on the carriageway, terrain beyond it; returns (rgb [P, 3], is_road [P])."""
     road = scene.road
     on_road = (X > road.left_edge) & (X < road.right_edge)
-    coarse = value_noise(X * 0.4, Z * 0.4, 1)
-    fine = value_noise(X * 6.0, Z * 6.0, 2) * _fade(depth, 8, 40)
+    rgb = np.empty((len(X), 3), dtype=np.float32)
+    x, z, d = X[on_road], Z[on_road], depth[on_road]
+    coarse = value_noise(x * 0.4, z * 0.4, 1)
+    fine = value_noise(x * 6.0, z * 6.0, 2) * _fade(d, 8, 40)
     base = 0.30 + 0.08 * coarse + 0.10 * (fine - 0.5)
     # darker wheel tracks in the middle of each driving lane
-    lane_pos = np.mod(X, road.lane_width) / road.lane_width
+    lane_pos = np.mod(x, road.lane_width) / road.lane_width
     base = base - 0.03 * (np.abs(np.abs(lane_pos - 0.5) - 0.27) < 0.08)
-    rgb = np.stack([base, base, base * 1.04], axis=-1)
+    asphalt = np.stack([base, base, base * 1.04], axis=-1)
     half = 0.07
-    dashed = np.mod(Z + scene.seed % 9, 9.0) < 3.0  # 3 m dash, 6 m gap (German urban roads)
-    paint = np.zeros_like(X, dtype=bool)
+    dashed = np.mod(z + scene.seed % 9, 9.0) < 3.0  # 3 m dash, 6 m gap (German urban roads)
+    paint = np.zeros(len(x), dtype=bool)
     lines = [(0.0, scene.road.centre_solid)]
     lines += [(k * road.lane_width, False) for k in range(1, road.lanes_right)]
     lines += [(-k * road.lane_width, False) for k in range(1, road.lanes_left)]
     lines += [(road.lanes_right * road.lane_width - (0.3 if road.parking_right == 0 else 0.0), True),
               (-road.lanes_left * road.lane_width + (0.3 if road.parking_left == 0 else 0.0), True)]
     for x_line, solid in lines:
-        near_line = np.abs(X - x_line) < half
-        paint |= near_line & (dashed | solid)
-    wear = 0.75 + 0.25 * value_noise(X * 3, Z * 3, 3)
-    rgb = np.where((paint & on_road)[:, None], PAINT[None] * wear[:, None], rgb)
-    grass = scene.terrain_color[None] * (0.7 + 0.6 * value_noise(X * 0.8, Z * 0.8, 4)
-                                         + 0.3 * (value_noise(X * 5, Z * 5, 5) - 0.5) * _fade(depth, 5, 30))[:, None]
-    return np.where(on_road[:, None], rgb, grass).astype(np.float32), on_road
+        paint |= (np.abs(x - x_line) < half) & (dashed | solid)
+    wear = 0.75 + 0.25 * value_noise(x[paint] * 3, z[paint] * 3, 3)
+    asphalt[paint] = PAINT[None] * wear[:, None]
+    rgb[on_road] = asphalt
+    off = ~on_road
+    x, z, d = X[off], Z[off], depth[off]
+    rgb[off] = scene.terrain_color[None] * (0.7 + 0.6 * value_noise(x * 0.8, z * 0.8, 4) + 0.3 * (
+        value_noise(x * 5, z * 5, 5) - 0.5) * _fade(d, 5, 30))[:, None]
+    return rgb, on_road
 
 
 def facade_parameters(count: int) -> np.ndarray:
