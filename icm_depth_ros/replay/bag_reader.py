@@ -180,7 +180,7 @@ class BagSource:
                 return ground_truth_metres(msg), msg
             if role == "instances":
                 return image_to_array(msg, allowed=LABEL_ENCODINGS), msg
-            K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+            K = np.asarray(msg.k if hasattr(msg, "k") else msg.K, dtype=np.float64).reshape(3, 3)  # ROS 1: K
             return (K if K.any() else None), msg
         except ValueError as error:
             raise DecodeError(f"{connection.topic}: {error}") from None
