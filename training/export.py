@@ -77,11 +77,15 @@ def main(argv: list[str] | None = None) -> int:
         except TensorRTUnavailable as error:
             print(f"error: --engine {args.engine}: {error}", file=sys.stderr)
             return 2
-    onnx_path = args.onnx if args.onnx is not None else export_checkpoint(args)
-    if onnx_path is None:
+    try:
+        onnx_path = args.onnx if args.onnx is not None else export_checkpoint(args)
+        if onnx_path is None:
+            return 1
+        if args.engine is not None:
+            return build(args, onnx_path)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:  # bad input or a failed build, already worded
+        print(f"error: {error}", file=sys.stderr)
         return 1
-    if args.engine is not None:
-        return build(args, onnx_path)
     return 0
 
 

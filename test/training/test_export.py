@@ -165,6 +165,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
 
 
+@pytest.mark.slow  # a fresh interpreter imports PyTorch, exports and runs the parity check: ~10 s
 def test_cli_exports_a_checkpoint(tmp_path):
     checkpoint = write_checkpoint(tmp_path / "best.pt", random_model())
     result = run_cli("--checkpoint", str(checkpoint), "--out", str(tmp_path / "model.onnx"),
@@ -196,6 +197,12 @@ def test_cli_engine_fails_at_once_without_tensorrt(tmp_path):
 def test_cli_rejects_int8_without_calibration_images(tmp_path):
     result = run_cli("--onnx", str(tmp_path / "m.onnx"), "--engine", str(tmp_path / "m.engine"), "--precision", "int8")
     assert result.returncode == 2 and "--calib" in result.stderr
+
+
+def test_cli_names_a_missing_checkpoint(tmp_path):
+    result = run_cli("--checkpoint", str(tmp_path / "nowhere.pt"), "--out", str(tmp_path / "m.onnx"))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: checkpoint not found: {tmp_path / 'nowhere.pt'}"
 
 
 def test_module_imports_as_training_export():

@@ -94,3 +94,21 @@ def test_int8_variant(fp32, tmp_path):
     np.testing.assert_allclose(outputs["membership"].sum(axis=1), 1.0, atol=1e-4)
     # ONNX Runtime's asymmetric uint8 activations are a CPU format: TensorRT would reject them.
     assert not check_tensorrt_compatibility(quantized).ok
+
+
+def test_calibration_images_are_brought_to_the_model_size(tmp_path):
+    import cv2
+
+    from training.tensorrt_build import load_calibration_images
+
+    frame = np.zeros((375, 1242, 3), np.uint8)
+    frame[..., 2] = 255  # BGR on disk: pure red
+    for name in ("b.png", "a.jpg"):
+        cv2.imwrite(str(tmp_path / name), frame)
+    (tmp_path / "notes.txt").write_text("not an image")
+    images = load_calibration_images(tmp_path, HEIGHT, WIDTH, limit=1)
+    assert len(images) == 1 and images[0].shape == (3, HEIGHT, WIDTH) and images[0].dtype == np.float32
+    np.testing.assert_allclose(images[0][:, HEIGHT // 2, WIDTH // 2], [1.0, 0.0, 0.0], atol=0.02)  # RGB in [0, 1]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty: no images"):
+        load_calibration_images(tmp_path / "empty", HEIGHT, WIDTH)
