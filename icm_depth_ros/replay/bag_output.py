@@ -10,7 +10,7 @@ ROS 2 wire format with rosbags' converter). Added topics, named like the node's 
 
 The new messages are built by the node's own code (image_conversion.fill_image,
 instance_message.instances_to_cloud) and serialised by rclpy, so they are byte-for-byte what the node
-publishes. Each is logged at its image's log time.
+publishes. They are logged at the log time of the frame's last paired message.
 """
 from __future__ import annotations
 
