@@ -63,7 +63,12 @@ class Scene:
 
 def build_scene(seed: int, z_far: float = 140.0) -> Scene:
     """Draw a scene covering Z in [-15, z_far] metres ahead of the camera's start."""
-    rng = np.random.default_rng(seed)
+    def stream(*key: int) -> np.random.Generator:
+        # one random stream per loop: a longer street (larger z_far) only appends objects to each loop,
+        # so a sequence's scene starts like the single-frame scene of the same seed
+        return np.random.default_rng([seed, *key])
+
+    rng = stream(0)
     kind = rng.choice(["city", "residential", "rural"], p=[0.4, 0.4, 0.2])
     road = Road(
         lane_width=rng.uniform(3.0, 3.6), lanes_right=int(rng.integers(1, 3)), lanes_left=int(rng.integers(1, 3)),
@@ -81,41 +86,46 @@ def build_scene(seed: int, z_far: float = 140.0) -> Scene:
 
     for side, edge in ((1, road.right_edge), (-1, road.left_edge)):
         w = road.sidewalk_width
+        k = 1 if side > 0 else 2
         parts.append(Part(KIND_BOX, (edge + side * w / 2, road.curb_height / 2, (z_far - 40) / 2 + 60),
                           (w / 2, road.curb_height / 2, (z_far + 40) / 2 + 60), 0.0, M_PAVING,
                           (0.62, 0.6, 0.58), SIDEWALK, shadow=False))
-        _roadside(parts, rng, kind, side, edge + side * w, z_far)
-        z = rng.uniform(-10, 10)
+        _roadside(parts, stream(k, 1), kind, side, edge + side * w, z_far)
+        poles = stream(k, 2)
+        z = poles.uniform(-10, 10)
         while z < z_far:  # poles at the curb
-            add_pole(parts, rng, edge + side * 0.45, z, -side, road.curb_height)
-            z += rng.uniform(18, 45)
-        if kind != "rural" or rng.random() < 0.3:  # street trees
-            z = rng.uniform(-10, 15)
-            while z < z_far and rng.random() < 0.7:
-                add_tree(parts, rng, edge + side * min(1.2, w * 0.6), z, base_y=road.curb_height)
-                z += rng.uniform(8, 20)
+            add_pole(parts, poles, edge + side * 0.45, z, -side, road.curb_height)
+            z += poles.uniform(18, 45)
+        trees = stream(k, 3)
+        if kind != "rural" or trees.random() < 0.3:  # street trees, in runs
+            z = trees.uniform(-10, 15)
+            while z < z_far:
+                if trees.random() < 0.75:
+                    add_tree(parts, trees, edge + side * min(1.2, w * 0.6), z, base_y=road.curb_height)
+                z += trees.uniform(8, 20)
 
     def new_instance(semantic: int) -> int:
         classes[len(classes) + 1] = semantic
         return len(classes)
 
-    def vehicle(x, z, yaw, speed, kind_name):
+    def vehicle(rng, x, z, yaw, speed, kind_name):
         inst = new_instance(VEHICLE_CLASS[kind_name])
         velocity = (np.sin(yaw) * speed, 0.0, np.cos(yaw) * speed)
         return add_vehicle(Placer(parts, x, z, yaw, velocity, inst, VEHICLE_CLASS[kind_name]), rng, kind_name)
 
-    def vehicle_kind(parked):
+    def vehicle_kind(rng, parked):
         return rng.choice(["car", "van", "truck", "bus"], p=[0.85, 0.1, 0.05, 0.0] if parked else [0.72, 0.12, 0.1, 0.06])
 
     for side, strip in ((1, road.parking_right), (-1, road.parking_left)):  # parked rows, bumper to bumper
         if strip == 0.0:
             continue
+        rng = stream(3 if side > 0 else 4)
         x = (road.right_edge if side > 0 else road.left_edge) - side * strip / 2
         z = rng.uniform(-5, 6)
-        while z < min(z_far, 90):
+        while z < z_far - 50:
             if rng.random() < 0.75:
-                size = vehicle(x + rng.normal(0, 0.1), z + 2.5, np.deg2rad(rng.normal(0, 2)) + (0 if side > 0 or
-                               rng.random() < 0.5 else np.pi), 0.0, vehicle_kind(True))
+                size = vehicle(rng, x + rng.normal(0, 0.1), z + 2.5, np.deg2rad(rng.normal(0, 2)) + (0 if side > 0 or
+                               rng.random() < 0.5 else np.pi), 0.0, vehicle_kind(rng, True))
                 z += size["length"] + rng.uniform(0.6, 3.0)
             else:
                 gap = rng.uniform(5, 12)
@@ -125,13 +135,14 @@ def build_scene(seed: int, z_far: float = 140.0) -> Scene:
                 z += gap
     for lane in range(-road.lanes_left, road.lanes_right):  # moving traffic; one speed per lane, so no collisions
         forward = lane >= 0
+        rng = stream(5, lane + 10)
         x = (lane + 0.5) * road.lane_width
         outer = lane == road.lanes_right - 1
         cyclists = outer and rng.random() < 0.35
         speed = (ego_speed + rng.normal(0, 1.5) if forward else rng.uniform(8, 14))
         speed = float(np.clip(speed, 3.0, 6.5) if cyclists else max(speed, 0.0))
         z = rng.uniform(7, 25) if lane == ego_lane else rng.uniform(-6, 20)
-        while z < min(z_far, 95):
+        while z < z_far - 45:
             yaw = np.deg2rad(rng.normal(0, 1.0)) + (0.0 if forward else np.pi)
             if cyclists and rng.random() < 0.4:  # a cyclist keeps to the right of the lane
                 rider, bike = new_instance(RIDER), new_instance(BICYCLE)
@@ -139,9 +150,10 @@ def build_scene(seed: int, z_far: float = 140.0) -> Scene:
                                    rider, RIDER), rng, bike)
                 z += rng.uniform(5, 25)
                 continue
-            size = vehicle(x + rng.normal(0, 0.2), z, yaw, speed, vehicle_kind(False))
+            size = vehicle(rng, x + rng.normal(0, 0.2), z, yaw, speed, vehicle_kind(rng, False))
             z += size["length"] + rng.uniform(6, 40)
 
+    rng = stream(6)
     for _ in range(int(rng.integers(0, 9 if kind != "rural" else 3))):  # pedestrians on sidewalks
         side = 1 if rng.random() < 0.6 else -1
         edge = road.right_edge if side > 0 else road.left_edge
@@ -152,6 +164,7 @@ def build_scene(seed: int, z_far: float = 140.0) -> Scene:
         add_pedestrian(Placer(parts, x, rng.uniform(3, 70), heading + rng.normal(0, 0.3),
                               (0.0, 0.0, np.cos(heading) * walk), inst, PERSON, road.curb_height), rng)
 
+    rng = stream(7)
     sun_elevation = np.deg2rad(rng.uniform(25, 65))
     sun_azimuth = rng.uniform(-np.pi, np.pi)
     sun = np.array([np.cos(sun_elevation) * np.sin(sun_azimuth), np.sin(sun_elevation),
