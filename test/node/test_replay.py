@@ -312,3 +312,13 @@ def test_pairing_rules():
     assert ("camera_info", 0) in assembler.store  # frame 1 still needs it
     assert [plan.index for plan in assembler.fail("image", 1)] == [1]
     assert assembler.add("depth", 1, "gt1") == [] and not assembler.store and not assembler.leftovers()
+
+
+def test_runtime_imports_neither_torch_nor_training():
+    """replay_eval runs where the node runs: no PyTorch, nothing from training/."""
+    import subprocess
+    import sys
+
+    code = ("import sys, icm_depth_ros.replay_eval, icm_depth_ros.replay.offline, icm_depth_ros.replay.live; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'training')]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
