@@ -175,6 +175,7 @@ def build_engine(
         config.clear_flag(trt.BuilderFlag.TF32)  # TF32 (on by default) keeps 10 mantissa bits: not fp32 parity
     if precision in ("fp16", "int8"):
         config.set_flag(trt.BuilderFlag.FP16)
+    calibrator = None  # kept referenced here until the build ends: TensorRT calls back into it
     if precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)
         calibration_shape = (1, *shape[1:])  # one image per calibration batch
@@ -184,11 +185,11 @@ def build_engine(
             config.set_calibration_profile(calibration_profile)
         else:
             calibration_shape = shape
-        config.int8_calibrator = make_calibrator(
-            calibration_images, calibration_shape, engine_path.with_name(engine_path.name + ".calib.cache")
-        )
+        calibrator = make_calibrator(calibration_images, calibration_shape, engine_path.with_name(engine_path.name + ".calib.cache"))
+        config.int8_calibrator = calibrator
 
     serialized = builder.build_serialized_network(network, config)
+    del calibrator
     if serialized is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} ({precision}); see its log above")
     engine_path.parent.mkdir(parents=True, exist_ok=True)
