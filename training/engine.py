@@ -145,9 +145,12 @@ def train_step(model: nn.Module, criterion: nn.Module, micro_batches: list[dict]
         with sync:
             with autocast(context.device, amp):
                 outputs = model(batch["image"])
-            terms = criterion(as_float32(outputs), batch)
-            loss = criterion.total(terms) / len(micro_batches)
-            if not all_true(bool(torch.isfinite(loss)), context):
+            outputs = as_float32(outputs)
+            # Non-finite outputs never reach the criterion: its Hungarian matcher rejects NaN costs.
+            finite = all(bool(torch.isfinite(t).all()) for t in (outputs["depth"], *outputs["attn"]))
+            terms = criterion(outputs, batch) if finite else {}
+            loss = criterion.total(terms) / len(micro_batches) if finite else torch.tensor(math.nan)
+            if not all_true(finite and bool(torch.isfinite(loss)), context):
                 optimizer.zero_grad(set_to_none=True)
                 return StepResult(terms={k: float(v) for k, v in terms.items()}, skipped=True)
             (scaler.scale(loss) if scaler is not None else loss).backward()
@@ -209,7 +212,7 @@ _RAMP = np.array([[0, 0, 4], [81, 18, 124], [183, 55, 121], [252, 137, 97], [252
 
 def colorize_depth(depth: np.ndarray, valid: np.ndarray | None = None, max_depth: float = 80.0) -> np.ndarray:
     """depth [H, W] metres -> RGB [3, H, W] in [0, 1], by inverse depth; invalid pixels black."""
-    inverse = 1.0 / np.clip(depth, 1e-3, None)
+    inverse = 1.0 / np.clip(np.nan_to_num(depth, nan=max_depth), 1e-3, None)
     low, high = 1.0 / max_depth, max(float(np.percentile(inverse, 99)), 1.0 / max_depth + 1e-6)
     position = np.clip((inverse - low) / (high - low), 0, 1) * (len(_RAMP) - 1)
     lower = np.floor(position).astype(int).clip(0, len(_RAMP) - 2)
@@ -238,7 +241,7 @@ def pictures(model: nn.Module, batch: dict, context: Context, max_depth: float) 
     labels = cluster_labels(attn, tuple(image.shape[-2:]))[0].cpu().numpy()
     valid = batch["valid"][0, 0].cpu().numpy() if "valid" in batch else None
     return {
-        "image": image[0].float().cpu().numpy().clip(0, 1),
+        "image": np.nan_to_num(image[0].float().cpu().numpy()).clip(0, 1),
         "depth_pred": colorize_depth(outputs["depth"][0, 0].float().cpu().numpy(), None, max_depth),
         "depth_true": colorize_depth(batch["depth"][0, 0].cpu().numpy(), valid, max_depth),
         "clusters": colorize_clusters(labels, attn.shape[1]),

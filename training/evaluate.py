@@ -72,7 +72,7 @@ def run(checkpoint: str | Path, config_path: str | None, overrides: list[str], o
     context = distributed.setup()
     state = load_checkpoint(checkpoint, map_location=context.device)
     saved = from_dict(state["config"])
-    config = load_config(config_path, overrides) if config_path else saved
+    config = load_config(config_path, overrides) if config_path else from_dict(state["config"])
     if config_path is None:
         for text in overrides:
             set_key(config, *parse_override(text))

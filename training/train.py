@@ -61,7 +61,8 @@ def seed_everything(seed: int) -> None:
 
 
 def train(config: Config, resume: bool = False, datasets=None) -> dict:
-    """Run (or continue) one training run; returns {"step", "metrics", "best", "nonfinite"}.
+    """Run (or continue) one training run; returns {"step", "metrics", "best", "nonfinite", "model"}
+    ("model": the trained network, outside DistributedDataParallel).
 
     ``datasets``: (train, val) to use instead of ``build_datasets(config)`` (tests).
     """
@@ -179,7 +180,7 @@ def train(config: Config, resume: bool = False, datasets=None) -> dict:
                                                            "best": best, "nonfinite_steps": nonfinite})
         writer.close()
     distributed.barrier(context)
-    return {"step": step, "metrics": metrics, "best": best, "nonfinite": nonfinite}
+    return {"step": step, "metrics": metrics, "best": best, "nonfinite": nonfinite, "model": bare}
 
 
 class LogFile:

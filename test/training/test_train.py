@@ -1,0 +1,149 @@
+"""training/train.py on real synthetic scenes with a tiny network: outputs, resume, faults, atomic saves."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from training import checkpoint as checkpoint_module
+from training.checkpoint import load_checkpoint, save_checkpoint
+from training.config import build_datasets, load_config
+from training.data import SyntheticRoadScenes
+from training.train import NonFiniteLossError, main, train
+
+RECIPE = str(Path(__file__).resolve().parents[2] / "training" / "configs" / "synthetic_resnet18_method3_96x320.yaml")
+TINY = ["model.img_size=[64,128]", "model.dim=32", "model.num_clusters=8", "model.iterations=1",
+        "data.train_length=8", "data.val_length=2", "data.num_workers=0", "data.augment=false",
+        "train.batch_size=2", "train.accumulate=1", "train.log_every=1", "train.image_every=2",
+        "train.eval_every=2", "train.save_every=2", "eval.batch_size=2"]
+
+
+def tiny_config(tmp_path, *overrides):
+    return load_config(None, TINY + [f"train.output_dir={tmp_path / 'run'}", "name=tiny", *overrides])
+
+
+def test_short_run_writes_checkpoints_logs_and_report(tmp_path):
+    config = tiny_config(tmp_path, "train.steps=4")
+    summary = train(config)
+    run = tmp_path / "run"
+    state = load_checkpoint(run / "last.pt")  # weights_only=True inside
+    assert {"model", "config", "optimizer", "scheduler", "step", "metrics"} <= set(state)
+    assert state["step"] == 4 and state["config"]["name"] == "tiny"
+    assert state["config"]["model"]["img_size"] == [64, 128] and state["config"]["model"]["update"] == "sequential"
+    assert state["metrics"] == pytest.approx({k: v for k, v in summary["metrics"].items()})
+    assert set(summary["metrics"]) >= {"abs_rel", "d1", "d1_instance", "d1_background", "cluster_alignment"}
+    assert summary["metrics"]["images"] == 2
+    assert (run / "best.pt").exists() and summary["best"]["step"] in (2, 4)
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    train_records = [r for r in records if "loss_silog" in r]
+    assert [r["step"] for r in train_records] == [1, 2, 3, 4]
+    assert all(k in train_records[0] for k in ("loss_icm_1", "loss_icm_2", "loss_icm_3", "images_per_second"))
+    assert [r["step"] for r in records if "val" in r] == [2, 4]
+    report = json.loads((run / "report.json").read_text())
+    assert report["config"]["model"]["num_clusters"] == 8 and "abs_rel" in report["metrics"]
+    assert "| tiny |" in (run / "report.md").read_text()
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_method_one_and_two_skip_the_icm_terms(tmp_path):
+    config = tiny_config(tmp_path, "train.steps=1", "model.update=parallel", "loss.icm_1=0", "loss.icm_2=0",
+                         "loss.icm_3=0")
+    train(config)
+    record = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
+    assert "loss_silog" in record and "loss_icm_1" not in record
+
+
+class CrashAfter(torch.utils.data.Dataset):
+    """Raises (like a killed job) once ``limit`` items have been read."""
+
+    def __init__(self, dataset, limit):
+        self.dataset, self.limit, self.reads = dataset, limit, 0
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        self.reads += 1
+        if self.reads > self.limit:
+            raise KeyboardInterrupt("simulated kill")
+        return self.dataset[index]
+
+
+@pytest.mark.slow
+def test_resume_continues_exactly_where_the_run_stopped(tmp_path):
+    straight = tiny_config(tmp_path / "a", "train.steps=4")
+    reference = train(straight)["model"].state_dict()
+
+    interrupted = tiny_config(tmp_path / "b", "train.steps=4")
+    train_set, val_set = build_datasets(interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, datasets=(CrashAfter(train_set, limit=2 * 2 + 1), val_set))  # dies in step 3
+    assert load_checkpoint(tmp_path / "b" / "run" / "last.pt")["step"] == 2
+    resumed = train(interrupted, resume=True)
+    assert resumed["step"] == 4
+    for name, tensor in reference.items():
+        torch.testing.assert_close(resumed["model"].state_dict()[name], tensor, msg=name)
+
+
+class NaNImages(torch.utils.data.Dataset):
+    def __init__(self, dataset, bad):
+        self.dataset, self.bad = dataset, bad
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        item = dict(self.dataset[index])
+        if index in self.bad:
+            item["image"] = torch.full_like(item["image"], float("nan"))
+        return item
+
+
+def test_a_nonfinite_loss_skips_the_step_and_is_counted(tmp_path):
+    config = tiny_config(tmp_path, "train.steps=4", "train.batch_size=1", "data.train_length=4",
+                         "train.eval_every=100")
+    train_set, val_set = build_datasets(config)
+    summary = train(config, datasets=(NaNImages(train_set, bad={1}), val_set))  # one epoch: item 1 once
+    assert summary["nonfinite"] == 1 and summary["step"] == 4
+    assert all(torch.isfinite(p).all() for p in summary["model"].parameters())
+
+
+def test_nonfinite_losses_in_a_row_stop_the_run(tmp_path):
+    config = tiny_config(tmp_path, "train.steps=10", "train.max_nonfinite=2")
+    train_set, val_set = build_datasets(config)
+    with pytest.raises(NonFiniteLossError, match="2 steps in a row had a non-finite loss"):
+        train(config, datasets=(NaNImages(train_set, bad=set(range(8))), val_set))
+
+
+def test_cli_reports_a_bad_key_and_refuses_to_overwrite(tmp_path, capsys):
+    with pytest.raises(SystemExit, match=r"unknown config key 'train.stepz'.*train\.steps"):
+        main(["--config", RECIPE, "train.stepz=1"])
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pt").write_bytes(b"")
+    with pytest.raises(SystemExit, match="exists: pass --resume"):
+        main(["--config", RECIPE, *TINY,
+              f"train.output_dir={tmp_path / 'run'}"])
+
+
+def test_a_kill_during_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"model": {"w": torch.ones(3)}, "config": {}, "step": 1})
+
+    def dies_halfway(state, stream):
+        stream.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt("killed during save")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"model": {"w": torch.zeros(3)}, "config": {}, "step": 2})
+    monkeypatch.undo()
+    state = load_checkpoint(path)
+    assert state["step"] == 1 and torch.equal(state["model"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
+
+
+def test_checkpoints_refuse_arbitrary_objects(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {}, "config": {}, "step": 0, "payload": SyntheticRoadScenes}, path)
+    with pytest.raises(Exception, match="[Ww]eights only load failed|Unsupported global"):
+        load_checkpoint(path)
