@@ -1,0 +1,98 @@
+"""Node overhead against bare backend inference, per frame, at 1242x375 on this machine.
+
+overhead = image message -> array, pre-processing, post-processing, instance statistics, building and
+publishing the output messages (depth/image, depth/camera_info, depth/instances). Goal: <= 10% of inference.
+
+    python bench/node_overhead.py [--model M.onnx] [--frames 20] [--threads 0]
+Without --model a random-weight ResNet-18 ICMDepthNet is exported at 352x1216 (needs PyTorch; the node does not).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def export_random_model(path: Path, height: int, width: int) -> Path:
+    import torch
+
+    from training.export_onnx import export_onnx
+    from training.model import ICMDepthNet
+
+    torch.manual_seed(0)
+    model = ICMDepthNet("resnet18", img_size=(height, width)).eval()
+    with torch.no_grad():
+        model.predictors[0].head.weight.normal_(0.0, 0.05)
+    export_onnx(model, path, height, width, config_name="bench_random_resnet18")
+    return path
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path)
+    parser.add_argument("--model-size", default="352x1216")
+    parser.add_argument("--frames", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    model = args.model or export_random_model(Path(tempfile.mkdtemp()) / "bench.onnx",
+                                              *map(int, args.model_size.split("x")))
+
+    import rclpy
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+    from icm_depth_ros.image_conversion import fill_image
+    from icm_depth_ros.input_checks import decode_color_image
+    from icm_depth_ros.instance_message import instances_to_cloud
+    from icm_depth_ros.pipeline import DepthPipeline, PipelineConfig
+    from training.data.synthetic import render_scene
+
+    pipeline = DepthPipeline.from_config(PipelineConfig(model_path=str(model), backend="onnxruntime",
+                                                        threads=args.threads))
+    rclpy.init()
+    node = rclpy.create_node("overhead_bench")
+    publishers = [node.create_publisher(kind, topic, 2) for kind, topic in
+                  ((Image, "depth/image"), (CameraInfo, "depth/camera_info"), (PointCloud2, "depth/instances"))]
+    frames = [render_scene(seed, (375, 1242)) for seed in range(4)]
+    messages = [fill_image(Image(), f["image"], "rgb8") for f in frames]
+    stages = {name: [] for name in ("conversion", "preprocess", "inference", "postprocess", "instances", "publish")}
+    bare = []
+    for index in range(args.frames + 2):  # 2 warm-up frames
+        frame, msg = frames[index % 4], messages[index % 4]
+        start = time.perf_counter()
+        rgb = decode_color_image(msg, "image", 1 << 24)
+        conversion = time.perf_counter() - start
+        result = pipeline.process(rgb, frame["K"])
+        start = time.perf_counter()
+        depth_msg = fill_image(Image(header=msg.header), result.depth, "32FC1")
+        info = CameraInfo(header=msg.header, height=375, width=1242, k=result.K.ravel().tolist())
+        cloud = instances_to_cloud(result.instances, msg.header)
+        for publisher, out in zip(publishers, (depth_msg, info, cloud)):
+            publisher.publish(out)
+        publish = time.perf_counter() - start
+        start = time.perf_counter()
+        pipeline.backend.infer(pipeline._input)  # bare inference on the same input, for the ratio
+        bare_s = time.perf_counter() - start
+        if index >= 2:
+            for name, value in (("conversion", conversion), ("publish", publish), *result.timings.items()):
+                stages[name].append(value)
+            bare.append(bare_s)
+    median = {name: float(np.median(values)) * 1e3 for name, values in stages.items()}
+    overhead = sum(v for k, v in median.items() if k != "inference")
+    inference = float(np.median(bare)) * 1e3
+    report = {"camera": "1242x375", "model_input": f"{pipeline.model_size[0]}x{pipeline.model_size[1]}",
+              "backend": pipeline.backend.description, "frames": args.frames,
+              "median_ms": {k: round(v, 2) for k, v in median.items()}, "bare_inference_ms": round(inference, 1),
+              "overhead_ms": round(overhead, 2), "overhead_ratio": round(overhead / inference, 4),
+              "instances_per_frame": len(result.instances)}
+    print(json.dumps(report, indent=2))
+    node.destroy_node()
+    rclpy.shutdown()
+    return report
+
+
+if __name__ == "__main__":
+    main()
