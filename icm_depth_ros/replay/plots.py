@@ -20,7 +20,7 @@ def line_plot(path: Path, xs, ys, title: str, xlabel: str, ylabel: str, size=(64
     xs, ys = xs[keep], ys[keep]
     cv2.putText(image, title, (left, 20), FONT, 0.5, BLACK, 1, cv2.LINE_AA)
     cv2.putText(image, xlabel, (width // 2 - 4 * len(xlabel), height - 8), FONT, 0.45, BLACK, 1, cv2.LINE_AA)
-    cv2.putText(image, ylabel, (4, top - 8 + 0 * height), FONT, 0.4, BLACK, 1, cv2.LINE_AA)
+    cv2.putText(image, ylabel, (4, top - 8), FONT, 0.4, BLACK, 1, cv2.LINE_AA)
     cv2.rectangle(image, (left, top), (width - right, height - bottom), BLACK, 1)
     if xs.size:
         x0, x1 = float(xs.min()), float(xs.max())
