@@ -27,7 +27,8 @@ from .objects import ROAD, SKY, TERRAIN
 from .shading import box_normals, facade_parameters, ground_colors, part_colors, sky_colors, to_world_normals
 
 FRAME_PERIOD_NS = 100_000_000  # 10 Hz
-MAX_GROUND_DEPTH = 1000.0  # metres; the ground plane beyond this reads as horizon (sky, invalid)
+MAX_GROUND_DEPTH = 1000.0
+SHADOW_CASTER_RANGE = 90.0  # metres  # metres; the ground plane beyond this reads as horizon (sky, invalid)
 
 
 class PartTable:
@@ -57,7 +58,8 @@ def _cast_shadows(scene, table, centers, origin_points, normals, K, pose, size):
     volume = np.concatenate([corners, ground], axis=1)  # [N, 16, 3]
     right, down, forward = pose.axes()
     depth = (volume - pose.origin) @ forward
-    usable = table.shadow & (depth.min(axis=1) > 0.5)
+    # far casters' shadows are a few pixels: skip them; near ones must lie wholly in front of the camera
+    usable = table.shadow & (depth.min(axis=1) > 0.5) & (depth.min(axis=1) < SHADOW_CASTER_RANGE)
     rect_a = screen_rects(corners, K, pose, H, W)
     rect_b = screen_rects(ground, K, pose, H, W)
     rects = np.stack([np.minimum(rect_a[:, 0], rect_b[:, 0]), np.maximum(rect_a[:, 1], rect_b[:, 1]),

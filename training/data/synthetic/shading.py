@@ -46,7 +46,7 @@ def ground_colors(scene, X, Z, depth) -> tuple[np.ndarray, np.ndarray]:
     rgb = np.empty((len(X), 3), dtype=np.float32)
     x, z, d = X[on_road], Z[on_road], depth[on_road]
     coarse = value_noise(x * 0.4, z * 0.4, 1)
-    fine = value_noise(x * 6.0, z * 6.0, 2) * _fade(d, 8, 40)
+    fine = hash01(np.floor(x * 12.0).astype(np.int32), np.floor(z * 12.0).astype(np.int32), 2) * _fade(d, 8, 40)
     base = 0.30 + 0.08 * coarse + 0.10 * (fine - 0.5)
     # darker wheel tracks in the middle of each driving lane
     lane_pos = np.mod(x, road.lane_width) / road.lane_width
@@ -67,8 +67,9 @@ def ground_colors(scene, X, Z, depth) -> tuple[np.ndarray, np.ndarray]:
     rgb[on_road] = asphalt
     off = ~on_road
     x, z, d = X[off], Z[off], depth[off]
-    rgb[off] = scene.terrain_color[None] * (0.7 + 0.6 * value_noise(x * 0.8, z * 0.8, 4) + 0.3 * (
-        value_noise(x * 5, z * 5, 5) - 0.5) * _fade(d, 5, 30))[:, None]
+    grain = hash01(np.floor(x * 8).astype(np.int32), np.floor(z * 8).astype(np.int32), 5)
+    rgb[off] = scene.terrain_color[None] * (0.7 + 0.6 * value_noise(x * 0.8, z * 0.8, 4)
+                                            + 0.3 * (grain - 0.5) * _fade(d, 5, 30))[:, None]
     return rgb, on_road
 
 
@@ -98,7 +99,8 @@ def part_colors(material, color, local, half, normal_local, world, depth, facade
         shop = shop_front & (y < 2.6) & (y > 0.3) & (fa > 0.3) & (fa < spacing - 0.2)
         window = (window | shop) & vertical[m] & (np.abs(along[m]) < along_half[m] - 0.4)
         glass = GLASS[None] + 0.18 * hash01(np.floor(a / spacing), np.floor(y / floor_h), 11)[:, None]
-        tone = (0.9 + 0.1 * value_noise(a * 0.7, y * 0.7, 12) * _fade(depth[m], 10, 60))[:, None]
+        cell = hash01(np.floor(a * 1.5).astype(np.int32), np.floor(y * 4.0).astype(np.int32), 12)  # brick-ish
+        tone = (0.93 + 0.07 * cell * _fade(depth[m], 10, 60))[:, None]
         roof = ~vertical[m]
         facade = np.where(window[:, None], glass, rgb[m] * tone)
         rgb[m] = np.where(roof[:, None], np.float32(0.35), facade)
@@ -127,8 +129,10 @@ def part_colors(material, color, local, half, normal_local, world, depth, facade
     m = (material == M_FOLIAGE) | (material == M_BARK)
     if m.any():
         w = world[m]
-        leaf = value_noise((w[:, 0] + w[:, 2]) * 3.0, w[:, 1] * 3.0, 13) * _fade(depth[m], 5, 60)
-        blotch = value_noise((w[:, 0] - w[:, 2]) * 0.9, w[:, 1] * 0.9, 14)
+        u = w[:, 0] + w[:, 2]
+        leaf = hash01(np.floor(u * 6.0).astype(np.int32), np.floor(w[:, 1] * 6.0).astype(np.int32), 13)
+        leaf = leaf * _fade(depth[m], 5, 60) * np.clip((depth[m] - 2.0) / 6.0, 0, 1)  # no blocky cells up close
+        blotch = value_noise(u * 0.9, w[:, 1] * 0.9, 14)
         rgb[m] = rgb[m] * (0.55 + 0.5 * leaf + 0.35 * blotch)[:, None]
     m = material == M_PAVING
     if m.any():
@@ -136,7 +140,7 @@ def part_colors(material, color, local, half, normal_local, world, depth, facade
         top = ~vertical[m]
         tile = (np.mod(w[:, 0], 0.5) < 0.04) | (np.mod(w[:, 2], 0.5) < 0.04)
         tile &= _fade(depth[m], 5, 25) > 0.5
-        tone = 0.9 + 0.2 * value_noise(w[:, 0] * 2, w[:, 2] * 2, 15)
+        tone = 0.9 + 0.2 * hash01(np.floor(w[:, 0] * 2).astype(np.int32), np.floor(w[:, 2] * 2).astype(np.int32), 15)
         top_rgb = rgb[m] * (tone * np.where(tile, 0.8, 1.0))[:, None]
         rgb[m] = np.where(top[:, None], top_rgb, np.float32(0.72))
     m = material == M_METAL
@@ -170,6 +174,7 @@ def sky_colors(scene, dirs) -> np.ndarray:
     rgb = scene.sky_horizon[None] * (1 - blend) + scene.sky_top[None] * blend
     lift = np.maximum(dirs[:, 1], 0.03)
     cx, cz = dirs[:, 0] / lift * 1.5, dirs[:, 2] / lift * 1.5
-    clouds = 0.65 * value_noise(cx, cz, 21) + 0.35 * value_noise(cx * 3, cz * 3, 22)
-    amount = np.clip((clouds - (0.45 if scene.overcast else 0.6)) * 3.0, 0, 1)[:, None]
+    clouds = value_noise(cx, cz, 21)
+    amount = np.clip((clouds - (0.45 if scene.overcast else 0.6)) * 3.0, 0, 1)
+    amount = (amount * np.clip((up - 0.03) * 10.0, 0, 1))[:, None]  # clouds thin out towards the horizon
     return (rgb * (1 - amount) + np.float32(0.93) * amount).astype(np.float32)
