@@ -71,6 +71,17 @@ def sum_over_ranks(sums: dict[str, float], counts: dict[str, int], context: Cont
     return total_sums, total_counts
 
 
+def broadcast_buffers(module: torch.nn.Module, context: Context) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank.
+
+    DDP broadcasts buffers at the start of each forward, so after the last step each rank holds its own
+    local statistics; this makes evaluation and the final weights identical everywhere (and equal to what
+    rank 0 saves)."""
+    if context.distributed:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def barrier(context: Context) -> None:
     if context.distributed:
         dist.barrier()

@@ -160,6 +160,8 @@ def train(config: Config, resume: bool = False, datasets=None) -> dict:
                 writer.add_image(f"pictures/{tag}", picture, step)
 
         evaluating = step % train_cfg.eval_every == 0 or step == train_cfg.steps
+        if evaluating or step == train_cfg.steps:
+            distributed.broadcast_buffers(bare, context)  # rank 0's BatchNorm statistics everywhere
         if evaluating:
             metrics = evaluate(bare, eval_loader, context, eval_cfg.min_depth, eval_cfg.max_depth, eval_cfg.crop,
                                full_size, amp)

@@ -77,7 +77,7 @@ def test_every_recipe_loads(path):
 
 def test_ablation_recipes_differ_only_in_the_method():
     """Table V: methods I/II/III share encoder, data and budget; I is parallel, III adds the ICM loss."""
-    for family in ("synthetic_resnet18_method{}_96x320", "ablation_resnet50_method{}_cityscapes_dvps"):
+    for family in ("synthetic_resnet18_method{}_64x256", "ablation_resnet50_method{}_cityscapes_dvps"):
         configs = [load_config(CONFIGS[0].parent / f"{family.format(m)}.yaml").to_dict() for m in (1, 2, 3)]
         for config in configs:
             config.pop("name")

@@ -24,7 +24,7 @@ for seed in ${SEEDS:-0 1}; do
     resume=()
     [ -f "$run/last.pt" ] && resume=(--resume)
     echo "$(date +%T) start $run"
-    python training/train.py --config "training/configs/synthetic_resnet18_method${method}_96x320.yaml" \
+    python training/train.py --config "training/configs/synthetic_resnet18_method${method}_64x256.yaml" \
       "${resume[@]}" train.seed="$seed" train.output_dir="$run" "${extra[@]}" > "$run.log" 2>&1
     rmdir "$run.lock"
     echo "$(date +%T) done $run"
