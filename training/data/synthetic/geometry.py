@@ -73,7 +73,10 @@ def ray_directions(K: np.ndarray, height: int, width: int, pose: CameraPose) -> 
 
 def rotate_yaw(x, z, yaw):
     """Rotate (x, z) about the vertical axis by yaw (object local -> world); inverse is rotate_yaw(-yaw)."""
-    c, s = np.cos(yaw), np.sin(yaw)
+    if np.isscalar(yaw):  # Python floats keep float32 arrays float32 (NumPy 2 promotion rules)
+        c, s = float(np.cos(yaw)), float(np.sin(yaw))
+    else:
+        c, s = np.cos(yaw), np.sin(yaw)
     return c * x + s * z, -s * x + c * z
 
 
@@ -140,6 +143,10 @@ def intersect(kind: int, center, half, yaw: float, ox, oy, oz, dx, dy, dz, inver
     Origins and directions broadcast against each other (scalars or arrays of one shape). `inverse`
     may carry inverse_directions(dx, dy, dz) to speed up boxes with yaw 0.
     """
+    # Python floats are "weak" scalars under NumPy 2: float32 ray arrays stay float32
+    center, half, yaw = [float(v) for v in center], [float(v) for v in half], float(yaw)
+    ox, oy, oz = (v if isinstance(v, np.ndarray) else float(v) for v in (ox, oy, oz))
+    dx, dy, dz = (v if isinstance(v, np.ndarray) else float(v) for v in (dx, dy, dz))
     if kind == KIND_BOX and yaw == 0.0:
         px, py, pz = ox - center[0], oy - center[1], oz - center[2]
         if inverse is None:
