@@ -58,9 +58,10 @@ class PartTable:
         self.facade = facade_parameters(len(parts))
 
 
-def _cast_shadows(scene, table, centers, origin_points, normals, K, pose, size):
-    """Boolean [P] per hit point: is the sun blocked by a part? Skips casters whose shadow volume
-    reaches behind the camera (their shadow would need near-plane clipping of the swept volume)."""
+def _cast_shadows(scene, table, centers, K, pose, size):
+    """Per part: usable as a shadow caster [N] bool, screen rectangle of its shadow volume [N, 4] and the
+    volume's optical depth range [N, 2]. Skips casters whose shadow volume reaches behind the camera
+    (their shadow would need near-plane clipping of the swept volume)."""
     H, W = size
     sun = scene.sun
     corners = primitive_corners(centers, table.half, table.yaw)  # [N, 8, 3]
@@ -74,7 +75,7 @@ def _cast_shadows(scene, table, centers, origin_points, normals, K, pose, size):
     rect_b = screen_rects(ground, K, pose, H, W)
     rects = np.stack([np.minimum(rect_a[:, 0], rect_b[:, 0]), np.maximum(rect_a[:, 1], rect_b[:, 1]),
                       np.minimum(rect_a[:, 2], rect_b[:, 2]), np.maximum(rect_a[:, 3], rect_b[:, 3])], axis=1)
-    return usable, rects
+    return usable, rects, np.stack([depth.min(axis=1) - 0.1, depth.max(axis=1) + 0.1], axis=1)
 
 
 def render_frame(scene: Scene, size, time_s: float = 0.0, sparse: bool = False, K: np.ndarray | None = None,
@@ -139,7 +140,7 @@ def render_frame(scene: Scene, size, time_s: float = 0.0, sparse: bool = False, 
     lambert = np.clip(normal @ scene.sun, 0.0, 1.0)
     ambient, diffuse = (0.8, 0.25) if scene.overcast else (0.45, 0.75)
     if not scene.overcast:
-        usable, srects = _cast_shadows(scene, table, centers, world, normal, K, pose, size)
+        usable, srects, depth_range = _cast_shadows(scene, table, centers, K, pose, size)
         shadow = np.zeros((H, W), dtype=bool)
         lit = np.zeros((H, W), dtype=bool)
         lit.ravel()[flat_hit] = lambert > 0
@@ -148,11 +149,22 @@ def render_frame(scene: Scene, size, time_s: float = 0.0, sparse: bool = False, 
         sun_inverse = tuple(np.float32(1.0 / (v if abs(v) > 1e-9 else 1e-9)) for v in scene.sun)
         for n in np.nonzero(usable & (srects[:, 1] > srects[:, 0]) & (srects[:, 3] > srects[:, 2]))[0]:
             r0, r1, c0, c1 = srects[n]
-            sel = lit[r0:r1, c0:c1] & (ids[r0:r1, c0:c1] != n)
+            z = zbuf[r0:r1, c0:c1]
+            # only lit points of other parts inside the shadow volume's depth range can be shadowed
+            sel = lit[r0:r1, c0:c1] & (ids[r0:r1, c0:c1] != n) & (z >= depth_range[n, 0]) & (z <= depth_range[n, 1])
+            count = int(np.count_nonzero(sel))
+            if count == 0:
+                continue
             pts = start_pts[:, r0:r1, c0:c1]
+            if count < 0.3 * sel.size:  # few candidates: gather them instead of testing the whole rectangle
+                pts = pts[:, sel]
             t_sun = intersect(table.kind[n], centers[n], table.half[n], table.yaw[n], pts[0], pts[1], pts[2],
                               scene.sun[0], scene.sun[1], scene.sun[2], sun_inverse)
-            shadow[r0:r1, c0:c1] |= sel & np.isfinite(t_sun)
+            if count < 0.3 * sel.size:
+                sel[sel] = np.isfinite(t_sun)
+                shadow[r0:r1, c0:c1] |= sel
+            else:
+                shadow[r0:r1, c0:c1] |= sel & np.isfinite(t_sun)
         lambert = lambert * ~shadow.ravel()[flat_hit]
     light = ambient * (0.8 + 0.2 * normal[:, 1]) + diffuse * lambert
     haze = np.exp(t * np.float32(-1.0 / scene.haze_distance))
