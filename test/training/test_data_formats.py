@@ -34,7 +34,8 @@ def depth_png(metres):
 def cityscapes_root(tmp_path):
     """One val frame: a car (trainId 13, id 5), a person (11, id 2), a crowd of cars (13000),
     road (0), vegetation (8) and void (32000); depth 10 m except an invalid corner."""
-    folder = tmp_path / "video_sequence" / "val"
+    root = tmp_path / "cityscapes_dvps"
+    folder = root / "video_sequence" / "val"
     prefix = folder / "000001_000002_frankfurt_000000_000294"
     panoptic = np.zeros((H, W), np.uint16)
     panoptic[:12] = 8 * 1000
@@ -48,7 +49,7 @@ def cityscapes_root(tmp_path):
     write_png(prefix.with_name(prefix.name + "_leftImg8bit.png"), gradient_image()[..., ::-1])
     write_png(prefix.with_name(prefix.name + "_gtFine_instanceTrainIds.png"), panoptic)
     write_png(prefix.with_name(prefix.name + "_depth.png"), depth_png(depth))
-    return tmp_path
+    return root
 
 
 def test_depth_png_round_trip(tmp_path):
@@ -107,7 +108,8 @@ def test_cityscapes_errors_name_the_path(cityscapes_root, tmp_path):
 def semkitti_root(tmp_path):
     """One train frame with separate class / instance PNGs: two cars (class 0, ids 1 and 3), a person
     (class 5, id 1), vegetation (class 15, instance 4 must be ignored), void 255; sparse depth, focal 718.856."""
-    folder = tmp_path / "video_sequence" / "train"
+    root = tmp_path / "semkitti_dvps"
+    folder = root / "video_sequence" / "train"
     classes = np.full((H, W), 15, np.uint8)
     instance = np.zeros((H, W), np.uint16)
     classes[10:20, 0:8], instance[10:20, 0:8] = 0, 3
@@ -121,7 +123,7 @@ def semkitti_root(tmp_path):
     write_png(folder / "000003_000010_gtFine_class.png", classes)
     write_png(folder / "000003_000010_gtFine_instance.png", instance)
     write_png(folder / "000003_000010_depth_718.856.png", depth_png(depth))
-    return tmp_path
+    return root
 
 
 def test_semkitti_separate_class_and_instance_files(semkitti_root):
@@ -153,7 +155,8 @@ DRIVE = "2011_09_26/2011_09_26_drive_0002_sync"
 @pytest.fixture
 def kitti_root(tmp_path):
     """BTS layout: two frames, one with GT and a pseudo instance mask, one 'None' line; a calib file."""
-    raw, gt, masks = tmp_path / "raw", tmp_path / "depth_annotated", tmp_path / "instances"
+    root = tmp_path / "kitti"
+    raw, gt, masks = root / "raw", root / "depth_annotated", root / "instances"
     for frame in ("0000000005", "0000000006"):
         write_png(raw / DRIVE / "image_02" / "data" / f"{frame}.png", gradient_image(KITTI_H, KITTI_W)[..., ::-1])
         mask = np.zeros((KITTI_H, KITTI_W), np.uint16)
@@ -167,12 +170,12 @@ def kitti_root(tmp_path):
         "calib_time: 09-Jan-2012 13:57:47\n"
         "P_rect_02: 7.215377e+02 0.000000e+00 6.095593e+02 4.485728e+01 0.000000e+00 7.215377e+02 "
         "1.728540e+02 2.163791e-01 0.000000e+00 0.000000e+00 1.000000e+00 2.745884e-03\n")
-    splits = tmp_path / "splits"
+    splits = root / "splits"
     splits.mkdir()
     (splits / "eigen_test_files_with_gt.txt").write_text(
         f"{DRIVE}/image_02/data/0000000005.png 2011_09_26_drive_0002_sync/proj_depth/groundtruth/image_02/"
         f"0000000005.png 721.5377\n{DRIVE}/image_02/data/0000000006.png None 721.5377\n")
-    return tmp_path
+    return root
 
 
 def test_kitti_kb_crop_none_lines_and_pseudo_masks(kitti_root):
@@ -221,3 +224,16 @@ def test_items_collate_across_datasets(cityscapes_root, semkitti_root):
                                               SemKittiDVPS(semkitti_root, "train")[0]])
     assert batch["image"].shape == (2, 3, H, W) and batch["instance_classes"].shape == (2, 255)
     assert batch["instances"].dtype == torch.int64 and batch["valid"].dtype == torch.bool
+
+
+def test_preview_detects_each_layout(cityscapes_root, semkitti_root, kitti_root, tmp_path):
+    from training.data.preview import detect_layout, main as preview_main
+    assert detect_layout(cityscapes_root) == "cityscapes_dvps"
+    assert detect_layout(semkitti_root) == "semkitti_dvps"
+    assert detect_layout(kitti_root) == "kitti_eigen"
+    assert preview_main([str(semkitti_root), "--out", str(tmp_path / "s.png")]) == 0
+    assert cv2.imread(str(tmp_path / "s.png")).shape == (H, 3 * W + 8, 3)
+    assert preview_main([str(kitti_root), "--split", "test", "--out", str(tmp_path / "k.png"), "--count", "1"]) == 0
+    assert cv2.imread(str(tmp_path / "k.png")).shape == (352, 3 * 1216 + 8, 3)
+    with pytest.raises(ValueError, match="not a recognised layout"):
+        detect_layout(tmp_path)

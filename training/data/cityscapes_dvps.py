@@ -79,7 +79,7 @@ class CityscapesDVPS(DepthDataset):
     """Frames of ROOT/video_sequence/SPLIT/, sorted by name; items as in training/data/items.py."""
 
     def __init__(self, root, split: str = "train", augment: bool = False, crop_size=None,
-                 scale_range=(1.0, 2.0), min_depth: float = 1e-3, max_depth: float = 88.0):
+                 scale_range=(1.0, 1.0), min_depth: float = 1e-3, max_depth: float = 88.0):
         super().__init__(augment, crop_size, scale_range, min_depth, max_depth)
         folder = require_dir(Path(root) / "video_sequence" / split, f"Cityscapes-DVPS {split} split")
         self.prefixes = sorted(str(p)[: -len(SUFFIX_IMAGE)] for p in folder.glob("*" + SUFFIX_IMAGE))
