@@ -49,5 +49,5 @@ def build_dataset(name: str, root, split: str, augment: bool, size=None, **overr
     return KittiEigen(augment=augment, crop_size=size, **kwargs)
 
 
-__all__ = ["DATASET_NAMES", "MAX_INSTANCES", "THING_CLASSES", "CityscapesDVPS", "KittiEigen", "SemKittiDVPS",
-           "SyntheticRoadScenes", "build_dataset"]
+__all__ = ["DATASET_NAMES", "MAX_INSTANCES", "SYNTHETIC_SPLIT_SEEDS", "THING_CLASSES", "CityscapesDVPS",
+           "KittiEigen", "SemKittiDVPS", "SyntheticRoadScenes", "build_dataset"]
