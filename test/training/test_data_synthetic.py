@@ -8,7 +8,7 @@ import torch
 from training.data import SyntheticRoadScenes, build_dataset
 from training.data.synthetic import build_scene, kitti_like_intrinsics, render_frame, render_scene, render_sequence
 from training.data.synthetic.lidar import ELEVATIONS_DEG
-from training.data.synthetic.objects import ROAD, SKY
+from training.data.synthetic.objects import CAR, M_BODY, PERSON, ROAD, SKY
 
 SIZE = (96, 320)
 
@@ -56,10 +56,15 @@ def test_kitti_like_camera_and_labels():
 
 
 def test_object_sizes_are_realistic():
-    scene = build_scene(5)
-    for part in scene.parts:
-        if part.semantic == 13 and part.material == 1:  # car / van bodies
-            assert 1.9 <= 2 * part.half[2] <= 5.6 and 1.6 <= 2 * part.half[0] <= 2.1
+    heights = {}
+    for seed in range(5):
+        for part in build_scene(seed).parts:
+            if part.semantic == CAR and part.material == M_BODY:  # car and van bodies: length, width in metres
+                assert 3.9 <= 2 * part.half[2] <= 5.6 and 1.7 <= 2 * part.half[0] <= 2.05
+            if part.semantic == PERSON:
+                top = part.center[1] + part.half[1]
+                heights[(seed, part.instance)] = max(heights.get((seed, part.instance), 0.0), top)
+    assert heights and all(1.5 <= h <= 2.15 for h in heights.values())  # on the road or a 0.1-0.16 m curb
 
 
 def test_sparse_mode_samples_dense_depth_in_beams():

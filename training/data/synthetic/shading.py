@@ -115,7 +115,8 @@ def part_colors(material, color, local, half, normal_local, world, depth, facade
         rgb[m] = np.where(lamp[:, None], lamp_rgb, shade)
     m = material == M_CABIN
     if m.any():
-        pane = (vertical[m] & (qy[m] > -hy[m] + 0.06) & (qy[m] < hy[m] - 0.08)
+        # windows at most ~1 m tall: a car's whole cabin side, the upper part of a truck cab
+        pane = (vertical[m] & (qy[m] > np.maximum(-hy[m] + 0.06, hy[m] - 1.0)) & (qy[m] < hy[m] - 0.08)
                 & (np.abs(along[m]) < along_half[m] - 0.12))
         reflect = 0.12 * np.clip(qy[m] / np.maximum(hy[m], 1e-3) + 0.5, 0, 1)[:, None]
         rgb[m] = np.where(pane[:, None], GLASS[None] + reflect, rgb[m])
