@@ -113,6 +113,8 @@ def train(config: Config, resume: bool = False, datasets=None) -> dict:
 
         writer = SummaryWriter(str(output / "tensorboard"), purge_step=step if resume else None)
     log = LogFile(output / "log.jsonl", context.is_main)
+    if resume:
+        log.truncate_after(step)  # records of steps after last.pt are re-made by this run
 
     def save(name: str) -> None:
         if context.is_main:
@@ -190,6 +192,11 @@ class LogFile:
 
     def __init__(self, path: Path, enabled: bool):
         self.path, self.enabled = path, enabled
+
+    def truncate_after(self, step: int) -> None:
+        if self.enabled and self.path.exists():
+            records = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= step]
+            self.path.write_text("".join(line + "\n" for line in records))
 
     def write(self, record: dict) -> None:
         if self.enabled:

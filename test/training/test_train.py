@@ -77,10 +77,12 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path):
     interrupted = tiny_config(tmp_path / "b", "train.steps=4")
     train_set, val_set = build_datasets(interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train(interrupted, datasets=(CrashAfter(train_set, limit=2 * 2 + 1), val_set))  # dies in step 3
+        train(interrupted, datasets=(CrashAfter(train_set, limit=3 * 2 + 1), val_set))  # dies in step 4
     assert load_checkpoint(tmp_path / "b" / "run" / "last.pt")["step"] == 2
     resumed = train(interrupted, resume=True)
     assert resumed["step"] == 4
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "run" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 2, 3, 4, 4]  # train records 1-4 and evaluations at 2 and 4, none twice
     for name, tensor in reference.items():
         torch.testing.assert_close(resumed["model"].state_dict()[name], tensor, msg=name)
 
