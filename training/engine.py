@@ -210,11 +210,13 @@ def evaluate(model: nn.Module, loader: DataLoader, context: Context, min_depth: 
 _RAMP = np.array([[0, 0, 4], [81, 18, 124], [183, 55, 121], [252, 137, 97], [252, 253, 191]], np.float32) / 255
 
 
-def colorize_depth(depth: np.ndarray, valid: np.ndarray | None = None, max_depth: float = 80.0) -> np.ndarray:
-    """depth [H, W] metres -> RGB [3, H, W] in [0, 1], by inverse depth; invalid pixels black."""
-    inverse = 1.0 / np.clip(np.nan_to_num(depth, nan=max_depth), 1e-3, None)
-    low, high = 1.0 / max_depth, max(float(np.percentile(inverse, 99)), 1.0 / max_depth + 1e-6)
-    position = np.clip((inverse - low) / (high - low), 0, 1) * (len(_RAMP) - 1)
+def colorize_depth(depth: np.ndarray, valid: np.ndarray | None = None, max_depth: float = 80.0,
+                   near: float = 3.0) -> np.ndarray:
+    """depth [H, W] metres -> RGB [3, H, W] in [0, 1] by log depth on a fixed scale (``near`` metres
+    brightest, ``max_depth`` darkest), so predicted and true depth and all steps compare; invalid black."""
+    log_depth = np.log(np.clip(np.nan_to_num(depth, nan=max_depth), near, max_depth))
+    closeness = (np.log(max_depth) - log_depth) / (np.log(max_depth) - np.log(near))  # 0 far .. 1 near
+    position = np.clip(closeness, 0, 1) * (len(_RAMP) - 1)
     lower = np.floor(position).astype(int).clip(0, len(_RAMP) - 2)
     fraction = (position - lower)[..., None]
     rgb = _RAMP[lower] * (1 - fraction) + _RAMP[lower + 1] * fraction  # [H, W, 3]

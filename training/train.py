@@ -16,6 +16,7 @@ import math
 import random
 import sys
 import time
+import warnings
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `training.*` importable
@@ -131,7 +132,9 @@ def train(config: Config, resume: bool = False, datasets=None) -> dict:
         started = time.perf_counter()
         micro_batches = [next(batches) for _ in range(train_cfg.accumulate)]
         result = train_step(model, criterion, micro_batches, optimizer, scaler, optim.grad_clip, context, amp)
-        scheduler.step()  # a skipped step still uses its slot of the schedule: the run ends on time
+        with warnings.catch_warnings():  # after a skipped first step torch warns of step order; intended
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            scheduler.step()  # a skipped step still uses its slot of the schedule: the run ends on time
         step += 1
         if result.skipped:
             nonfinite, in_a_row = nonfinite + 1, in_a_row + 1

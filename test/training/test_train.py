@@ -22,6 +22,7 @@ def tiny_config(tmp_path, *overrides):
     return load_config(None, TINY + [f"train.output_dir={tmp_path / 'run'}", "name=tiny", *overrides])
 
 
+@pytest.mark.slow
 def test_short_run_writes_checkpoints_logs_and_report(tmp_path):
     config = tiny_config(tmp_path, "train.steps=4")
     summary = train(config)
@@ -149,3 +150,19 @@ def test_checkpoints_refuse_arbitrary_objects(tmp_path):
     torch.save({"model": {}, "config": {}, "step": 0, "payload": SyntheticRoadScenes}, path)
     with pytest.raises(Exception, match="[Ww]eights only load failed|Unsupported global"):
         load_checkpoint(path)
+
+
+def test_pictures_for_tensorboard(tmp_path):
+    """Image, predicted and true depth on one fixed colour scale, and the finest-scale cluster map."""
+    from training.config import build_model
+    from training.distributed import Context
+    from training.engine import pictures
+
+    config = tiny_config(tmp_path)
+    batch = torch.utils.data.default_collate([SyntheticRoadScenes(1, size=(64, 128), seed=3)[0]])
+    shown = pictures(build_model(config), batch, Context(0, 1, 0, torch.device("cpu")), 80.0)
+    assert set(shown) == {"image", "depth_pred", "depth_true", "clusters"}
+    assert all(picture.shape == (3, 64, 128) for picture in shown.values())
+    valid = batch["valid"][0, 0].numpy()
+    assert shown["depth_true"][:, valid].mean() > 0.2  # valid ground truth is visible, not black
+    assert (shown["depth_true"][:, ~valid] == 0).all()
