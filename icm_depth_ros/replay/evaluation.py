@@ -56,7 +56,7 @@ class Evaluation:
         row.update({f"{name}_ms": round(seconds * 1000.0, 3) for name, seconds in (latencies or {}).items()})
         self.rows.append(row)
         if index in self.sample_indices and rgb is not None:
-            self.samples.append(_sample(index, rgb, pred, gt, score.figures.get("abs_rel")))
+            self.samples.append(_sample(index, rgb, pred, gt, score.figures.get("abs_rel"), instances))
 
     def skip(self, reason: str, detail: str = "", index: int | None = None, stamp_ns: int | None = None) -> None:
         """A frame that is not scored; every one is counted under its reason (never silent)."""
@@ -84,17 +84,21 @@ class Evaluation:
         return result
 
 
-def _sample(index: int, rgb, pred, gt, abs_rel) -> dict:
-    """Downscaled copies (SAMPLE_WIDTH wide) of one frame's image, prediction and ground truth."""
+def _sample(index: int, rgb, pred, gt, abs_rel, instances=None) -> dict:
+    """Downscaled copies (SAMPLE_WIDTH wide) of one frame's image, prediction and ground truth, and its
+    instances as (bbox scaled to that width, median depth in metres) for the contact sheet."""
     height, width = gt.shape
     size = (SAMPLE_WIDTH, max(1, round(height * SAMPLE_WIDTH / width)))
+    scale = SAMPLE_WIDTH / width
+    boxes = [(tuple(int(round(c * scale)) for c in instance.bbox), float(instance.median_depth))
+             for instance in instances or []]
 
     def shrink(array, interpolation):
         return cv2.resize(np.ascontiguousarray(array), size, interpolation=interpolation)
 
     return {"frame": index, "abs_rel": abs_rel, "rgb": shrink(rgb, cv2.INTER_AREA),
             "pred": shrink(pred.astype(np.float32), cv2.INTER_NEAREST),
-            "gt": shrink(gt.astype(np.float32), cv2.INTER_NEAREST)}
+            "gt": shrink(gt.astype(np.float32), cv2.INTER_NEAREST), "instances": boxes}
 
 
 def evenly_spaced(count: int, samples: int) -> set[int]:

@@ -65,16 +65,50 @@ def error_map(pred: np.ndarray, gt: np.ndarray, limit: float = 0.5) -> np.ndarra
     return image
 
 
+def _captioned(tile: np.ndarray, caption: str) -> np.ndarray:
+    tile = np.ascontiguousarray(tile)
+    cv2.putText(tile, caption, (5, 15), FONT, 0.45, WHITE, 3, cv2.LINE_AA)
+    cv2.putText(tile, caption, (5, 15), FONT, 0.45, BLACK, 1, cv2.LINE_AA)
+    return tile
+
+
+def _side_by_side(tiles: list[np.ndarray]) -> np.ndarray:
+    gap = np.full((tiles[0].shape[0], 4, 3), 255, np.uint8)
+    strip = [part for tile in tiles for part in (tile, gap)][:-1]
+    return np.concatenate(strip, axis=1)
+
+
+def instance_overlay(rgb: np.ndarray, instances: list, max_depth: float) -> np.ndarray:
+    """The image (BGR) with each instance's box, coloured by distance, labelled with its median depth."""
+    image = np.ascontiguousarray(rgb[:, :, ::-1]).copy()
+    for (u0, v0, u1, v1), metres in sorted(instances, key=lambda item: -item[1] if np.isfinite(item[1]) else 0):
+        if not np.isfinite(metres):
+            continue
+        colour = tuple(int(c) for c in colorize(np.array([[metres]], np.float32), max_depth)[0, 0])
+        cv2.rectangle(image, (u0, v0), (max(u0, u1 - 1), max(v0, v1 - 1)), colour, 2)
+        label = f"{metres:.1f} m"
+        origin = (u0, max(12, v0 - 3))
+        cv2.putText(image, label, origin, FONT, 0.4, BLACK, 3, cv2.LINE_AA)
+        cv2.putText(image, label, origin, FONT, 0.4, WHITE, 1, cv2.LINE_AA)
+    return image
+
+
+def contact_sheet(path: Path, samples: list[dict], max_depth: float) -> None:
+    """One row per sample frame: image | predicted depth | instances with their distances."""
+    rows = []
+    for sample in samples:
+        tiles = [sample["rgb"][:, :, ::-1], colorize(sample["pred"], max_depth),
+                 instance_overlay(sample["rgb"], sample.get("instances", []), max_depth)]
+        captions = [f"frame {sample['frame']}", f"depth (0-{max_depth:g} m)",
+                    f"{len(sample.get('instances', []))} instances, median depth"]
+        rows.append(_side_by_side([_captioned(t, c) for t, c in zip(tiles, captions)]))
+        rows.append(np.full((4, rows[-1].shape[1], 3), 255, np.uint8))
+    cv2.imwrite(str(path), np.concatenate(rows[:-1], axis=0))
+
+
 def frame_panel(path: Path, sample: dict, max_depth: float) -> None:
     """image | predicted | true | error, side by side, with captions."""
     rgb, pred, gt = sample["rgb"], sample["pred"], sample["gt"]
     tiles = [rgb[:, :, ::-1], colorize(pred, max_depth), colorize(gt, max_depth), error_map(pred, gt)]
     captions = ["image", "predicted", "true", "abs rel error (0-0.5)"]
-    strip = []
-    for tile, caption in zip(tiles, captions):
-        tile = np.ascontiguousarray(tile)
-        cv2.putText(tile, caption, (5, 15), FONT, 0.45, WHITE, 3, cv2.LINE_AA)
-        cv2.putText(tile, caption, (5, 15), FONT, 0.45, BLACK, 1, cv2.LINE_AA)
-        strip.append(tile)
-        strip.append(np.full((tile.shape[0], 4, 3), 255, np.uint8))
-    cv2.imwrite(str(path), np.concatenate(strip[:-1], axis=1))
+    cv2.imwrite(str(path), _side_by_side([_captioned(t, c) for t, c in zip(tiles, captions)]))

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from icm_depth_ros.metrics import EXTRA_NAMES, METRIC_NAMES
-from icm_depth_ros.replay.plots import frame_panel, line_plot
+from icm_depth_ros.replay.plots import contact_sheet, frame_panel, line_plot
 
 
 def write_outputs(out_dir: Path, summary: dict, rows: list[dict], samples: list[dict]) -> None:
@@ -44,7 +44,11 @@ def write_plots(plot_dir: Path, summary: dict, rows: list[dict], samples: list[d
               [row["abs_rel"] for row in scored], "abs_rel per frame", "frame", "abs_rel")
     plots["abs_rel over time"] = "plots/abs_rel_over_time.png"
     max_depth = summary["run"]["max_depth"]
-    for sample in sorted(samples, key=lambda s: s["frame"]):
+    samples = sorted(samples, key=lambda s: s["frame"])
+    if samples:
+        contact_sheet(plot_dir.parent / "contact_sheet.png", samples, max_depth)
+        plots["Contact sheet: image | depth | instances with their distances"] = "contact_sheet.png"
+    for sample in samples:
         name = f"plots/frame_{sample['frame']:06d}.png"
         frame_panel(plot_dir.parent / name, sample, max_depth)
         plots[f"Frame {sample['frame']} (abs_rel {sample['abs_rel']:.3f})"] = name

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -93,6 +94,11 @@ def test_metrics_match_direct_computation(tmp_path, drive, onnx_model, storage, 
     assert "| read | scored | skipped" in report and "plots/error_by_distance.png" in report
     assert (out / "plots" / "abs_rel_over_time.png").stat().st_size > 1000
     assert len(list((out / "plots").glob("frame_*.png"))) == 4
+    sheet = cv2.imread(str(out / "contact_sheet.png"))
+    frame = cv2.imread(str(next((out / "plots").glob("frame_*.png"))))
+    assert sheet.shape[0] == 4 * frame.shape[0] + 3 * 4  # four sample rows, 4-pixel gaps
+    assert sheet.shape[1] == (frame.shape[1] - 3 * 4) // 4 * 3 + 2 * 4  # image | depth | instances
+    assert "contact_sheet.png" in report
     assert set(summary["instance_error_by_distance"]) == {"0-10m", "10-20m", "20-40m", "40-80m"}
     assert sum(band["instances"] for band in summary["instance_error_by_distance"].values()) > 0
     assert summary["latency"]["total"]["count"] == NUM_FRAMES
