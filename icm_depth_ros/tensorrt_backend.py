@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from icm_depth_ros.backends import ModelLoadError, check_io_names, is_engine_path
+from icm_depth_ros.engine_builder import build_engine, onnx_metadata
 from icm_depth_ros.model_contract import DEPTH_OUTPUT, INPUT_NAME, MEMBERSHIP_OUTPUT, ModelInfo
 
 
@@ -87,12 +88,10 @@ class TensorRTBackend:
                 mismatches = [fingerprints.describe_mismatch(found, expected, [field]) for field in fields]
         if engine_decision(engine_path, found, mismatches, onnx_path, allow_build) == "build":
             logger.warning(f"building TensorRT engine {engine_path} from {onnx_path} ({precision}); this takes minutes")
-            shape = build_engine(onnx_path, engine_path, precision)
-            found = fingerprints.make_fingerprint(
-                **fingerprints.machine_fingerprint(), precision=precision, input_shape=shape, max_batch=1,
-                onnx_sha256=expected["onnx_sha256"], model_metadata=_onnx_metadata(onnx_path),
-            )
-            fingerprints.write_fingerprint(engine_path, found)
+            try:  # the builder training/export.py uses (icm_depth_ros/engine_builder.py); writes the fingerprint
+                found = build_engine(onnx_path, engine_path, precision)
+            except (RuntimeError, ValueError) as error:
+                raise ModelLoadError(f"cannot rebuild TensorRT engine {engine_path} from {onnx_path}: {error}") from None
         return cls(engine_path, onnx_path, found.get("model_metadata") or None)
 
     def __init__(self, engine_path: Path, onnx_path: str = "", model_metadata: dict | None = None):
@@ -160,34 +159,4 @@ def _onnx_metadata(onnx_path: str, engine_path: Path | None = None) -> dict[str,
     """The contract metadata of the ONNX file (for engines whose fingerprint lacks model_metadata)."""
     if not onnx_path or not Path(onnx_path).is_file():
         raise ModelLoadError(f"{engine_path}: no model_metadata in its fingerprint and ONNX file {onnx_path!r} missing")
-    import onnx
-
-    model = onnx.load(onnx_path, load_external_data=False)
-    return {prop.key: prop.value for prop in model.metadata_props}
-
-
-def build_engine(onnx_path: str, engine_path: Path, precision: str) -> list[int]:
-    """ONNX -> serialized TensorRT engine at ``engine_path`` (batch 1); returns the input shape [B, 3, H, W]."""
-    import tensorrt as trt
-
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(Path(onnx_path).read_bytes()):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ModelLoadError(f"{onnx_path}: TensorRT cannot parse it: {errors}")
-    config = builder.create_builder_config()
-    if precision == "fp16":
-        config.set_flag(trt.BuilderFlag.FP16)
-    shape = network.get_input(0).shape
-    if shape[0] == -1:  # dynamic batch: the node runs batch 1
-        profile = builder.create_optimization_profile()
-        fixed = (1, *shape[1:])
-        profile.set_shape(INPUT_NAME, fixed, fixed, fixed)
-        config.add_optimization_profile(profile)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise ModelLoadError(f"{onnx_path}: TensorRT engine build failed (see TensorRT log above)")
-    Path(engine_path).write_bytes(bytes(serialized))
-    return [int(d) for d in shape]
+    return onnx_metadata(onnx_path)

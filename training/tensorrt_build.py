@@ -1,55 +1,31 @@
-"""ONNX -> TensorRT 10 engine with a fingerprint beside it (icm_depth_ros/engine_fingerprint.py).
+"""TensorRT engines from training/export.py: the INT8 calibrator fed with dataset images, and ``run_engine``.
 
-TensorRT 10 Python API: explicit-batch network from the ONNX parser, a workspace limit
-(``IBuilderConfig.set_memory_pool_limit``), a timing cache kept on disk between builds, one
-optimisation profile over the batch, and INT8 through ``IInt8EntropyCalibrator2`` fed with dataset
-images. ``tensorrt`` (and, for INT8 calibration, a CUDA build of PyTorch for device buffers) are
-imported only when a build runs; ``missing_requirements`` says what this machine lacks without them.
+The builder itself (workspace limit, timing cache, precision flags, batch profile, fingerprint) is
+icm_depth_ros/engine_builder.py, shared with the node's engine rebuild; its names are re-exported here.
+``build_engine`` below adds what needs images and PyTorch: INT8 calibration through
+``IInt8EntropyCalibrator2``, with PyTorch CUDA tensors as device buffers. ``tensorrt`` and ``torch`` are
+imported only when a build or run needs them.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from icm_depth_ros import engine_fingerprint as fingerprints
+from icm_depth_ros import engine_builder
 from icm_depth_ros import model_contract as contract
+from icm_depth_ros.engine_builder import (  # noqa: F401 - re-exported: the builder's home is icm_depth_ros
+    DEFAULT_WORKSPACE_GIB,
+    TensorRTUnavailable,
+    missing_requirements,
+    require_tensorrt,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-DEFAULT_WORKSPACE_GIB = 4.0
 DEFAULT_CALIBRATION_IMAGES = 64  # enough for stable entropy histograms on a conv net; each costs a forward pass
 CALIBRATION_POLICY = "crop"  # the node's default resize policy (icm_depth_ros/pipeline.py)
-
-
-class TensorRTUnavailable(RuntimeError):
-    """This machine cannot build or run TensorRT engines; the message lists what is missing."""
-
-
-def missing_requirements() -> list[str]:
-    """What this machine lacks to build TensorRT 10 engines (empty list = nothing). Cheap: no torch."""
-    missing = []
-    try:
-        import tensorrt  # noqa: PLC0415
-
-        if not tensorrt.__version__.startswith("10."):
-            missing.append(f"TensorRT 10 (found TensorRT {tensorrt.__version__})")
-    except ImportError as error:
-        missing.append(f"TensorRT 10's Python package 'tensorrt' (import failed: {error})")
-    try:
-        fingerprints.query_gpu()
-    except RuntimeError as error:
-        missing.append(f"an NVIDIA GPU ({error})")
-    return missing
-
-
-def require_tensorrt() -> None:
-    missing = missing_requirements()
-    if missing:
-        raise TensorRTUnavailable(
-            "cannot build a TensorRT engine on this machine; missing: " + "; ".join(missing)
-            + ". Export the ONNX model here and build the engine on the GPU machine."
-        )
 
 
 def load_calibration_images(directory: str | Path, height: int, width: int, limit: int = DEFAULT_CALIBRATION_IMAGES) -> list[np.ndarray]:
@@ -130,89 +106,19 @@ def build_engine(
 ) -> dict:
     """Build ``engine_path`` from ``onnx_path`` and write ``<engine>.fingerprint.json``; returns the fingerprint.
 
-    precision: "fp32", "fp16" (FP16 kernels allowed) or "int8" (INT8 with FP16/FP32 fallback; needs
-    ``calibration_images``, [3, H, W] float32 in [0, 1]). A dynamic-batch ONNX gets one profile
-    over batch 1..``max_batch`` (optimised for ``max_batch``). The timing cache (default
-    ``<engine>.timing.cache``) makes rebuilds on the same GPU fast. The calibration cache is
-    ``<engine>.calib.cache``: delete it to recalibrate.
+    ``icm_depth_ros.engine_builder.build_engine`` with, for "int8", a calibrator over
+    ``calibration_images`` ([3, H, W] float32 in [0, 1]); see that function for the other arguments.
     """
-    if precision not in fingerprints.PRECISIONS:
-        raise ValueError(f"precision must be one of {fingerprints.PRECISIONS}, got {precision!r}")
-    if precision == "int8" and calibration_images is None:
-        raise ValueError("int8 needs calibration images (--calib DIR)")
-    require_tensorrt()
-    import tensorrt as trt  # noqa: PLC0415
-
-    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    timing_cache_path = Path(timing_cache_path) if timing_cache_path else engine_path.with_name(engine_path.name + ".timing.cache")
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: every network is explicit-batch
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise RuntimeError(f"{onnx_path}: TensorRT's ONNX parser rejected the graph: {errors}")
-
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-    cache = config.create_timing_cache(timing_cache_path.read_bytes() if timing_cache_path.is_file() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
-
-    image = next((network.get_input(i) for i in range(network.num_inputs) if network.get_input(i).name == contract.INPUT_NAME), None)
-    if image is None:
-        raise RuntimeError(f"{onnx_path}: no input named {contract.INPUT_NAME!r}")
-    shape = tuple(image.shape)  # [B, 3, H, W], B = -1 when dynamic
-    dynamic = shape[0] == -1
-    if dynamic:
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-        profile = builder.create_optimization_profile()
-        profile.set_shape(contract.INPUT_NAME, (1, *shape[1:]), (max_batch, *shape[1:]), (max_batch, *shape[1:]))
-        config.add_optimization_profile(profile)
-    else:
-        max_batch = shape[0]
-    if precision == "fp32":
-        config.clear_flag(trt.BuilderFlag.TF32)  # TF32 (on by default) keeps 10 mantissa bits: not fp32 parity
-    if precision in ("fp16", "int8"):
-        config.set_flag(trt.BuilderFlag.FP16)
-    calibrator = None  # kept referenced here until the build ends: TensorRT calls back into it
+    calibrator_factory = None
     if precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)
-        calibration_shape = (1, *shape[1:])  # one image per calibration batch
-        if dynamic:
-            calibration_profile = builder.create_optimization_profile()
-            calibration_profile.set_shape(contract.INPUT_NAME, calibration_shape, calibration_shape, calibration_shape)
-            config.set_calibration_profile(calibration_profile)
-        else:
-            calibration_shape = shape
-        calibrator = make_calibrator(calibration_images, calibration_shape, engine_path.with_name(engine_path.name + ".calib.cache"))
-        config.int8_calibrator = calibrator
-
-    serialized = builder.build_serialized_network(network, config)
-    del calibrator
-    if serialized is None:
-        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} ({precision}); see its log above")
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
-    engine_path.write_bytes(bytes(serialized))
-    timing_cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
-
-    fingerprint = fingerprints.make_fingerprint(
-        **fingerprints.machine_fingerprint(),
-        precision=precision,
-        input_shape=list(shape),
-        max_batch=max_batch,
-        onnx_sha256=fingerprints.file_sha256(onnx_path),
-        model_metadata=_onnx_metadata(onnx_path),
+        if calibration_images is None:
+            raise ValueError("int8 needs calibration images (--calib DIR)")
+        calibrator_factory = functools.partial(make_calibrator, calibration_images)
+    return engine_builder.build_engine(
+        onnx_path, engine_path, precision,
+        calibrator_factory=calibrator_factory, workspace_gib=workspace_gib,
+        timing_cache_path=timing_cache_path, max_batch=max_batch,
     )
-    fingerprints.write_fingerprint(engine_path, fingerprint)
-    return fingerprint
-
-
-def _onnx_metadata(onnx_path: Path) -> dict[str, str]:
-    import onnx  # noqa: PLC0415
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    return {prop.key: prop.value for prop in model.metadata_props}
 
 
 def run_engine(engine_path: str | Path, image: np.ndarray) -> dict[str, np.ndarray]:

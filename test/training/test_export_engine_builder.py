@@ -1,7 +1,8 @@
 """The engine-build flow against a stand-in ``tensorrt`` module, so it runs without a GPU.
 
-It checks what training/tensorrt_build.py asks of TensorRT (workspace, flags, profile, timing cache) and
-what it writes (engine, cache, fingerprint). Whether TensorRT accepts it is test_export_tensorrt.py's job.
+It checks what the one builder (icm_depth_ros/engine_builder.py, called by training/tensorrt_build.py and
+by the node's engine rebuild) asks of TensorRT (workspace, flags, profile, timing cache) and what it writes
+(engine, cache, fingerprint). Whether TensorRT accepts it is test_export_tensorrt.py's job.
 """
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from icm_depth_ros import engine_builder
 from icm_depth_ros import engine_fingerprint as fingerprints
+from icm_depth_ros.backends import ModelLoadError
 from training import tensorrt_build
 
 HEIGHT, WIDTH = 32, 64
@@ -175,3 +178,52 @@ def test_cli_builds_from_an_existing_onnx(trt_record, tmp_path, capsys):
     assert main(["--onnx", str(onnx_path), "--engine", str(tmp_path / "model.engine"), "--precision", "fp16"]) == 0
     assert "wrote" in capsys.readouterr().out
     assert fingerprints.read_fingerprint(tmp_path / "model.engine")["onnx_sha256"] == fingerprints.file_sha256(onnx_path)
+
+
+def test_int8_without_a_calibrator_is_refused_by_the_shared_builder(tmp_path):
+    with pytest.raises(ValueError, match="--precision int8 --calib DIR"):
+        engine_builder.build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", "int8")
+
+
+def test_training_reexports_the_shared_builder_names():
+    for name in ("DEFAULT_WORKSPACE_GIB", "TensorRTUnavailable", "missing_requirements", "require_tensorrt"):
+        assert getattr(tensorrt_build, name) is getattr(engine_builder, name)
+
+
+def open_rebuilding_node_backend(monkeypatch, onnx_path, precision):
+    """TensorRTBackend.open with allow_build on a machine with no engine yet; returns what it would load."""
+    pytest.importorskip("cuda.bindings.runtime", reason="the node's TensorRT backend imports cuda-python first")
+    from icm_depth_ros.tensorrt_backend import TensorRTBackend
+
+    loaded = {}
+
+    def record_init(self, engine_path, onnx_file="", model_metadata=None):
+        loaded.update(engine_path=engine_path, onnx_path=onnx_file, model_metadata=model_metadata)
+
+    monkeypatch.setattr(TensorRTBackend, "__init__", record_init)  # deserialising needs the real TensorRT
+    logger = types.SimpleNamespace(warning=lambda text: None)
+    TensorRTBackend.open(str(onnx_path), onnx_path=str(onnx_path), precision=precision, allow_build=True, logger=logger)
+    return loaded
+
+
+def test_the_node_rebuilds_with_the_shared_builder(trt_record, monkeypatch, tmp_path):
+    onnx_path = write_onnx(tmp_path / "model.onnx")
+    loaded = open_rebuilding_node_backend(monkeypatch, onnx_path, "fp16")
+    engine = tmp_path / "model.engine"
+    config = trt_record["config"]
+    assert config.pools == {"workspace": int(engine_builder.DEFAULT_WORKSPACE_GIB * (1 << 30))}
+    assert config.flags == {"FP16"}
+    assert config.profiles[0].shapes == ("image", (1, 3, HEIGHT, WIDTH), (1, 3, HEIGHT, WIDTH), (1, 3, HEIGHT, WIDTH))
+    assert engine.read_bytes() == b"serialized engine"
+    assert (tmp_path / "model.engine.timing.cache").read_bytes() == b"timing:"
+    written = fingerprints.read_fingerprint(engine)
+    assert written["precision"] == "fp16" and written["max_batch"] == 1
+    assert written["onnx_sha256"] == fingerprints.file_sha256(onnx_path)
+    assert loaded == {"engine_path": engine, "onnx_path": str(onnx_path), "model_metadata": {"icm.input_height": str(HEIGHT)}}
+
+
+def test_the_node_refuses_to_rebuild_int8_without_calibration_images(trt_record, monkeypatch, tmp_path):
+    onnx_path = write_onnx(tmp_path / "model.onnx")
+    with pytest.raises(ModelLoadError, match="cannot rebuild TensorRT engine .*model.engine.*--calib DIR"):
+        open_rebuilding_node_backend(monkeypatch, onnx_path, "int8")
+    assert not (tmp_path / "model.engine").exists()
