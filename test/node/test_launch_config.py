@@ -1,4 +1,4 @@
-"""config/depth.yaml, launch/depth.launch.py and docs/node.md agree with the node's parameter table;
+"""config/depth.yaml, launch/depth.launch.py and the README tables agree with the node's parameter table;
 the node runtime imports neither PyTorch nor training/; the package installs and runs from colcon's tree."""
 import importlib.util
 import os
@@ -30,8 +30,8 @@ def test_params_file_holds_every_parameter_with_its_default():
     assert "model_path" in parameters and "backend" in parameters
 
 
-def test_docs_table_lists_every_parameter_and_topic():
-    text = (ROOT / "docs" / "node.md").read_text()
+def test_readme_table_lists_every_parameter_and_topic():
+    text = (ROOT / "README.md").read_text()
     for name in PARAMETERS:
         assert f"| `{name}` |" in text, name
     for topic in ("image", "image/compressed", "camera_info", "instances", "depth/image", "depth/camera_info",
