@@ -127,16 +127,63 @@ def curves(runs: dict, path: Path) -> None:
     image.save(path, optimize=True)
 
 
+def cluster_pictures(folder: Path, path: Path, scenes: int = 2, seed: int = 0) -> None:
+    """Fig. 4 at this scale: for each held-out scene, one row per method (I, II, III; seed ``seed``, last
+    step): image | true depth | predicted depth | finest-scale cluster map (argmax over clusters)."""
+    import sys
+
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from training.checkpoint import load_checkpoint
+    from training.config import build_model, from_dict
+    from training.data import SyntheticRoadScenes
+    from training.engine import colorize_clusters, colorize_depth
+    from training.metrics import cluster_labels
+
+    runs = [folder / f"method{m}_seed{seed}" / "last.pt" for m in METHODS]
+    if not all(run.exists() for run in runs):
+        return
+    models = []
+    for run in runs:
+        state = load_checkpoint(run)
+        config = from_dict(state["config"])
+        model = build_model(config, pretrained=False).eval()
+        model.load_state_dict(state["model"])
+        models.append((model, config))
+    size, val_seed = tuple(models[0][1].model.img_size), models[0][1].data.val_seed
+    held_out = SyntheticRoadScenes(scenes, size=size, seed=val_seed)
+    rows = []  # one per (scene, method): image | true depth | predicted depth | clusters
+    for scene in range(scenes):
+        item = held_out[scene]
+        truth = colorize_depth(item["depth"][0].numpy(), item["valid"][0].numpy())
+        for model, config in models:
+            with torch.no_grad():
+                outputs = model(item["image"][None])
+            labels = cluster_labels(outputs["attn"][-1], size)[0].numpy()
+            rows.append(np.concatenate([item["image"].numpy(), truth, colorize_depth(outputs["depth"][0, 0].numpy()),
+                                        colorize_clusters(labels, config.model.num_clusters)], axis=2))
+        rows.append(np.ones((3, 6, rows[-1].shape[2]), np.float32))  # a white gap between scenes
+    picture = (np.concatenate(rows[:-1], axis=1).transpose(1, 2, 0).clip(0, 1) * 255).astype(np.uint8)
+    image = Image.fromarray(picture)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, optimize=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", default="outputs/ablation")
     parser.add_argument("--docs", default="docs")
+    parser.add_argument("--pictures", action="store_true", help="also draw docs/figures/ablation_clusters.png")
     args = parser.parse_args()
     runs = load_runs(Path(args.runs))
     text = table(runs)
     print(text)
     docs = Path(args.docs)
     curves(runs, docs / "figures" / "ablation_curves.png")
+    if args.pictures:
+        cluster_pictures(Path(args.runs), docs / "figures" / "ablation_clusters.png")
     results = docs / "results.md"
     if results.exists() and BEGIN in results.read_text():
         before, rest = results.read_text().split(BEGIN, 1)
