@@ -166,7 +166,7 @@ def cluster_pictures(folder: Path, path: Path, scenes: int = 2, seed: int = 0) -
                                         colorize_clusters(labels, config.model.num_clusters)], axis=2))
         rows.append(np.ones((3, 6, rows[-1].shape[2]), np.float32))  # a white gap between scenes
     picture = (np.concatenate(rows[:-1], axis=1).transpose(1, 2, 0).clip(0, 1) * 255).astype(np.uint8)
-    image = Image.fromarray(picture)
+    image = Image.fromarray(picture).quantize(colors=128)  # a palette PNG: a fraction of the size
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, optimize=True)
 
