@@ -7,6 +7,7 @@ Without --checkpoint the network is randomly initialised (seed 0, depth head per
 its abs_rel and d1 against ground truth mean nothing, but the change against fp32 and the speed do.
 Validation scenes are the synthetic "val" split, INT8 calibration scenes the "train" split. Metrics are
 icm_depth_ros/metrics.py's (KITTI convention, prediction clamped to the model's depth range).
+Add --json to print one JSON object (the same table, plus peak memory) instead.
 """
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from json_output import peak_rss_mb, print_json, stdout_to_stderr  # noqa: E402
 from icm_depth_ros.metrics import MetricMeans, clamp_prediction, depth_metrics, evaluation_mask  # noqa: E402
 from training.data import SYNTHETIC_SPLIT_SEEDS, SyntheticRoadScenes  # noqa: E402
 from training.export_onnx import (  # noqa: E402
@@ -40,6 +43,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--calib-scenes", type=int, default=8, help="synthetic training scenes for INT8 calibration")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     parser.add_argument("--out-dir", type=Path, help="keep the ONNX files here (default: a temporary folder)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
     return parser.parse_args()
 
 
@@ -72,6 +76,33 @@ def evaluate(path: Path, samples: list[dict], threads: int, min_depth: float, ma
 
 def main() -> int:
     args = parse_args()
+    with stdout_to_stderr(args.json):
+        report = measure(args)
+    if args.json:
+        print_json(report)
+        return 0
+    print(f"# {report['weights']}")
+    print(f"# {args.scenes} val scenes at {args.height}x{args.width}, ONNX Runtime CPU, {args.threads} threads, batch 1;"
+          f" INT8 calibrated on {args.calib_scenes} train scenes; render {report['render_s']:.0f} s, export "
+          f"{report['export_s']:.0f} s; files in {report['folder']}")
+    header = ("variant", "MB", "abs_rel", "d abs_rel", "d1", "d d1", "rel diff vs fp32", "same cluster", "ms/frame", "speed-up")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    base = report["variants"]["fp32"]
+    for name, result in report["variants"].items():
+        row = (
+            name, f"{result['mb']:.1f}",
+            f"{result['abs_rel']:.4f}", f"{result['abs_rel'] - base['abs_rel']:+.4f}",
+            f"{result['d1']:.4f}", f"{result['d1'] - base['d1']:+.4f}",
+            f"{result['rel_diff_vs_fp32']:.2e}", f"{100 * result['same_cluster']:.1f}%", f"{result['ms']:.0f}",
+            f"{result['speedup_vs_fp32']:.2f}x",
+        )
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Exports the three variants and evaluates them; per variant: size, metrics, agreement with fp32, speed."""
     torch.set_num_threads(args.threads)
     model, description = build_model(args)
     folder = args.out_dir or Path(tempfile.mkdtemp(prefix="export_variants_"))
@@ -97,24 +128,18 @@ def main() -> int:
 
     results = {name: evaluate(path, samples, args.threads, model.min_depth, model.max_depth) for name, path in files.items()}
     base = results["fp32"]
-    print(f"# {description}")
-    print(f"# {args.scenes} val scenes at {args.height}x{args.width}, ONNX Runtime CPU, {args.threads} threads, batch 1;"
-          f" INT8 calibrated on {args.calib_scenes} train scenes; render {rendered:.0f} s, export {exported:.0f} s; files in {folder}")
-    header = ("variant", "MB", "abs_rel", "d abs_rel", "d1", "d d1", "rel diff vs fp32", "same cluster", "ms/frame", "speed-up")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
+    variants = {}
     for name, result in results.items():
         relative = np.mean([np.mean(np.abs(d - b) / b) for d, b in zip(result["depths"], base["depths"])])
         agreement = np.mean([np.mean(a == b) for a, b in zip(result["labels"], base["labels"])])
-        metrics = result["metrics"]
-        row = (
-            name, f"{files[name].stat().st_size / 1e6:.1f}",
-            f"{metrics['abs_rel']:.4f}", f"{metrics['abs_rel'] - base['metrics']['abs_rel']:+.4f}",
-            f"{metrics['d1']:.4f}", f"{metrics['d1'] - base['metrics']['d1']:+.4f}",
-            f"{relative:.2e}", f"{100 * agreement:.1f}%", f"{result['ms']:.0f}", f"{base['ms'] / result['ms']:.2f}x",
-        )
-        print("| " + " | ".join(row) + " |")
-    return 0
+        variants[name] = {
+            "mb": files[name].stat().st_size / 1e6, "abs_rel": float(result["metrics"]["abs_rel"]),
+            "d1": float(result["metrics"]["d1"]), "rel_diff_vs_fp32": float(relative), "same_cluster": float(agreement),
+            "ms": result["ms"], "speedup_vs_fp32": base["ms"] / result["ms"],
+        }
+    return {"weights": description, "size": f"{args.height}x{args.width}", "scenes": args.scenes,
+            "calib_scenes": args.calib_scenes, "threads": args.threads, "render_s": round(rendered, 1),
+            "export_s": round(exported, 1), "folder": str(folder), "variants": variants, "peak_rss_mb": peak_rss_mb()}
 
 
 if __name__ == "__main__":

@@ -18,8 +18,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
+from json_output import peak_rss_mb  # noqa: E402
 
 from training.data import SyntheticRoadScenes  # noqa: E402
 from training.losses import ICMCriterion, silog_loss  # noqa: E402
@@ -88,6 +90,7 @@ def main() -> None:
         "step_without_icm_s": round(plain, 4),
         "icm_share_pct": round(100 * icm / step, 2),
         "icm_share_by_difference_pct": round(100 * (step - plain) / step, 2),
+        "peak_rss_mb": peak_rss_mb(),
     }
     if args.json:
         print(json.dumps(report))

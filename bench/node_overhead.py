@@ -3,18 +3,23 @@
 overhead = image message -> array, pre-processing, post-processing, instance statistics, building and
 publishing the output messages (depth/image, depth/camera_info, depth/instances). Goal: <= 10% of inference.
 
-    python bench/node_overhead.py [--model M.onnx] [--frames 20] [--threads 0]
+    python bench/node_overhead.py [--model M.onnx] [--frames 20] [--threads 0] [--json]
+Prints the report as indented JSON; --json prints it as one line and keeps everything else off stdout.
 Without --model a random-weight ResNet-18 ICMDepthNet is exported at 352x1216 (needs PyTorch; the node does not).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from json_output import peak_rss_mb, print_json, stdout_to_stderr  # noqa: E402
 
 
 def export_random_model(path: Path, height: int, width: int) -> Path:
@@ -37,7 +42,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--model-size", default="352x1216")
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
     args = parser.parse_args(argv)
+    with stdout_to_stderr(args.json):
+        report = measure(args)
+    if args.json:
+        print_json(report)
+    else:
+        print(json.dumps(report, indent=2))
+    return report
+
+
+def measure(args: argparse.Namespace) -> dict:
     model = args.model or export_random_model(Path(tempfile.mkdtemp()) / "bench.onnx",
                                               *map(int, args.model_size.split("x")))
 
@@ -87,8 +103,7 @@ def main(argv=None) -> dict:
               "backend": pipeline.backend.description, "frames": args.frames,
               "median_ms": {k: round(v, 2) for k, v in median.items()}, "bare_inference_ms": round(inference, 1),
               "overhead_ms": round(overhead, 2), "overhead_ratio": round(overhead / inference, 4),
-              "instances_per_frame": len(result.instances)}
-    print(json.dumps(report, indent=2))
+              "instances_per_frame": len(result.instances), "peak_rss_mb": peak_rss_mb()}
     node.destroy_node()
     rclpy.shutdown()
     return report

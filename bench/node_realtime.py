@@ -4,7 +4,9 @@ The node runs as its own process (python -m icm_depth_ros.depth_node, shared-mem
 private ROS_DOMAIN_ID, localhost discovery); this script publishes 1242x375 rgb8 frames stamped with the
 send time and measures stamp -> arrival of depth/image here. Goals: p99 <= 2x one inference; RSS flat.
 
-    python bench/node_realtime.py [--model M.onnx] [--frames 2000] [--rate 30]
+    python bench/node_realtime.py [--model M.onnx] [--model-size 352x1216] [--frames 2000] [--rate 30] [--json]
+
+Prints the report as indented JSON; --json prints it as one line and keeps everything else off stdout.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
+from json_output import print_json, process_peak_rss_mb, stdout_to_stderr  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -31,7 +34,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--model-size", default="352x1216")
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=30.0)
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
     args = parser.parse_args(argv)
+    with stdout_to_stderr(args.json):
+        report = measure(args)
+    if args.json:
+        print_json(report)
+    else:
+        print(json.dumps(report, indent=2))
+    return report
+
+
+def measure(args: argparse.Namespace) -> dict:
     from node_overhead import export_random_model
 
     model = args.model or export_random_model(Path(tempfile.mkdtemp()) / "bench.onnx",
@@ -84,6 +98,7 @@ def main(argv=None) -> dict:
         while time.monotonic() < deadline:
             rclpy.spin_once(node, timeout_sec=0.1)
         rss["end_mb"] = memory.memory_info().rss / 2**20
+        rss["peak_mb"] = process_peak_rss_mb(node_process.pid)
         duration = args.frames / args.rate
         values = {kv.key: kv.value for kv in diagnostics[-1].status[0].values} if diagnostics else {}
         lat = np.array(latencies) * 1e3
@@ -94,8 +109,8 @@ def main(argv=None) -> dict:
             "latency_p50_ms": round(float(np.percentile(lat, 50)), 1), "latency_p99_ms": round(float(np.percentile(lat, 99)), 1),
             "inference_p50_ms_node": values.get("inference_p50_ms"), "inference_p99_ms_node": values.get("inference_p99_ms"),
             "rss_start_mb": round(rss["start_mb"], 1), "rss_end_mb": round(rss["end_mb"], 1),
+            "rss_peak_mb": rss["peak_mb"],
         }
-        print(json.dumps(report, indent=2))
         return report
     finally:
         node_process.send_signal(signal.SIGINT)

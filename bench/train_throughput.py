@@ -5,7 +5,7 @@
 
 Times full optimiser steps (forward, criterion, backward, AdamW) on synthetic road scenes generated
 beforehand, so data generation is not in the figure. Prints one line per variant; docs/training.md
-records the figures measured here.
+records the figures measured here. Add --json to print one JSON object instead.
 """
 from __future__ import annotations
 
@@ -16,14 +16,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
-
+from json_output import peak_rss_mb, print_json, stdout_to_stderr
 from training.data import SyntheticRoadScenes
 from training.engine import build_optimizer
 from training.losses import ICMCriterion
 from training.model import ICMDepthNet
 
+VARIANT_KEYS = {"SIlog only (methods I/II)": "silog_only", "SIlog + ICM_1..3 (method III, the paper)": "silog_icm"}
 VARIANTS = {
     "SIlog only (methods I/II)": {"loss_silog": 1.0, "loss_icm_1": 0.0, "loss_icm_2": 0.0, "loss_icm_3": 0.0},
     "SIlog + ICM_1..3 (method III, the paper)": {"loss_silog": 1.0, "loss_icm_1": 1.0, "loss_icm_2": 1.0,
@@ -62,9 +64,23 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     size = tuple(args.size)
+    if args.json:
+        report = {"encoder": args.encoder, "size": f"{size[0]}x{size[1]}", "batch": args.batch, "steps": args.steps,
+                  "threads": args.threads, "torch": torch.__version__, "variants": {}}
+        with stdout_to_stderr():
+            for name, weights in VARIANTS.items():
+                times = measure(args.encoder, size, args.batch, args.steps, weights)
+                median = statistics.median(times)
+                report["variants"][VARIANT_KEYS[name]] = {
+                    "description": name, "images_per_s": round(args.batch / median, 3), "step_s": round(median, 3),
+                    "min_step_s": round(min(times), 3), "max_step_s": round(max(times), 3)}
+        report["peak_rss_mb"] = peak_rss_mb()
+        print_json(report)
+        return
     print(f"{args.encoder} at {size[0]}x{size[1]}, batch {args.batch}, {args.threads} threads, "
           f"torch {torch.__version__}, median of {args.steps} steps")
     for name, weights in VARIANTS.items():

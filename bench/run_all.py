@@ -1,0 +1,162 @@
+"""Run every benchmark of the project, one after another, and write OUT/benchmarks.json and OUT/benchmarks.md.
+
+    python bench/run_all.py [--quick] [--out bench_report] [--only inference node_realtime ...]
+
+Each script runs as its own process with --json (sequentially, so that they do not compete for the CPU);
+its JSON object, command line, wall time and the load average before it started go into the report, with
+the machine's facts (cores, CPU, memory, load average at start and end, torch / onnxruntime versions,
+date, git commit). SETTINGS sizes the full run to about 20 minutes on a 2-core machine and --quick to about
+4 minutes (fewer frames and steps, smaller sizes; the report states the arguments used). A script that
+fails or runs past its time limit is reported as failed with the tail of its stderr; the others still run,
+and run_all exits with status 1 at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from markdown_report import render_markdown  # noqa: E402
+
+# name: (script, full-run arguments, quick-run arguments). Order = run order, cheapest-to-disturb first.
+# Full-run estimates on an idle 2-core machine in the comments; --quick keeps every benchmark but with
+# a few frames / steps and smaller training and node sizes.
+SETTINGS = {
+    "inference": (  # ~4 min: 2 sizes x 3 backends x 22 frames, plus export and INT8 calibration per size
+        "inference.py",
+        ["--sizes", "192x640", "352x1216", "--frames", "20", "--warmup", "2", "--threads", "2", "--calib-scenes", "4"],
+        ["--sizes", "192x640", "352x1216", "--frames", "3", "--warmup", "1", "--threads", "2", "--calib-scenes", "1"],
+    ),
+    "export_variants": (  # ~3 min: fp32 / fp16 / INT8 accuracy and speed on 16 scenes
+        "export_variants.py",
+        ["--height", "192", "--width", "640", "--scenes", "16", "--calib-scenes", "8", "--threads", "2"],
+        ["--height", "96", "--width", "320", "--scenes", "2", "--calib-scenes", "1", "--threads", "2"],
+    ),
+    "node_overhead": (  # ~2 min: 1242x375 camera, 352x1216 model
+        "node_overhead.py",
+        ["--model-size", "352x1216", "--frames", "20", "--threads", "2"],
+        ["--model-size", "192x640", "--frames", "3", "--threads", "2"],
+    ),
+    "node_realtime": (  # ~1 min: 10 s of frames at 30 Hz, 10 s drain, node start-up
+        "node_realtime.py",
+        ["--model-size", "96x320", "--frames", "300", "--rate", "30"],
+        ["--model-size", "96x320", "--frames", "90", "--rate", "30"],
+    ),
+    "icm_loss_share": (  # ~2 min: 11 interleaved training steps at batch 4
+        "icm_loss_share.py",
+        ["--batch", "4", "--size", "192x640", "--steps", "5"],
+        ["--batch", "2", "--size", "96x320", "--steps", "2"],
+    ),
+    "synthetic_rate": (  # ~10 s
+        "synthetic_rate.py",
+        ["--size", "192x640", "--frames", "40"],
+        ["--size", "192x640", "--frames", "10"],
+    ),
+    "train_throughput": (  # ~3 min: 2 variants x 8 optimiser steps at batch 4
+        "train_throughput.py",
+        ["--size", "192", "640", "--batch", "4", "--steps", "6", "--threads", "2"],
+        ["--size", "96", "320", "--batch", "2", "--steps", "2", "--threads", "2"],
+    ),
+}
+TIME_LIMIT_S = {"full": 1200, "quick": 420}  # per script; generous, so that a loaded machine is slow, not failed
+STDERR_TAIL_CHARS = 3000
+
+
+def machine_facts() -> dict:
+    def version(package: str) -> str:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    cpu = next((line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor() or "unknown")
+    memory_kib = next((int(line.split()[1]) for line in _read_lines("/proc/meminfo") if line.startswith("MemTotal:")), 0)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cores": os.cpu_count(), "cpu": cpu, "memory_gib": round(memory_kib / 2**20, 1),
+        "load_average_start": [round(value, 2) for value in os.getloadavg()],
+        "python": platform.python_version(), "platform": platform.platform(),
+        "torch": version("torch"), "onnxruntime": version("onnxruntime"),
+        "git_commit": commit.stdout.strip() or "unknown",
+    }
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text().splitlines()
+    except OSError:
+        return []
+
+
+def run_benchmark(name: str, script: str, arguments: list[str], time_limit_s: float) -> dict:
+    """Run one script with --json; {"status": "ok" | "failed", "result": {...} or "error" and "stderr_tail"}."""
+    command = [sys.executable, str(ROOT / "bench" / script), *arguments, "--json"]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    entry = {"command": " ".join(["python", f"bench/{script}", *arguments, "--json"]),
+             "load_average_before": round(os.getloadavg()[0], 2)}
+    start = time.perf_counter()
+    try:
+        finished = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True,
+                                  timeout=time_limit_s)
+    except subprocess.TimeoutExpired as expired:
+        stderr = expired.stderr.decode(errors="replace") if isinstance(expired.stderr, bytes) else expired.stderr or ""
+        return {**entry, "status": "failed", "seconds": round(time.perf_counter() - start, 1),
+                "error": f"ran past the {time_limit_s:.0f} s limit", "stderr_tail": stderr[-STDERR_TAIL_CHARS:]}
+    entry.update(seconds=round(time.perf_counter() - start, 1), returncode=finished.returncode)
+    if finished.returncode != 0:
+        return {**entry, "status": "failed", "error": f"exit status {finished.returncode}",
+                "stderr_tail": finished.stderr[-STDERR_TAIL_CHARS:]}
+    try:
+        result = json.loads(finished.stdout)
+    except json.JSONDecodeError as error:
+        return {**entry, "status": "failed", "error": f"stdout is not one JSON object ({error})",
+                "stderr_tail": (finished.stdout + finished.stderr)[-STDERR_TAIL_CHARS:]}
+    return {**entry, "status": "ok", "result": result}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few frames / steps each (about 4 minutes)")
+    parser.add_argument("--out", type=Path, default=Path("bench_report"), help="folder for benchmarks.json / .md")
+    parser.add_argument("--only", nargs="+", choices=list(SETTINGS), help="run only these benchmarks")
+    args = parser.parse_args(argv)
+    mode = "quick" if args.quick else "full"
+    names = args.only or list(SETTINGS)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    report = {"mode": mode, "command": " ".join(["python", "bench/run_all.py", *(argv if argv is not None else sys.argv[1:])]),
+              "machine": machine_facts(), "benchmarks": {}}
+    started = time.perf_counter()
+    for number, name in enumerate(names, 1):
+        script, full, quick = SETTINGS[name]
+        print(f"[{number}/{len(names)}] {name}: python bench/{script} {' '.join(quick if args.quick else full)} --json",
+              flush=True)
+        entry = run_benchmark(name, script, quick if args.quick else full, TIME_LIMIT_S[mode])
+        report["benchmarks"][name] = entry
+        print(f"    {entry['status']} in {entry['seconds']:.0f} s" + (f": {entry['error']}" if "error" in entry else ""),
+              flush=True)
+    report["machine"]["load_average_end"] = [round(value, 2) for value in os.getloadavg()]
+    report["total_seconds"] = round(time.perf_counter() - started, 1)
+
+    (args.out / "benchmarks.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "benchmarks.md").write_text(render_markdown(report))
+    failed = [name for name, entry in report["benchmarks"].items() if entry["status"] != "ok"]
+    print(f"wrote {args.out / 'benchmarks.json'} and {args.out / 'benchmarks.md'} in {report['total_seconds']:.0f} s"
+          + (f"; FAILED: {', '.join(failed)}" if failed else "; all benchmarks ran"))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""bench/run_all.py: the Markdown report from canned benchmark JSON, failure handling, and one tiny real
+bench/inference.py --json run."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from markdown_report import render_markdown  # noqa: E402
+from run_all import run_benchmark  # noqa: E402
+
+MACHINE = {"date": "2026-01-01T00:00:00+00:00", "cores": 2, "cpu": "Test CPU", "memory_gib": 8.0,
+           "load_average_start": [0.5, 0.4, 0.3], "load_average_end": [1.0, 0.9, 0.8], "python": "3.11.7",
+           "platform": "Linux", "torch": "2.0", "onnxruntime": "1.17", "git_commit": "abc1234"}
+
+
+def ok(result: dict) -> dict:
+    return {"status": "ok", "command": "python bench/x.py --json", "seconds": 12.0, "load_average_before": 0.5,
+            "result": result}
+
+
+def inference_size(eager: float, fp32: float, int8: float) -> dict:
+    def backend(ms: float) -> dict:
+        return {"median_ms": ms, "min_ms": ms, "p90_ms": ms + 1, "speedup_vs_eager": eager / ms,
+                "depth_rel_diff_vs_eager": 1e-7}
+
+    return {"pytorch_eager": backend(eager), "onnxruntime_fp32": backend(fp32), "onnxruntime_int8": backend(int8),
+            "export_s": 3.0, "quantise_int8_s": 5.0, "peak_rss_mb_so_far": 900.0}
+
+
+CANNED = {
+    "mode": "full", "command": "python bench/run_all.py", "total_seconds": 600.0, "machine": MACHINE,
+    "benchmarks": {
+        "inference": ok({"weights": "random ResNet-18 weights (seed 0)", "threads": 2, "frames": 20, "warmup": 2,
+                         "sizes": {"192x640": inference_size(100.0, 50.0, 25.0),
+                                   "352x1216": inference_size(400.0, 160.0, 100.0)},
+                         "peak_rss_mb": 1234.0}),
+        "node_overhead": ok({"camera": "1242x375", "model_input": "352x1216", "backend": "onnxruntime", "frames": 20,
+                             "median_ms": {"conversion": 0.1, "preprocess": 2.0, "inference": 200.0},
+                             "bare_inference_ms": 200.0, "overhead_ms": 12.0, "overhead_ratio": 0.06,
+                             "peak_rss_mb": 800.0}),
+        "node_realtime": ok({"frames_sent": 300, "rate_hz": 30.0, "frames_published_by_node": 150,
+                             "processed_rate_hz": 15.0, "dropped_frames_node": "150", "latency_p50_ms": 40.0,
+                             "latency_p99_ms": 70.0, "inference_p50_ms_node": "30.0", "rss_start_mb": 300.0,
+                             "rss_end_mb": 301.0, "rss_peak_mb": 333.0}),
+        "icm_loss_share": ok({"encoder": "resnet18", "batch": 4, "size": "192x640", "threads": 2, "step_s": 2.0,
+                              "icm_terms_s": 0.1, "step_without_icm_s": 1.9, "icm_share_pct": 5.0,
+                              "icm_share_by_difference_pct": 5.0, "peak_rss_mb": 1500.0}),
+        "synthetic_rate": ok({"mode": "scenes", "size": "192x640", "frames": 40, "frames_per_s": 12.5,
+                              "frames_per_cpu_s": 14.0, "peak_rss_mb": 300.0}),
+        "train_throughput": {"status": "failed", "command": "python bench/train_throughput.py --json", "seconds": 3.0,
+                             "load_average_before": 0.5, "error": "exit status 1",
+                             "stderr_tail": "RuntimeError: out of memory"},
+    },
+}
+
+
+def test_markdown_has_every_section_with_its_figures():
+    markdown = render_markdown(CANNED)
+    assert "# Benchmarks (full run, 2026-01-01T00:00:00+00:00)" in markdown
+    assert "| CPU | Test CPU (2 cores) |" in markdown
+    assert "| torch / onnxruntime | 2.0 / 1.17 |" in markdown
+    # inference: one table per size, speed-up against eager
+    assert "**192x640**" in markdown and "**352x1216**" in markdown
+    assert "| ONNX Runtime fp32 | 50.0 | 51.0 | 2.00x | 1.0e-07 |" in markdown
+    assert "| ONNX Runtime INT8 | 100.0 | 101.0 | 4.00x | 1.0e-07 |" in markdown
+    assert "| PyTorch eager | 400.0 | 401.0 | 1.00x |" in markdown
+    # node overhead 6 % against a 10 % goal; real time p99 70 ms > 2 x 30 ms inference
+    assert "| 200.0 | 12.00 | 6.0 % | met |" in markdown
+    assert "| 150 | 15.0 | 150 | 40.0 | 70.0 | 30.0 | **not met** | 300 | 301 | 333 |" in markdown
+    assert "| 2000.0 | 100.0 | 5.00 % | 1900.0 | 5.00 % | met |" in markdown
+    assert "| scenes | 192x640 | 40 | 12.5 | 14.0 | met |" in markdown
+    # memory gathers every process's peak
+    assert "| inference | benchmark process | 1234 |" in markdown
+    assert "| node_realtime | depth node process | 333 |" in markdown
+    # the failed benchmark: marked in its section, stderr under Failures
+    train = markdown.split("## Training throughput")[1].split("## Memory")[0]
+    assert "**FAILED** (exit status 1)" in train
+    assert "### train_throughput: exit status 1" in markdown and "RuntimeError: out of memory" in markdown
+
+
+def test_quick_run_is_labelled_and_missing_benchmarks_are_not_run():
+    report = {**CANNED, "mode": "quick", "benchmarks": {"synthetic_rate": CANNED["benchmarks"]["synthetic_rate"]}}
+    markdown = render_markdown(report)
+    assert "**Quick run**" in markdown
+    assert markdown.split("## Node overhead")[1].split("##")[0].strip() == "Not run."
+    assert markdown.split("## Failures")[1].strip() == "None."
+
+
+def test_failing_script_is_reported_with_its_stderr(tmp_path, monkeypatch):
+    import run_all
+
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "broken.py").write_text("import sys\nprint('partial output')\nsys.exit('broken benchmark: bad input')\n")
+    monkeypatch.setattr(run_all, "ROOT", tmp_path)
+    entry = run_benchmark("broken", "broken.py", [], time_limit_s=30)
+    assert entry["status"] == "failed" and entry["error"] == "exit status 1"
+    assert "broken benchmark: bad input" in entry["stderr_tail"]
+
+
+def test_run_all_rejects_an_unknown_benchmark():
+    finished = subprocess.run([sys.executable, str(ROOT / "bench" / "run_all.py"), "--only", "nonsense"],
+                              capture_output=True, text=True, cwd=ROOT)
+    assert finished.returncode == 2 and "invalid choice" in finished.stderr
+
+
+@pytest.mark.slow
+def test_inference_json_tiny_run():
+    finished = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "inference.py"), "--sizes", "64x192", "--frames", "2", "--warmup", "0",
+         "--calib-scenes", "1", "--threads", "1", "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    report = json.loads(finished.stdout)  # stdout is exactly one JSON object
+    assert report["threads"] == 1 and report["frames"] == 2 and list(report["sizes"]) == ["64x192"]
+    size = report["sizes"]["64x192"]
+    for backend in ("pytorch_eager", "onnxruntime_fp32", "onnxruntime_int8"):
+        assert size[backend]["median_ms"] > 0 and size[backend]["speedup_vs_eager"] > 0
+    assert size["pytorch_eager"]["speedup_vs_eager"] == 1.0
+    assert size["onnxruntime_fp32"]["depth_rel_diff_vs_eager"] < 1e-4  # same graph, same weights
+    assert report["peak_rss_mb"] > 100
