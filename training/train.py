@@ -133,7 +133,7 @@ def train(config: Config, resume: bool = False, datasets=None) -> dict:
         micro_batches = [next(batches) for _ in range(train_cfg.accumulate)]
         result = train_step(model, criterion, micro_batches, optimizer, scaler, optim.grad_clip, context, amp)
         with warnings.catch_warnings():  # after a skipped first step torch warns of step order; intended
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
             scheduler.step()  # a skipped step still uses its slot of the schedule: the run ends on time
         step += 1
         if result.skipped:

@@ -10,7 +10,7 @@ from training.config import build_model, load_config
 from training.engine import build_optimizer, build_scheduler
 from training.evaluate import main, markdown_table
 
-TINY = ["model.img_size=[64,128]", "model.dim=32", "model.num_clusters=8", "model.iterations=1",
+TINY = ["model.encoder=resnet10t", "model.img_size=[64,128]", "model.dim=32", "model.num_clusters=8", "model.iterations=1",
         "data.val_length=3", "data.num_workers=0", "eval.batch_size=2", "name=tiny"]
 
 

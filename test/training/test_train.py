@@ -12,7 +12,7 @@ from training.data import SyntheticRoadScenes
 from training.train import NonFiniteLossError, main, train
 
 RECIPE = str(Path(__file__).resolve().parents[2] / "training" / "configs" / "synthetic_resnet18_method3_64x256.yaml")
-TINY = ["model.img_size=[64,128]", "model.dim=32", "model.num_clusters=8", "model.iterations=1",
+TINY = ["model.encoder=resnet10t", "model.img_size=[64,128]", "model.dim=32", "model.num_clusters=8", "model.iterations=1",
         "data.train_length=8", "data.val_length=2", "data.num_workers=0", "data.augment=false",
         "train.batch_size=2", "train.accumulate=1", "train.log_every=1", "train.image_every=2",
         "train.eval_every=2", "train.save_every=2", "eval.batch_size=2"]

@@ -9,7 +9,7 @@ import torch.multiprocessing as mp
 from training.config import load_config
 from training.train import train
 
-TINY = ["model.img_size=[64,128]", "model.dim=32", "model.num_clusters=8", "model.iterations=1",
+TINY = ["model.encoder=resnet10t", "model.img_size=[64,128]", "model.dim=32", "model.num_clusters=8", "model.iterations=1",
         "data.train_length=8", "data.val_length=3", "data.num_workers=0", "train.batch_size=2",
         "train.accumulate=2", "train.steps=3", "train.eval_every=3", "train.image_every=0", "eval.batch_size=2"]
 
