@@ -200,6 +200,15 @@ def test_icm_loss_without_instances_is_zero_and_attached():
     assert attn.grad is not None
 
 
+def test_icm_loss_of_non_finite_attention_is_non_finite_not_a_crash():
+    attn, depth, ids, valid = random_case(4, 2, seed=9)
+    member = fcm_membership(depth, ids, valid)
+    attn = attn.clone()
+    attn[0, 1, 0, 0] = float("nan")
+    assert valid[0, 0]
+    assert not torch.isfinite(icm_loss(attn, [member], valid[None]))
+
+
 def test_icm_loss_names_mismatched_shapes():
     attn = torch.softmax(torch.randn(1, 4, 3, 3), dim=1)
     with pytest.raises(ValueError, match=r"membership\[0\] \(2, 4, 4\).*attn \(1, 4, 3, 3\)"):

@@ -45,7 +45,10 @@ def icm_loss(attn: torch.Tensor, membership: list[torch.Tensor], valid: torch.Te
                 continue
             cost = membership_cost(attn_pixels, member_pixels)  # [N, M]
             rows, cols = hungarian_match(cost)
-            losses.append(cost[rows, cols].sum() / clusters)
+            loss = cost[rows, cols].sum() / clusters
+            if not bool(torch.isfinite(cost).all()):
+                loss = loss + cost.sum() * 0.0  # NaN/inf anywhere makes the loss non-finite: the step is skipped
+            losses.append(loss)
     if not losses:
         return attn.sum() * 0.0
     return torch.stack(losses).mean()

@@ -1,6 +1,7 @@
 """Hungarian matching of depth clusters to instances (paper eq. 5-6)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
@@ -24,7 +25,16 @@ def membership_cost(attn: torch.Tensor, membership: torch.Tensor) -> torch.Tenso
 
 @torch.no_grad()
 def hungarian_match(cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Minimum-cost assignment of min(N, M) cluster-instance pairs; returns (cluster rows, instance cols)."""
-    rows, cols = linear_sum_assignment(cost.detach().double().cpu().numpy())
+    """Minimum-cost assignment of min(N, M) cluster-instance pairs; returns (cluster rows, instance cols).
+
+    Non-finite costs (a diverged network) are matched as the worst possible pairs instead of crashing
+    scipy; the loss built from them stays non-finite, so the training loop sees and skips the step.
+    """
+    values = cost.detach().double().cpu().numpy()
+    finite = np.isfinite(values)
+    if not finite.all():
+        worst = np.abs(values[finite]).max() * 2 + 1 if finite.any() else 1.0
+        values = np.where(finite, values, worst)
+    rows, cols = linear_sum_assignment(values)
     device = cost.device
     return torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device)
