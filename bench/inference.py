@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from json_output import peak_rss_mb, print_json, stdout_to_stderr  # noqa: E402
+from json_output import peak_rss_mb, run_and_report  # noqa: E402
 from training.data import SYNTHETIC_SPLIT_SEEDS, SyntheticRoadScenes  # noqa: E402
 from training.export_onnx import (  # noqa: E402
     export_onnx, load_model_from_checkpoint, onnxruntime_session, run_onnxruntime,
@@ -177,12 +177,7 @@ def print_table(report: dict) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    with stdout_to_stderr(args.json):
-        report = measure(args)
-    if args.json:
-        print_json(report)
-    else:
-        print_table(report)
+    run_and_report(measure, args, show=print_table)
     return 0
 
 

@@ -36,6 +36,20 @@ def print_json(report: dict) -> None:
     print(json.dumps(report), flush=True)
 
 
+def run_and_report(measure, args, show=None) -> dict:
+    """``measure(args)`` with a clean stdout when ``args.json``; then the report as one JSON line, or
+    shown by ``show(report)`` (default: indented JSON)."""
+    with stdout_to_stderr(args.json):
+        report = measure(args)
+    if args.json:
+        print_json(report)
+    elif show is not None:
+        show(report)
+    else:
+        print(json.dumps(report, indent=2))
+    return report
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, MiB (Linux reports ru_maxrss in KiB)."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -10,7 +10,6 @@ Without --model a random-weight ResNet-18 ICMDepthNet is exported at 352x1216 (n
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from json_output import peak_rss_mb, print_json, stdout_to_stderr  # noqa: E402
+from json_output import peak_rss_mb, run_and_report  # noqa: E402
 
 
 def export_random_model(path: Path, height: int, width: int) -> Path:
@@ -44,13 +43,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
     args = parser.parse_args(argv)
-    with stdout_to_stderr(args.json):
-        report = measure(args)
-    if args.json:
-        print_json(report)
-    else:
-        print(json.dumps(report, indent=2))
-    return report
+    return run_and_report(measure, args)
 
 
 def measure(args: argparse.Namespace) -> dict:

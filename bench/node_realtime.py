@@ -11,7 +11,6 @@ Prints the report as indented JSON; --json prints it as one line and keeps every
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import signal
@@ -25,7 +24,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from json_output import print_json, process_peak_rss_mb, stdout_to_stderr  # noqa: E402
+from json_output import process_peak_rss_mb, run_and_report  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -36,13 +35,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--rate", type=float, default=30.0)
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
     args = parser.parse_args(argv)
-    with stdout_to_stderr(args.json):
-        report = measure(args)
-    if args.json:
-        print_json(report)
-    else:
-        print(json.dumps(report, indent=2))
-    return report
+    return run_and_report(measure, args)
 
 
 def measure(args: argparse.Namespace) -> dict:
