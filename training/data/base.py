@@ -18,6 +18,13 @@ def require_dir(path, what: str) -> Path:
     return path
 
 
+def check_same_size(source: str, image: np.ndarray, **maps: np.ndarray) -> None:
+    """Every label/depth map must cover the image pixel for pixel; the error names the file prefix."""
+    for name, array in maps.items():
+        if array.shape != image.shape[:2]:
+            raise ValueError(f"{source}: {name} map is {array.shape}, image is {image.shape[:2]}")
+
+
 class DepthDataset(Dataset):
     """Base of the loaders: subclasses implement `__len__` and `load(index) -> sample` (see transforms.py).
 
@@ -50,3 +57,32 @@ class DepthDataset(Dataset):
         elif self.crop_size is not None:
             sample = center_crop(sample, self.crop_size)
         return make_item(sample, self.min_depth, self.max_depth, self.describe(index))
+
+
+class DVPSFrames(DepthDataset):
+    """The ViP-DeepLab (DVPS) layouts: frames PREFIX + suffix in ROOT/video_sequence/SPLIT/, sorted by name.
+
+    Each frame is found by its image (PREFIX + IMAGE_SUFFIX); every suffix in ``partner_suffixes`` must
+    exist beside it. Subclasses implement ``load``.
+    """
+
+    IMAGE_SUFFIX = "_leftImg8bit.png"
+
+    def __init__(self, root, split: str, dataset_name: str, partner_suffixes: tuple[str, ...], augment: bool,
+                 crop_size, scale_range, min_depth: float, max_depth: float):
+        super().__init__(augment, crop_size, scale_range, min_depth, max_depth)
+        self.folder = require_dir(Path(root) / "video_sequence" / split, f"{dataset_name} {split} split")
+        suffix = self.IMAGE_SUFFIX
+        self.prefixes = sorted(str(p)[: -len(suffix)] for p in self.folder.glob("*" + suffix))
+        if not self.prefixes:
+            raise FileNotFoundError(f"{self.folder}: no *{suffix} files")
+        for prefix in self.prefixes:
+            for partner in partner_suffixes:
+                if not Path(prefix + partner).is_file():
+                    raise FileNotFoundError(f"{prefix + partner}: file not found (partner of {prefix + suffix})")
+
+    def __len__(self) -> int:
+        return len(self.prefixes)
+
+    def describe(self, index: int) -> str:
+        return self.prefixes[index] + self.IMAGE_SUFFIX

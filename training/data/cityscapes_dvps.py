@@ -19,11 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .base import DepthDataset, require_dir
+from .base import DVPSFrames, check_same_size
 from .io import read_depth, read_rgb
 from .items import CITYSCAPES_FIRST_THING
 
-SUFFIX_IMAGE = "_leftImg8bit.png"
+SUFFIX_IMAGE = DVPSFrames.IMAGE_SUFFIX
 SUFFIX_PANOPTIC = "_gtFine_instanceTrainIds.png"
 SUFFIX_DEPTH = "_depth.png"
 SUFFIX_CAMERA = "_camera.json"
@@ -75,35 +75,20 @@ def nominal_intrinsics(size) -> np.ndarray:
     return K
 
 
-class CityscapesDVPS(DepthDataset):
+class CityscapesDVPS(DVPSFrames):
     """Frames of ROOT/video_sequence/SPLIT/, sorted by name; items as in training/data/items.py."""
 
     def __init__(self, root, split: str = "train", augment: bool = False, crop_size=None,
                  scale_range=(1.0, 1.0), min_depth: float = 1e-3, max_depth: float = 88.0):
-        super().__init__(augment, crop_size, scale_range, min_depth, max_depth)
-        folder = require_dir(Path(root) / "video_sequence" / split, f"Cityscapes-DVPS {split} split")
-        self.prefixes = sorted(str(p)[: -len(SUFFIX_IMAGE)] for p in folder.glob("*" + SUFFIX_IMAGE))
-        if not self.prefixes:
-            raise FileNotFoundError(f"{folder}: no *{SUFFIX_IMAGE} files")
-        for prefix in self.prefixes:
-            for suffix in (SUFFIX_PANOPTIC, SUFFIX_DEPTH):
-                if not Path(prefix + suffix).is_file():
-                    raise FileNotFoundError(f"{prefix + suffix}: file not found (partner of {prefix + SUFFIX_IMAGE})")
-
-    def __len__(self) -> int:
-        return len(self.prefixes)
-
-    def describe(self, index: int) -> str:
-        return self.prefixes[index] + SUFFIX_IMAGE
+        super().__init__(root, split, "Cityscapes-DVPS", (SUFFIX_PANOPTIC, SUFFIX_DEPTH), augment, crop_size,
+                         scale_range, min_depth, max_depth)
 
     def load(self, index: int) -> dict:
         prefix = self.prefixes[index]
         image = read_rgb(prefix + SUFFIX_IMAGE)
         depth = read_depth(prefix + SUFFIX_DEPTH)
         panoptic = read_panoptic(prefix + SUFFIX_PANOPTIC)
-        for name, array in (("depth", depth), ("panoptic", panoptic)):
-            if array.shape != image.shape[:2]:
-                raise ValueError(f"{prefix}: {name} map is {array.shape}, image is {image.shape[:2]}")
+        check_same_size(prefix, image, depth=depth, panoptic=panoptic)
         instances, classes = panoptic_to_instances(panoptic)
         camera = Path(prefix + SUFFIX_CAMERA)
         K = read_camera_json(camera, image.shape[:2]) if camera.is_file() else nominal_intrinsics(image.shape[:2])

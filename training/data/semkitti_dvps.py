@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import DepthDataset, require_dir
+from .base import DVPSFrames, check_same_size
 from .io import read_depth, read_label, read_rgb
 from .items import THING_CLASSES
 
-SUFFIX_IMAGE = "_leftImg8bit.png"
+SUFFIX_IMAGE = DVPSFrames.IMAGE_SUFFIX
 SUFFIX_CLASS = "_gtFine_class.png"
 SUFFIX_INSTANCE = "_gtFine_instance.png"
 DEPTH_GLOB = "_depth_*.png"
@@ -43,31 +43,19 @@ def focal_from_name(path: Path) -> float:
     return focal
 
 
-class SemKittiDVPS(DepthDataset):
+class SemKittiDVPS(DVPSFrames):
     """Frames of ROOT/video_sequence/SPLIT/, sorted by name; items as in training/data/items.py."""
 
     def __init__(self, root, split: str = "train", augment: bool = False, crop_size=None,
                  scale_range=(1.0, 1.0), min_depth: float = 1e-3, max_depth: float = 80.0):
-        super().__init__(augment, crop_size, scale_range, min_depth, max_depth)
-        folder = require_dir(Path(root) / "video_sequence" / split, f"SemKITTI-DVPS {split} split")
-        self.prefixes = sorted(str(p)[: -len(SUFFIX_IMAGE)] for p in folder.glob("*" + SUFFIX_IMAGE))
-        if not self.prefixes:
-            raise FileNotFoundError(f"{folder}: no *{SUFFIX_IMAGE} files")
+        super().__init__(root, split, "SemKITTI-DVPS", (SUFFIX_CLASS, SUFFIX_INSTANCE), augment, crop_size,
+                         scale_range, min_depth, max_depth)
         self.depth_paths = []
         for prefix in self.prefixes:
-            for suffix in (SUFFIX_CLASS, SUFFIX_INSTANCE):
-                if not Path(prefix + suffix).is_file():
-                    raise FileNotFoundError(f"{prefix + suffix}: file not found (partner of {prefix + SUFFIX_IMAGE})")
-            matches = sorted(folder.glob(Path(prefix).name + DEPTH_GLOB))
+            matches = sorted(self.folder.glob(Path(prefix).name + DEPTH_GLOB))
             if len(matches) != 1:
                 raise FileNotFoundError(f"{prefix}{DEPTH_GLOB}: expected exactly one depth file, found {len(matches)}")
             self.depth_paths.append(matches[0])
-
-    def __len__(self) -> int:
-        return len(self.prefixes)
-
-    def describe(self, index: int) -> str:
-        return self.prefixes[index] + SUFFIX_IMAGE
 
     def load(self, index: int) -> dict:
         prefix = self.prefixes[index]
@@ -75,9 +63,7 @@ class SemKittiDVPS(DepthDataset):
         depth = read_depth(self.depth_paths[index])
         semantic = read_label(prefix + SUFFIX_CLASS, what="class")
         instance = read_label(prefix + SUFFIX_INSTANCE, what="instance")
-        for name, array in (("depth", depth), ("class", semantic), ("instance", instance)):
-            if array.shape != image.shape[:2]:
-                raise ValueError(f"{prefix}: {name} map is {array.shape}, image is {image.shape[:2]}")
+        check_same_size(prefix, image, depth=depth, **{"class": semantic, "instance": instance})
         is_thing = (semantic <= max(THING_MAP)) & (instance > 0)
         keys = np.where(is_thing, semantic * INSTANCE_STRIDE + instance, 0)
         classes = {int(k): THING_INDEX[int(k) // INSTANCE_STRIDE] for k in np.unique(keys) if k}
