@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,8 +22,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from json_output import process_peak_rss_mb, run_and_report  # noqa: E402
+
+from icm_depth_ros.local_graph import local_ros_environment, stop_process  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -43,9 +44,7 @@ def measure(args: argparse.Namespace) -> dict:
 
     model = args.model or export_random_model(Path(tempfile.mkdtemp()) / "bench.onnx",
                                               *map(int, args.model_size.split("x")))
-    domain = random.randint(100, 200)
-    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-           "FASTDDS_DEFAULT_PROFILES_FILE": str(ROOT / "config" / "fastdds_shm.xml")}
+    env = local_ros_environment(random.randint(100, 200))
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")})
     log = open(Path(tempfile.mkdtemp()) / "node.log", "w")
     node_process = subprocess.Popen([sys.executable, "-m", "icm_depth_ros.depth_node", "--ros-args", "-p",
@@ -106,11 +105,7 @@ def measure(args: argparse.Namespace) -> dict:
         }
         return report
     finally:
-        node_process.send_signal(signal.SIGINT)
-        try:
-            node_process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node_process.kill()
+        stop_process(node_process)
         node.destroy_node()
         rclpy.shutdown()
 

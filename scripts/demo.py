@@ -19,15 +19,17 @@ import argparse
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from icm_depth_ros.local_graph import local_ros_environment, stop_process  # noqa: E402
+
 MODEL = ROOT / "models" / "demo" / "icm_demo.onnx"
-SHM_PROFILE = ROOT / "config" / "fastdds_shm.xml"
 DRIVE_SEED = 90210  # not among the training (0..) or validation (1,000,000..) scene seeds
 NAMESPACE = "/demo"
 
@@ -36,29 +38,10 @@ def render_drive(bag: Path, frames: int, size: tuple[int, int]) -> None:
     """Writes the drive once; a second run reuses it."""
     if (bag / "metadata.yaml").is_file():
         return
-    sys.path.insert(0, str(ROOT))
     from training.data.synthetic import render_sequence, write_bag
 
     print(f"demo: rendering a {frames}-frame synthetic drive at {size[0]}x{size[1]} into {bag}", flush=True)
     write_bag(bag, render_sequence(frames, size=size, seed=DRIVE_SEED))
-
-
-def ros_environment() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(ROS_DOMAIN_ID=str(random.randint(150, 230)), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               RMW_IMPLEMENTATION="rmw_fastrtps_cpp", FASTDDS_DEFAULT_PROFILES_FILE=str(SHM_PROFILE),
-               PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
-    return env
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 def main() -> int:
@@ -76,7 +59,8 @@ def main() -> int:
     bag = args.out / f"drive_{args.frames}_frames"
     render_drive(bag, args.frames, (192, 640))
     report = args.out / "report"
-    env = ros_environment()
+    env = local_ros_environment(random.randint(150, 230))  # above the tests' 100-200
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     node_log = args.out / "depth_node.log"
     parameters = {"model_path": str(args.model), "backend": "onnxruntime",
                   "instance_source": args.instance_source}
@@ -97,7 +81,7 @@ def main() -> int:
             result = subprocess.run(replay, env=env)
             elapsed = time.monotonic() - started
         finally:
-            stop(node)
+            stop_process(node)
     if result.returncode != 0:
         print(f"demo: replay_eval failed (exit {result.returncode}); the node's log is {node_log}", file=sys.stderr)
         return result.returncode

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -18,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from icm_depth_ros.local_graph import SHM_PROFILE, local_ros_environment, stop_process
+
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_SIZE = (96, 320)
-SHM_PROFILE = ROOT / "config" / "fastdds_shm.xml"
 
 
 @pytest.fixture(scope="session")
@@ -39,16 +39,8 @@ def onnx_model(tmp_path_factory) -> Path:
 
 
 def ros_environment(domain_id: int | None = None, shm: bool = True) -> dict[str, str]:
-    """Environment for a node process: private domain, localhost discovery, optional shared-memory profile."""
-    env = dict(os.environ)
-    env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else random.randint(100, 200))
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env["RMW_IMPLEMENTATION"] = "rmw_fastrtps_cpp"
-    env["PYTHONUNBUFFERED"] = "1"
-    env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
-    if shm:
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(SHM_PROFILE)
-    return env
+    """Environment for a node process: private domain (100-200), localhost discovery, optional shared memory."""
+    return local_ros_environment(domain_id if domain_id is not None else random.randint(100, 200), shm)
 
 
 class NodeProcess:
@@ -79,15 +71,9 @@ class NodeProcess:
         return False
 
     def stop(self) -> int | None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        returncode = stop_process(self.process)
         self._log.close()
-        return self.process.returncode
+        return returncode
 
 
 class GraphProbe:

@@ -1,0 +1,40 @@
+"""A private ROS 2 graph on this machine, for the demo, benchmarks and tests: environment and node stop.
+
+Plain Python (no rclpy import), so scripts can prepare a child process's environment before ROS starts.
+"""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+from pathlib import Path
+
+SHM_PROFILE = Path(__file__).resolve().parents[1] / "config" / "fastdds_shm.xml"
+
+
+def local_ros_environment(domain_id: int | None = None, shm: bool = True,
+                          base: dict[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default os.environ) plus a private ROS_DOMAIN_ID (random 100-230 unless given),
+    localhost-only discovery, Fast DDS, unbuffered output and, with ``shm``, the shared-memory profile."""
+    env = dict(os.environ if base is None else base)
+    env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else random.randint(100, 230))
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env["RMW_IMPLEMENTATION"] = "rmw_fastrtps_cpp"
+    env["PYTHONUNBUFFERED"] = "1"
+    env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
+    if shm:
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(SHM_PROFILE)
+    return env
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> int | None:
+    """SIGINT (a node shuts down cleanly), then kill if it has not exited within ``timeout`` seconds."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+    return process.returncode
