@@ -27,11 +27,11 @@ import torch  # noqa: E402
 from json_output import peak_rss_mb, print_json, stdout_to_stderr  # noqa: E402
 from icm_depth_ros.metrics import MetricMeans, clamp_prediction, depth_metrics, evaluation_mask  # noqa: E402
 from training.data import SYNTHETIC_SPLIT_SEEDS, SyntheticRoadScenes  # noqa: E402
-from training.export_onnx import (  # noqa: E402
+from training.exporting.onnx_export import (  # noqa: E402
     export_onnx, load_model_from_checkpoint, onnxruntime_session, run_onnxruntime,
 )
 from training.model import ICMDepthNet  # noqa: E402
-from training.onnx_variants import write_float16, write_int8  # noqa: E402
+from training.exporting.variants import write_float16, write_int8  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

@@ -6,7 +6,7 @@
 For each input size: batch 1, the median over --frames timed frames after --warmup untimed ones, on
 synthetic "val" road scenes; the same thread count for every backend (torch.set_num_threads and ONNX
 Runtime's intra-op threads). PyTorch runs in eval mode under torch.no_grad(); the ONNX graphs come from
-training/export_onnx.py and the INT8 one from training/onnx_variants.py (calibrated on synthetic "train"
+training/exporting/onnx_export.py and the INT8 one from training/exporting/variants.py (calibrated on synthetic "train"
 scenes). Without --checkpoint the network is ResNet-18 with random weights (seed 0), which times the same
 as a trained one. The backends take turns in ROUNDS blocks, so that a change of machine load during the run
 reaches all of them. Also reported: speed-up against eager, the mean relative depth difference against
@@ -29,11 +29,11 @@ import torch  # noqa: E402
 
 from json_output import peak_rss_mb, run_and_report  # noqa: E402
 from training.data import SYNTHETIC_SPLIT_SEEDS, SyntheticRoadScenes  # noqa: E402
-from training.export_onnx import (  # noqa: E402
+from training.exporting.onnx_export import (  # noqa: E402
     export_onnx, load_model_from_checkpoint, onnxruntime_session, run_onnxruntime,
 )
 from training.model import ICMDepthNet  # noqa: E402
-from training.onnx_variants import write_int8  # noqa: E402
+from training.exporting.variants import write_int8  # noqa: E402
 
 BACKENDS = ("pytorch_eager", "onnxruntime_fp32", "onnxruntime_int8")
 ROUNDS = 2  # timed frames are split over this many turns per backend

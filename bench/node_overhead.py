@@ -24,7 +24,7 @@ from json_output import peak_rss_mb, run_and_report  # noqa: E402
 def export_random_model(path: Path, height: int, width: int) -> Path:
     import torch
 
-    from training.export_onnx import export_onnx
+    from training.exporting.onnx_export import export_onnx
     from training.model import ICMDepthNet
 
     torch.manual_seed(0)

@@ -22,7 +22,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
-from icm_depth_ros.backends import ModelLoadError
+from icm_depth_ros.inference import ModelLoadError
 from icm_depth_ros.frame_flow import FrameStatistics, LatestFrameSlot, ProblemThrottle
 from icm_depth_ros.image_conversion import fill_image
 from icm_depth_ros.input_checks import (

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from icm_depth_ros.backends import BACKENDS, ONNXRUNTIME_PROVIDERS, PRECISIONS
+from icm_depth_ros.inference import BACKENDS, ONNXRUNTIME_PROVIDERS, PRECISIONS
 from icm_depth_ros.geometry import RESIZE_POLICIES
 from icm_depth_ros.pipeline import INSTANCE_SOURCES, OUTPUT_RESOLUTIONS, PipelineConfig
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from icm_depth_ros.backends import open_backend
+from icm_depth_ros.inference import open_backend
 from icm_depth_ros.geometry import RESIZE_POLICIES, InputGeometry
 from icm_depth_ros.instances import Instance, cluster_regions, instance_statistics
 

@@ -10,7 +10,7 @@ import cv2
 import onnx
 import pytest
 
-from icm_depth_ros.model_contract import ModelInfo
+from icm_depth_ros.inference.contract import ModelInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "demo" / "icm_demo.onnx"

@@ -20,14 +20,14 @@ if __package__ in (None, ""):  # run as a script: import the repository's packag
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
     sys.path.insert(0, str(_root))
 
-from training.tensorrt_build import DEFAULT_WORKSPACE_GIB, TensorRTUnavailable, require_tensorrt  # noqa: E402
+from training.exporting.tensorrt_build import DEFAULT_WORKSPACE_GIB, TensorRTUnavailable, require_tensorrt  # noqa: E402
 
 PARITY_TOLERANCE = 1e-3  # max relative depth error of ONNX Runtime against PyTorch (fp32)
 
 
 def __getattr__(name: str):
     """``from training.export import export_onnx`` without importing PyTorch for the CLI's fast checks."""
-    from training import export_onnx as onnx_export  # noqa: PLC0415
+    from training.exporting import onnx_export  # noqa: PLC0415
 
     if name in ("export_onnx", "load_model_from_checkpoint", "read_model_info", "ExportGraph"):
         return getattr(onnx_export, name)
@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def export_checkpoint(args: argparse.Namespace) -> Path | None:
     """--checkpoint: export, check for TensorRT, compare with PyTorch, write variants. None on a failed check."""
-    from training import export_onnx as onnx_export  # noqa: PLC0415
-    from training.onnx_ops import check_tensorrt_compatibility  # noqa: PLC0415
+    from training.exporting import onnx_export  # noqa: PLC0415
+    from training.exporting.operator_check import check_tensorrt_compatibility  # noqa: PLC0415
 
     model, config = onnx_export.load_model_from_checkpoint(args.checkpoint)
     height, width = (args.height, args.width) if args.height else tuple(config["model"]["img_size"])
@@ -113,7 +113,7 @@ def export_checkpoint(args: argparse.Namespace) -> Path | None:
             print(f"error: max relative depth error above {PARITY_TOLERANCE}", file=sys.stderr)
             return None
     if args.fp16_out or args.int8_out:
-        from training import onnx_variants  # noqa: PLC0415
+        from training.exporting import variants as onnx_variants  # noqa: PLC0415
 
         if args.fp16_out:
             onnx_variants.write_float16(args.out, args.fp16_out)
@@ -139,8 +139,8 @@ def report_tensorrt_check(path: Path, report) -> bool:
 
 
 def build(args: argparse.Namespace, onnx_path: Path) -> int:
-    from training import tensorrt_build  # noqa: PLC0415
-    from training.export_onnx import read_model_info  # noqa: PLC0415
+    from training.exporting import tensorrt_build  # noqa: PLC0415
+    from training.exporting.onnx_export import read_model_info  # noqa: PLC0415
 
     images = None
     if args.precision == "int8":
@@ -156,7 +156,7 @@ def build(args: argparse.Namespace, onnx_path: Path) -> int:
 
 
 def load_images(directory: Path, height: int, width: int, limit: int):
-    from training.tensorrt_build import load_calibration_images  # noqa: PLC0415
+    from training.exporting.tensorrt_build import load_calibration_images  # noqa: PLC0415
 
     return load_calibration_images(directory, height, width, limit)
 

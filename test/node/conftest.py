@@ -26,7 +26,7 @@ MODEL_SIZE = (96, 320)
 @pytest.fixture(scope="session")
 def onnx_model(tmp_path_factory) -> Path:
     torch = pytest.importorskip("torch")
-    from training.export_onnx import export_onnx
+    from training.exporting.onnx_export import export_onnx
     from training.model import ICMDepthNet
 
     torch.manual_seed(0)

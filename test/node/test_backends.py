@@ -4,9 +4,9 @@ import shutil
 
 import pytest
 
-from icm_depth_ros import engine_fingerprint as fingerprints
-from icm_depth_ros.backends import ModelLoadError, open_backend
-from icm_depth_ros.tensorrt_backend import engine_decision
+from icm_depth_ros.inference import fingerprint as fingerprints
+from icm_depth_ros.inference import ModelLoadError, open_backend
+from icm_depth_ros.inference.tensorrt_backend import engine_decision
 
 
 def test_missing_model_names_the_path(tmp_path):

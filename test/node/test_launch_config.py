@@ -70,7 +70,7 @@ def test_launch_description_where_launch_is_installed():
 
 
 def test_node_runtime_imports_no_torch_and_nothing_from_training():
-    modules = ["depth_node", "pipeline", "backends", "tensorrt_backend", "engine_builder", "geometry", "instances",
+    modules = ["depth_node", "pipeline", "inference", "inference.tensorrt_backend", "inference.engine_builder", "geometry", "instances",
                "instance_message", "image_conversion", "input_checks", "frame_flow", "node_parameters"]
     code = (f"import sys\nfor m in {modules}: __import__('icm_depth_ros.' + m)\n"
             "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'training')))\n"

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import icm_depth_ros
-from icm_depth_ros import model_contract as contract
-from icm_depth_ros.engine_fingerprint import file_sha256
-from training.export_onnx import (
+from icm_depth_ros.inference import contract
+from icm_depth_ros.inference.fingerprint import file_sha256
+from training.exporting.onnx_export import (
     export_onnx,
     load_model_from_checkpoint,
     onnxruntime_session,
@@ -23,7 +23,7 @@ from training.export_onnx import (
     run_onnxruntime,
 )
 from training.model import ICMDepthNet
-from training.onnx_ops import check_tensorrt_compatibility
+from training.exporting.operator_check import check_tensorrt_compatibility
 
 ROOT = Path(__file__).resolve().parents[2]
 HEIGHT, WIDTH = 96, 320
@@ -180,7 +180,7 @@ def test_cli_exports_a_checkpoint(tmp_path):
 
 
 def test_cli_engine_fails_at_once_without_tensorrt(tmp_path):
-    from training.tensorrt_build import missing_requirements
+    from training.exporting.tensorrt_build import missing_requirements
 
     if not missing_requirements():
         pytest.skip("TensorRT and a GPU are present: the engine build would run")

@@ -5,7 +5,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from training.onnx_ops import check_tensorrt_compatibility
+from training.exporting.operator_check import check_tensorrt_compatibility
 
 
 def contract_graph(nodes, *, image_type=TensorProto.FLOAT, image_shape=("batch", 3, 32, 64), initializers=(), opset=17):

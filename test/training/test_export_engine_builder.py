@@ -1,6 +1,6 @@
 """The engine-build flow against a stand-in ``tensorrt`` module, so it runs without a GPU.
 
-It checks what the one builder (icm_depth_ros/engine_builder.py, called by training/tensorrt_build.py and
+It checks what the one builder (icm_depth_ros/inference/engine_builder.py, called by training/exporting/tensorrt_build.py and
 by the node's engine rebuild) asks of TensorRT (workspace, flags, profile, timing cache) and what it writes
 (engine, cache, fingerprint). Whether TensorRT accepts it is test_export_tensorrt.py's job.
 """
@@ -14,10 +14,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from icm_depth_ros import engine_builder
-from icm_depth_ros import engine_fingerprint as fingerprints
-from icm_depth_ros.backends import ModelLoadError
-from training import tensorrt_build
+from icm_depth_ros.inference import ModelLoadError, engine_builder
+from icm_depth_ros.inference import fingerprint as fingerprints
+from training.exporting import tensorrt_build
 
 HEIGHT, WIDTH = 32, 64
 
@@ -193,7 +192,7 @@ def test_training_reexports_the_shared_builder_names():
 def open_rebuilding_node_backend(monkeypatch, onnx_path, precision):
     """TensorRTBackend.open with allow_build on a machine with no engine yet; returns what it would load."""
     pytest.importorskip("cuda.bindings.runtime", reason="the node's TensorRT backend imports cuda-python first")
-    from icm_depth_ros.tensorrt_backend import TensorRTBackend
+    from icm_depth_ros.inference.tensorrt_backend import TensorRTBackend
 
     loaded = {}
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from icm_depth_ros import engine_fingerprint as fingerprints
+from icm_depth_ros.inference import fingerprint as fingerprints
 
 
 def fingerprint(**overrides) -> dict:

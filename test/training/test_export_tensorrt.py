@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from icm_depth_ros import engine_fingerprint as fingerprints
-from training.export_onnx import export_onnx, onnxruntime_session, run_onnxruntime
+from icm_depth_ros.inference import fingerprint as fingerprints
+from training.exporting.onnx_export import export_onnx, onnxruntime_session, run_onnxruntime
 from training.model import ICMDepthNet
-from training.tensorrt_build import build_engine, missing_requirements, run_engine
+from training.exporting.tensorrt_build import build_engine, missing_requirements, run_engine
 
 MISSING = missing_requirements()
 pytestmark = [
@@ -75,7 +75,7 @@ def test_fp16_engine_with_dynamic_batch(onnx_files, tmp_path):
 def test_int8_engine_calibrates_from_an_image_folder(onnx_files, tmp_path):
     import cv2
 
-    from training.tensorrt_build import load_calibration_images
+    from training.exporting.tensorrt_build import load_calibration_images
 
     folder = tmp_path / "calib"
     folder.mkdir()

@@ -7,10 +7,10 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from training.export_onnx import export_onnx, onnxruntime_session, read_model_info, run_onnxruntime
+from training.exporting.onnx_export import export_onnx, onnxruntime_session, read_model_info, run_onnxruntime
 from training.model import ICMDepthNet
-from training.onnx_ops import check_tensorrt_compatibility
-from training.onnx_variants import convert_to_float16, write_float16, write_int8
+from training.exporting.operator_check import check_tensorrt_compatibility
+from training.exporting.variants import convert_to_float16, write_float16, write_int8
 
 HEIGHT, WIDTH = 64, 192
 
@@ -99,7 +99,7 @@ def test_int8_variant(fp32, tmp_path):
 def test_calibration_images_are_brought_to_the_model_size(tmp_path):
     import cv2
 
-    from training.tensorrt_build import load_calibration_images
+    from training.exporting.tensorrt_build import load_calibration_images
 
     frame = np.zeros((375, 1242, 3), np.uint8)
     frame[..., 2] = 255  # BGR on disk: pure red

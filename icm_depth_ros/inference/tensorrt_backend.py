@@ -8,7 +8,7 @@ which fights with onnxruntime's or other libraries' primary context in the same 
 uses the runtime API's primary context like TensorRT does.
 
 An engine only runs on the GPU, TensorRT version and precision it was built for: the fingerprint
-``<engine>.fingerprint.json`` beside it (icm_depth_ros/engine_fingerprint.py) says which; a mismatch is
+``<engine>.fingerprint.json`` beside it (fingerprint.py) says which; a mismatch is
 refused with the list of differences, or the engine is rebuilt from the ONNX file when allowed.
 """
 from __future__ import annotations
@@ -18,9 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from icm_depth_ros.backends import ModelLoadError, check_io_names, is_engine_path
-from icm_depth_ros.engine_builder import build_engine, onnx_metadata
-from icm_depth_ros.model_contract import DEPTH_OUTPUT, INPUT_NAME, MEMBERSHIP_OUTPUT, ModelInfo
+from icm_depth_ros.inference import fingerprint as fingerprints
+from icm_depth_ros.inference.contract import (
+    DEPTH_OUTPUT, INPUT_NAME, MEMBERSHIP_OUTPUT, ModelInfo, ModelLoadError, check_io_names,
+)
+from icm_depth_ros.inference.engine_builder import build_engine, onnx_metadata
+from icm_depth_ros.inference.fingerprint import is_engine_path
 
 
 def engine_decision(engine_path: Path, found: dict | None, mismatches: list[str], onnx_path: str,
@@ -67,7 +70,6 @@ class TensorRTBackend:
             from cuda.bindings import runtime  # noqa: F401
         except ImportError as error:
             raise ModelLoadError(f"TensorRT backend needs tensorrt and cuda-python: {error}") from None
-        from icm_depth_ros import engine_fingerprint as fingerprints
 
         engine_path = Path(model_path) if is_engine_path(model_path) else Path(model_path).with_suffix(".engine")
         try:
@@ -88,7 +90,7 @@ class TensorRTBackend:
                 mismatches = [fingerprints.describe_mismatch(found, expected, [field]) for field in fields]
         if engine_decision(engine_path, found, mismatches, onnx_path, allow_build) == "build":
             logger.warning(f"building TensorRT engine {engine_path} from {onnx_path} ({precision}); this takes minutes")
-            try:  # the builder training/export.py uses (icm_depth_ros/engine_builder.py); writes the fingerprint
+            try:  # the builder training/export.py uses (engine_builder.py); writes the fingerprint
                 found = build_engine(onnx_path, engine_path, precision)
             except (RuntimeError, ValueError) as error:
                 raise ModelLoadError(f"cannot rebuild TensorRT engine {engine_path} from {onnx_path}: {error}") from None

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from icm_depth_ros import model_contract as contract
+from icm_depth_ros.inference import contract
 
 # ONNX ops (default domain) the TensorRT 10 ONNX parser converts natively.
 TENSORRT_10_OPS = frozenset(
@@ -66,7 +66,7 @@ class TensorRTReport:
 
 def check_tensorrt_compatibility(model: onnx.ModelProto | str | Path, *, check_contract: bool = True) -> TensorRTReport:
     """Check ops, element types, opset and shapes against TensorRT 10; with ``check_contract`` also the
-    model_contract I/O (``image`` float32 [B, 3, H, W] -> ``depth``, ``membership``)."""
+    contract I/O (``image`` float32 [B, 3, H, W] -> ``depth``, ``membership``)."""
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model), load_external_data=False)
     report = TensorRTReport()

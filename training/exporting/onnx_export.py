@@ -1,4 +1,4 @@
-"""PyTorch ICMDepthNet -> ONNX graph that follows icm_depth_ros/model_contract.py.
+"""PyTorch ICMDepthNet -> ONNX graph that follows icm_depth_ros/inference/contract.py.
 
 The graph takes ``image`` [B, 3, H, W] RGB in [0, 1] (ImageNet normalisation is inside) and gives
 ``depth`` [B, 1, H, W] in metres and ``membership`` [B, N, H/4, W/4] (the finest-scale A1, softmax over
@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 import icm_depth_ros
-from icm_depth_ros import model_contract as contract
-from icm_depth_ros.engine_fingerprint import file_sha256
+from icm_depth_ros.inference import contract
+from icm_depth_ros.inference.fingerprint import file_sha256
 from training.model import ICMDepthNet
 
 DEFAULT_OPSET = 17  # LayerNormalization is native from 17; TensorRT 10 parses 17 everywhere
@@ -138,7 +138,7 @@ def export_onnx(
 
     proto = onnx.load(str(out_path))
     _fix_output_shapes(proto, info)
-    proto.doc_string = f"ICM depth network ({config_name}); I/O and metadata: icm_depth_ros/model_contract.py"
+    proto.doc_string = f"ICM depth network ({config_name}); I/O and metadata: icm_depth_ros/inference/contract.py"
     del proto.metadata_props[:]
     onnx.helper.set_model_props(proto, info.to_metadata())
     onnx.save(proto, str(out_path))

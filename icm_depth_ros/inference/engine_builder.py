@@ -1,8 +1,8 @@
-"""ONNX -> TensorRT 10 engine with a fingerprint beside it (icm_depth_ros/engine_fingerprint.py).
+"""ONNX -> TensorRT 10 engine with a fingerprint beside it (fingerprint.py).
 
-The one engine builder: ``training/export.py --engine`` (through training/tensorrt_build.py, which adds
+The one engine builder: ``training/export.py --engine`` (through training/exporting/tensorrt_build.py, which adds
 the INT8 calibrator fed with dataset images) and the node's ``allow_engine_build`` rebuild
-(icm_depth_ros/tensorrt_backend.py) both call ``build_engine`` here, so an engine rebuilt on the vehicle
+(tensorrt_backend.py) both call ``build_engine`` here, so an engine rebuilt on the vehicle
 is built the way the exported one was. No PyTorch: the node runs without it.
 
 TensorRT 10 Python API: explicit-batch network from the ONNX parser, a workspace limit
@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from icm_depth_ros import engine_fingerprint as fingerprints
-from icm_depth_ros import model_contract as contract
+from icm_depth_ros.inference import contract
+from icm_depth_ros.inference import fingerprint as fingerprints
 
 DEFAULT_WORKSPACE_GIB = 4.0
 

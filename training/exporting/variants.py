@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from icm_depth_ros import model_contract as contract
+from icm_depth_ros.inference import contract
 
 # Kept in float32 inside the fp16 graph, as torch.autocast does: sums of squares and exponentials
 # overflow float16 (max 65504) and normalisations lose their statistics.

@@ -18,7 +18,7 @@ Fingerprint (a JSON object)::
     input_shape         [B, 3, H, W]          B = -1 for a dynamic batch
     max_batch           int                   largest batch of the optimisation profile
     onnx_sha256         hex digest of the ONNX file the engine was built from
-    model_metadata      {icm.* key: value}    the ONNX metadata (model_contract), so the engine
+    model_metadata      {icm.* key: value}    the ONNX metadata (contract.py), so the engine
                                               alone tells the node its input size and depth range
     built_at            ISO-8601 UTC time     informational, never compared
 """
@@ -33,6 +33,7 @@ from pathlib import Path
 FORMAT_VERSION = 1
 PRECISIONS = ("fp32", "fp16", "int8")
 FINGERPRINT_SUFFIX = ".fingerprint.json"
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 # Fields that must agree between an engine and the machine/model that wants to run it, in the order
 # mismatches are reported. The first three describe the machine, the rest the model.
@@ -43,6 +44,15 @@ COMPARED_FIELDS = MACHINE_FIELDS + MODEL_FIELDS
 # CUdevice_attribute values from cuda.h (stable since CUDA 6).
 _CU_ATTRIBUTE_CC_MAJOR = 75
 _CU_ATTRIBUTE_CC_MINOR = 76
+
+
+def is_engine_path(path: str | Path) -> bool:
+    return Path(path).suffix in ENGINE_SUFFIXES
+
+
+def sibling_onnx(path: str | Path) -> Path:
+    """The ONNX file an engine was built from, by convention beside it: model.engine -> model.onnx."""
+    return Path(path).with_suffix(".onnx")
 
 
 def fingerprint_path(engine_path: str | Path) -> Path:

@@ -1,6 +1,7 @@
 """The contract between an exported ICM model and whoever runs it (the node, replay evaluation, tests).
 
-One home for it: training/export.py writes models that follow it, icm_depth_ros/ reads them with it.
+One home for it: training/export.py writes models that follow it, icm_depth_ros/ reads them with it
+(``ModelLoadError`` is what a runner raises when a file does not).
 Pure Python, no PyTorch, no ROS.
 
 Graph interface (ONNX and TensorRT engine alike):
@@ -115,3 +116,16 @@ class ModelInfo:
         if not 0 < info.min_depth < info.max_depth:
             raise ValueError(f"{source}: depth range [{info.min_depth}, {info.max_depth}] is not 0 < min < max")
         return info
+
+
+class ModelLoadError(RuntimeError):
+    """The model cannot be used: missing file, wrong contract, mismatched engine. The text says which."""
+
+
+def check_io_names(inputs: list[str], outputs: list[str], source: str) -> None:
+    """The graph must have exactly the contract's tensor names."""
+    if INPUT_NAME not in inputs or DEPTH_OUTPUT not in outputs or MEMBERSHIP_OUTPUT not in outputs:
+        raise ModelLoadError(
+            f"{source}: tensors are inputs {inputs}, outputs {outputs}; the contract needs input "
+            f"{INPUT_NAME!r} and outputs {DEPTH_OUTPUT!r}, {MEMBERSHIP_OUTPUT!r}"
+        )

@@ -1,7 +1,7 @@
 """TensorRT engines from training/export.py: the INT8 calibrator fed with dataset images, and ``run_engine``.
 
 The builder itself (workspace limit, timing cache, precision flags, batch profile, fingerprint) is
-icm_depth_ros/engine_builder.py, shared with the node's engine rebuild; its names are re-exported here.
+icm_depth_ros/inference/engine_builder.py, shared with the node's engine rebuild; its names are re-exported here.
 ``build_engine`` below adds what needs images and PyTorch: INT8 calibration through
 ``IInt8EntropyCalibrator2``, with PyTorch CUDA tensors as device buffers. ``tensorrt`` and ``torch`` are
 imported only when a build or run needs them.
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from icm_depth_ros import engine_builder
-from icm_depth_ros import model_contract as contract
-from icm_depth_ros.engine_builder import (  # noqa: F401 - re-exported: the builder's home is icm_depth_ros
+from icm_depth_ros.inference import engine_builder
+from icm_depth_ros.inference import contract
+from icm_depth_ros.inference.engine_builder import (  # noqa: F401 - re-exported: the builder's home is icm_depth_ros
     DEFAULT_WORKSPACE_GIB,
     TensorRTUnavailable,
     missing_requirements,
@@ -106,7 +106,7 @@ def build_engine(
 ) -> dict:
     """Build ``engine_path`` from ``onnx_path`` and write ``<engine>.fingerprint.json``; returns the fingerprint.
 
-    ``icm_depth_ros.engine_builder.build_engine`` with, for "int8", a calibrator over
+    ``icm_depth_ros.inference.engine_builder.build_engine`` with, for "int8", a calibrator over
     ``calibration_images`` ([3, H, W] float32 in [0, 1]); see that function for the other arguments.
     """
     calibrator_factory = None

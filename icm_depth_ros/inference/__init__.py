@@ -1,0 +1,15 @@
+"""Running an exported ICM model: the contract, the backends and TensorRT engines.
+
+    contract.py             graph I/O names, ONNX metadata keys, ModelInfo, ModelLoadError
+    fingerprint.py          engine files and the fingerprint JSON beside each engine
+    onnxruntime_backend.py  ONNX Runtime (CPU or CUDA provider)
+    engine_builder.py       ONNX -> TensorRT engine + fingerprint (export and the node's rebuild)
+    tensorrt_backend.py     fingerprint check, rebuild decision, engine load and inference
+    selection.py            open_backend: a backend by name ("auto", "onnxruntime", "tensorrt")
+
+Imports run down this list: no module imports one below it. No PyTorch, no ROS.
+"""
+from icm_depth_ros.inference.contract import ModelLoadError
+from icm_depth_ros.inference.selection import BACKENDS, ONNXRUNTIME_PROVIDERS, PRECISIONS, open_backend
+
+__all__ = ["BACKENDS", "ONNXRUNTIME_PROVIDERS", "PRECISIONS", "ModelLoadError", "open_backend"]

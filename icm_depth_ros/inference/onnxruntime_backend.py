@@ -1,0 +1,58 @@
+"""ONNX Runtime backend for an exported ICM model (see contract.py), on the CPU or its CUDA provider.
+
+Takes image [1, 3, H, W] float32 RGB in [0, 1] and returns (depth [1, 1, H, W] metres, membership
+[1, N, H/4, W/4]). onnxruntime is imported in the constructor only.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from icm_depth_ros.inference.contract import (
+    DEPTH_OUTPUT, INPUT_NAME, MEMBERSHIP_OUTPUT, ModelInfo, ModelLoadError, check_io_names,
+)
+
+ONNXRUNTIME_PROVIDERS = ("auto", "cpu", "cuda")
+
+
+class OnnxRuntimeBackend:
+    """ONNX Runtime on the CPU, or its CUDA execution provider where present."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model_path: str | os.PathLike, provider: str = "auto", threads: int = 0):
+        import onnxruntime as ort
+
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelLoadError(f"model_path {str(path)!r}: no such file")
+        if provider not in ONNXRUNTIME_PROVIDERS:
+            raise ModelLoadError(f"onnxruntime provider {provider!r} is not one of {ONNXRUNTIME_PROVIDERS}")
+        available = ort.get_available_providers()
+        if provider == "cuda" and "CUDAExecutionProvider" not in available:
+            raise ModelLoadError(f"onnxruntime_provider 'cuda' requested but this onnxruntime offers {available}")
+        use_cuda = provider in ("auto", "cuda") and "CUDAExecutionProvider" in available
+        providers = (["CUDAExecutionProvider"] if use_cuda else []) + ["CPUExecutionProvider"]
+        options = ort.SessionOptions()
+        if threads > 0:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as error:  # onnxruntime raises its own exception types for corrupt files
+            raise ModelLoadError(f"model_path {str(path)!r}: onnxruntime cannot load it: {error}") from None
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        try:
+            self.info = ModelInfo.from_metadata(metadata, source=str(path))
+        except ValueError as error:
+            raise ModelLoadError(str(error)) from None
+        check_io_names(
+            [i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()], str(path)
+        )
+        self.device = "cuda" if use_cuda else "cpu"
+        self.description = f"onnxruntime ({self.session.get_providers()[0]})"
+
+    def infer(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        depth, membership = self.session.run([DEPTH_OUTPUT, MEMBERSHIP_OUTPUT], {INPUT_NAME: image})
+        return depth, membership
