@@ -73,6 +73,12 @@ def train(config: Config, resume: bool = False, datasets=None) -> dict:
     model = build_model(config, pretrained=not resume).to(context.device)
     criterion = build_criterion(config)
     train_set, val_set = datasets if datasets is not None else build_datasets(config)
+    if not getattr(train_set, "has_instances", True):  # KITTI without pseudo masks (docs/data.md)
+        config.loss.icm_1 = config.loss.icm_2 = config.loss.icm_3 = 0.0
+        criterion = build_criterion(config)
+        if context.is_main:
+            print(f"{type(train_set).__name__}: no instance masks, ICM terms off (loss.icm_1/2/3 = 0): "
+                  "this run is method II", flush=True)
     optim = config.optim
     optimizer = build_optimizer(model, optim.lr, optim.backbone_lr, optim.weight_decay, optim.betas)
     scheduler = build_scheduler(optimizer, config.train.steps, optim.pct_start, optim.div_factor,

@@ -32,18 +32,19 @@ def depth_png(metres):
 
 @pytest.fixture
 def cityscapes_root(tmp_path):
-    """One val frame: a car (trainId 13, id 5), a person (11, id 2), a crowd of cars (13000),
-    road (0), vegetation (8) and void (32000); depth 10 m except an invalid corner."""
+    """One val frame in cityscapesscripts' convention: the first car (13000), another car (13005), a person
+    (11002), a car group (bare 13), road (bare 0), vegetation (bare 8) and void (bare 255); depth 10 m
+    except an invalid corner."""
     root = tmp_path / "cityscapes_dvps"
     folder = root / "video_sequence" / "val"
     prefix = folder / "000001_000002_frankfurt_000000_000294"
     panoptic = np.zeros((H, W), np.uint16)
-    panoptic[:12] = 8 * 1000
-    panoptic[12:] = 0
+    panoptic[:12] = 8
     panoptic[14:20, 2:10] = 13 * 1000 + 5
     panoptic[14:22, 30:33] = 11 * 1000 + 2
-    panoptic[2:6, 20:30] = 13 * 1000  # crowd, no instance id
-    panoptic[0:2, 0:4] = 32 * 1000
+    panoptic[20:24, 12:20] = 13 * 1000  # the first car of the frame: instance number 0
+    panoptic[2:6, 20:30] = 13  # a car group: bare class id, no instance
+    panoptic[0:2, 0:4] = 255
     depth = np.full((H, W), 10.0)
     depth[:3, :3] = 0.0
     write_png(prefix.with_name(prefix.name + "_leftImg8bit.png"), gradient_image()[..., ::-1])
@@ -64,11 +65,14 @@ def test_depth_png_round_trip(tmp_path):
 def test_cityscapes_keeps_only_thing_instances(cityscapes_root):
     item = CityscapesDVPS(cityscapes_root, "val")[0]
     instances = item["instances"][0]
-    # ids 1..M in increasing order of the panoptic id: person 11002 -> 1, car 13005 -> 2; crowd and stuff -> 0
-    assert sorted(instances.unique().tolist()) == [0, 1, 2]
-    assert (instances[14:22, 30:33] == 1).all() and (instances[14:20, 2:10] == 2).all()
+    # ids 1..M in increasing order of the panoptic id: person 11002 -> 1, car 13000 -> 2, car 13005 -> 3;
+    # the car group (bare 13), stuff and void -> 0
+    assert sorted(instances.unique().tolist()) == [0, 1, 2, 3]
+    assert (instances[14:22, 30:33] == 1).all() and (instances[20:24, 12:20] == 2).all()
+    assert (instances[14:20, 2:10] == 3).all()
     assert (instances[2:6, 20:30] == 0).all() and (instances[:12, 12:20] == 0).all()
-    assert item["instance_classes"][:3].tolist() == [THING_CLASSES.index("person"), THING_CLASSES.index("car"), -1]
+    car, person = THING_CLASSES.index("car"), THING_CLASSES.index("person")
+    assert item["instance_classes"][:4].tolist() == [person, car, car, -1]
     assert item["depth"].shape == (1, H, W) and item["depth"].dtype == torch.float32
     assert item["depth"][0, 10, 10].item() == 10.0 and item["depth"][0, 0, 0].item() == 0.0
     assert not item["valid"][0, 0, 0] and item["valid"][0, 10, 10]

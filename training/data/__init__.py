@@ -21,8 +21,10 @@ def build_dataset(name: str, root, split: str, augment: bool, size=None, **overr
     """Build a dataset by name. `size` (H, W) is the crop size (random when augmenting, centred otherwise)
     for on-disk datasets and the render size for in-memory synthetic scenes. `overrides` go to the class.
 
-    kitti_eigen expects ROOT/raw (KITTI raw), ROOT/depth_annotated, ROOT/instances and
-    ROOT/splits/eigen_{train,test}_files_with_gt.txt ("val" reads the test list).
+    kitti_eigen expects ROOT/raw (KITTI raw), ROOT/depth_annotated, ROOT/splits/eigen_{train,test}_files_with_gt.txt
+    ("val" reads the test list) and, optionally, ROOT/instances (pseudo masks from
+    `python -m training.data.pseudo_instances`); without that folder the dataset has no instances
+    (``has_instances`` False) and training turns the ICM terms off.
     synthetic with root=None renders in memory (seed 0/1/2 for train/val/test); with a root it reads the
     Cityscapes-DVPS layout written by `python -m training.data.synthetic`.
     """
@@ -44,7 +46,9 @@ def build_dataset(name: str, root, split: str, augment: bool, size=None, **overr
         return SemKittiDVPS(root, split, augment=augment, crop_size=size, **overrides)
     root = Path(root)
     listed = "test" if split in ("val", "test") else "train"
-    kwargs = {"data_root": root / "raw", "gt_root": root / "depth_annotated", "instance_root": root / "instances",
+    masks = root / "instances"
+    kwargs = {"data_root": root / "raw", "gt_root": root / "depth_annotated",
+              "instance_root": masks if masks.is_dir() else None,
               "split_file": root / "splits" / f"eigen_{listed}_files_with_gt.txt", **overrides}
     return KittiEigen(augment=augment, crop_size=size, **kwargs)
 

@@ -2,12 +2,17 @@
 
 Layout (FACTS section 4): ROOT/video_sequence/{train,val}/ holding, per frame,
     SSSSSS_FFFFFF_<city>_<seq>_<frame>_leftImg8bit.png             8-bit RGB
-    SSSSSS_FFFFFF_<city>_<seq>_<frame>_gtFine_instanceTrainIds.png panoptic: trainId * 1000 + instance id
+    SSSSSS_FFFFFF_<city>_<seq>_<frame>_gtFine_instanceTrainIds.png trainId * 1000 + n, or a bare trainId
     SSSSSS_FFFFFF_<city>_<seq>_<frame>_depth.png                   uint16, metres * 256, 0 = invalid
     SSSSSS_FFFFFF_<city>_<seq>_<frame>_camera.json                 optional, Cityscapes camera format
 The panoptic PNG is read as single-channel uint16; a 3-channel 8-bit PNG is decoded as
-R + 256 G + 65536 B (some tooling stores it that way; FACTS marks this unverified). Only thing trainIds
-11-18 with a nonzero instance id become instances (crowd regions, id 0, do not). Without a camera.json
+R + 256 G + 65536 B (some tooling stores it that way; FACTS marks this unverified).
+
+The instance convention is cityscapesscripts' (json2instanceImg, used by createTrainIdInstanceImgs.py, whose
+output Cityscapes-DVPS copies): the n-th instance of a class (n = 0, 1, ...) is trainId * 1000 + n, so the
+first car of a frame is 13000. A value below 1000 is a bare class id: stuff, void (255) or a group region
+(cargroup, persongroup...), which covers several objects and is no instance. Thing trainIds 11-18 at
+1000 and above become instances. Without a camera.json
 the nominal Cityscapes intrinsics (fx 2262.52, fy 2265.30, cx 1096.98, cy 513.14 at 2048 x 1024) are
 scaled to the image size.
 """
@@ -50,9 +55,13 @@ def read_panoptic(path) -> np.ndarray:
 
 
 def panoptic_to_instances(panoptic: np.ndarray) -> tuple[np.ndarray, dict]:
-    """(instance keys [H, W] with 0 = none, {key: THING_CLASSES index}); a key is the panoptic id itself."""
-    semantic = panoptic // LABEL_DIVISOR
-    is_thing = (semantic >= THING_TRAIN_IDS.start) & (semantic < THING_TRAIN_IDS.stop) & (panoptic % LABEL_DIVISOR > 0)
+    """(instance keys [H, W] with 0 = none, {key: THING_CLASSES index}); a key is the panoptic id itself.
+
+    Values >= 1000 are trainId * 1000 + n (n from 0: 13000 is a car); values < 1000 are bare class ids
+    (stuff, void, group/crowd regions) and never an instance.
+    """
+    semantic = panoptic // LABEL_DIVISOR  # 0 for every bare class id, which is no thing trainId
+    is_thing = (semantic >= THING_TRAIN_IDS.start) & (semantic < THING_TRAIN_IDS.stop)
     instances = np.where(is_thing, panoptic, 0)
     classes = {int(k): int(k // LABEL_DIVISOR - CITYSCAPES_FIRST_THING) for k in np.unique(instances) if k}
     return instances, classes

@@ -7,15 +7,18 @@ Inputs:
                    (uint16, metres * 256, 0 = invalid)
     split_file     one "image gt focal" line per frame, paths relative to data_root / gt_root; gt may be
                    "None" (no ground truth: depth all 0, valid all False, has_depth False)
-    instance_root  pseudo instance masks (e.g. Mask2Former) as single-channel uint16 PNGs of instance ids
-                   (0 = none) at the image's relative path (extension .png); None = no instances.
-                   Their classes are unknown (instance_classes -1).
+    instance_root  pseudo instance masks (python -m training.data.pseudo_instances) as single-channel uint16
+                   PNGs of instance ids (0 = none) at the image's relative path (extension .png), each with
+                   an optional JSON beside it (extension .json, {"classes": {"<id>": "<THING_CLASSES name>"}});
+                   ids without a class are unknown (instance_classes -1). None = no instances at all
+                   (has_instances False: training then runs without the ICM terms, method II).
 Intrinsics come from P_rect_02 (P_rect_03 for image_03) in DATE/calib_cam_to_cam.txt when it exists;
 otherwise K uses the split file's focal with the principal point at the image centre.
 KB crop (352 x 1216) is applied first when kb_crop=True, then augmentation.
 """
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,7 +26,10 @@ import numpy as np
 
 from .base import DepthDataset, require_dir
 from .io import read_depth, read_label, read_rgb
+from .items import THING_CLASSES
 from .transforms import kb_crop
+
+MASK_CLASSES_SUFFIX = ".json"  # beside each mask PNG: {"classes": {"<instance id>": "<THING_CLASSES name>"}}
 
 
 @lru_cache(maxsize=64)
@@ -78,14 +84,34 @@ class KittiEigen(DepthDataset):
             self.entries = [e for e in self.entries if e[1] is not None]
         for image, gt, _, number in self.entries:
             paths = [self.data_root / image] + ([self.gt_root / gt] if gt is not None else [])
-            if self.instance_root is not None:
-                paths.append(self.instance_mask_path(image))
             for p in paths:
                 if not p.is_file():
                     raise FileNotFoundError(f"{p}: file not found (listed at {self.split_file}:{number})")
+            if self.instance_root is not None and not self.instance_mask_path(image).is_file():
+                raise FileNotFoundError(
+                    f"{self.instance_mask_path(image)}: pseudo instance mask not found (image listed at "
+                    f"{self.split_file}:{number}); make them with python -m training.data.pseudo_instances, "
+                    "or train without instances (no instance_root)")
+
+    @property
+    def has_instances(self) -> bool:
+        """False without an instance_root: every item has no instances (the ICM loss has nothing to match)."""
+        return self.instance_root is not None
 
     def instance_mask_path(self, image: str) -> Path:
         return (self.instance_root / image).with_suffix(".png")
+
+    def instance_classes(self, image: str) -> dict:
+        """{instance id: THING_CLASSES index} from the mask's JSON; {} (all unknown) when there is none."""
+        path = self.instance_mask_path(image).with_suffix(MASK_CLASSES_SUFFIX)
+        if not path.is_file():
+            return {}
+        try:
+            names = json.loads(path.read_text())["classes"]
+            return {int(key): THING_CLASSES.index(name) for key, name in names.items()}
+        except (KeyError, ValueError, TypeError, AttributeError) as error:
+            raise ValueError(f"{path}: expected {{\"classes\": {{\"<id>\": one of {', '.join(THING_CLASSES)}}}}}: "
+                             f"{error}") from None
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -107,13 +133,15 @@ class KittiEigen(DepthDataset):
         image = read_rgb(self.data_root / image_rel)
         size = image.shape[:2]
         depth = read_depth(self.gt_root / gt_rel) if gt_rel is not None else np.zeros(size, np.float32)
+        classes = {}
         if self.instance_root is not None:
             instances = read_label(self.instance_mask_path(image_rel), (np.uint16,), "instance-id")
+            classes = self.instance_classes(image_rel)
         else:
             instances = np.zeros(size, np.int64)
         for name, array in (("depth", depth), ("instance mask", instances)):
             if array.shape != size:
                 raise ValueError(f"{self.describe(index)}: {name} is {array.shape}, image is {size}")
-        sample = {"image": image, "depth": depth, "instances": instances, "classes": {},
+        sample = {"image": image, "depth": depth, "instances": instances, "classes": classes,
                   "K": self.intrinsics(image_rel, focal, size), "has_depth": gt_rel is not None}
         return kb_crop(sample) if self.kb_crop else sample

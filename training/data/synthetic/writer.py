@@ -2,8 +2,9 @@
 
 Per frame, in OUT/video_sequence/<split>/, with prefix SSSSSS_FFFFFF_synthetic_SSSSSS_FFFFFF:
     _leftImg8bit.png              RGB
-    _gtFine_instanceTrainIds.png  uint16 panoptic: trainId * 1000 + instance id for things (ids are the
-                                  scene's, stable through a sequence), trainId * 1000 for stuff, sky 10000
+    _gtFine_instanceTrainIds.png  uint16, Cityscapes' convention: trainId * 1000 + instance id for things
+                                  (ids are the scene's, stable through a sequence), the bare trainId for
+                                  stuff (road 0, sky 10)
     _depth.png                    uint16 metres * 256, 0 = invalid (sky, and anything beyond 255.99 m)
     _camera.json                  Cityscapes camera format: {"intrinsic": {"fx", "fy", "u0", "v0"}, ...}
 """
@@ -21,10 +22,11 @@ CITY = "synthetic"
 
 
 def panoptic_map(frame: dict) -> np.ndarray:
-    """uint16 [H, W]: trainId * 1000 + instance id (0 for stuff)."""
+    """uint16 [H, W]: trainId * 1000 + instance id where there is an instance, else the bare trainId."""
     if frame["instances"].max(initial=0) >= LABEL_DIVISOR:
         raise ValueError(f"instance id {frame['instances'].max()} does not fit the panoptic encoding (< 1000)")
-    return (frame["semantic"].astype(np.int64) * LABEL_DIVISOR + frame["instances"]).astype(np.uint16)
+    semantic, instances = frame["semantic"].astype(np.int64), frame["instances"].astype(np.int64)
+    return np.where(instances > 0, semantic * LABEL_DIVISOR + instances, semantic).astype(np.uint16)
 
 
 def frame_prefix(sequence: int, index: int) -> str:
