@@ -60,6 +60,11 @@ class LossConfig:
     icm_2: float = 1.0  # on A1 at F2 (1/8)
     icm_3: float = 1.0  # on A1 at F3 (1/4)
     fuzziness: float = 2.0  # Fuzzy C-means m (paper eq. 4)
+    # Two deviations from the paper (issue 15), both off by default:
+    # the ICM weights ramp linearly 0 -> 1 over this fraction of train.steps (0 = none, the paper) ...
+    icm_warmup: float = 0.0
+    # ... and each ICM cost sums (the paper's eq. 5) or averages ("mean") over its scale's pixels.
+    icm_reduction: str = "sum"
 
 
 @dataclass
@@ -91,6 +96,9 @@ class TrainConfig:
     save_every: int = 1000  # steps between last.pt writes (also written at eval and at the end)
     max_nonfinite: int = 5  # this many non-finite losses in a row stop the run
     eval_max_images: int = 0  # 0 = the whole validation split
+    # At each log step, also the L2 norm of every loss term's gradient at the neck features F1..F3, which
+    # SIlog and the ICM terms all act through (one extra partial backward pass per term).
+    log_feature_gradients: bool = True
 
 
 @dataclass
@@ -133,6 +141,7 @@ CHOICES = {
     ("model", "update"): UPDATE_MODES,
     ("data", "dataset"): DATASETS,
     ("eval", "crop"): EVAL_CROPS,
+    ("loss", "icm_reduction"): ("sum", "mean"),  # same as training.losses.matcher.REDUCTIONS
 }
 
 
@@ -283,7 +292,12 @@ def build_model(config: Config, pretrained: bool = True):
 def build_criterion(config: Config):
     from training.losses import ICMCriterion
 
-    return ICMCriterion(loss_weights(config), fuzziness=config.loss.fuzziness)
+    loss = config.loss
+    if not 0.0 <= loss.icm_warmup <= 1.0:
+        raise ConfigError(f"config key 'loss.icm_warmup' is a fraction of train.steps in [0, 1], got {loss.icm_warmup}")
+    return ICMCriterion(loss_weights(config), fuzziness=loss.fuzziness,
+                        icm_warmup_steps=round(loss.icm_warmup * config.train.steps),
+                        icm_reduction=loss.icm_reduction)
 
 
 def build_datasets(config: Config):

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from training.checkpoint import unwrap
 from training.distributed import Context, all_true, sum_over_ranks
 from training.metrics import EXTRA_NAMES, METRIC_NAMES, MetricMeans, batch_figures, cluster_labels
 
@@ -79,18 +80,60 @@ class ShuffledSampler(Sampler[int]):
         return self.per_rank - self.offset
 
 
+def draw_seed(seed: int, epoch: int, index: int) -> int:
+    """The augmentation seed of item ``index`` in epoch ``epoch`` of a run seeded ``seed``."""
+    return (seed * 1_000_003 + epoch) * 10_000_019 + index
+
+
+class SeededDraws(Sampler[tuple[int, int]]):
+    """Wraps a ShuffledSampler: yields (item index, augmentation seed) pairs, for SeededItems."""
+
+    def __init__(self, sampler: ShuffledSampler):
+        self.sampler = sampler
+
+    def __iter__(self):
+        epoch = self.sampler.epoch  # iterating the sampler moves it on to the next epoch
+        return iter([(index, draw_seed(self.sampler.seed, epoch, index)) for index in self.sampler])
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class SeededItems(Dataset):
+    """Item (index, seed) of a dataset whose augmentation draws from torch's generator, seeded per item.
+
+    The augmentation of every draw is then a function of (run seed, epoch, index) alone: not of the
+    worker that renders it, of --resume, or of how many random numbers building the model took (method I
+    builds three cluster matrices, II/III one), so every method of the ablation sees the same images.
+    """
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):  # the caller's generator is left as it was
+            torch.manual_seed(seed)
+            return self.dataset[index]
+
+
 def endless_batches(dataset: Dataset, batch_size: int, num_workers: int, seed: int, context: Context,
                     micro_batches_done: int = 0):
-    """Yields training micro-batches forever, continuing after ``micro_batches_done`` of them."""
+    """Yields training micro-batches forever, continuing after ``micro_batches_done`` of them.
+
+    Item order and augmentation depend only on ``seed`` (and the rank): see SeededItems."""
     sampler = ShuffledSampler(len(dataset), seed, context.rank, context.world_size)
     per_epoch = sampler.per_rank // batch_size
     if per_epoch == 0:
         raise ValueError(f"batch size {batch_size} exceeds the {sampler.per_rank} training items per process")
     epoch, within = divmod(micro_batches_done, per_epoch)
     sampler.set_position(epoch, within * batch_size)
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=True,
-                        pin_memory=context.device.type == "cuda", persistent_workers=num_workers > 0,
-                        worker_init_fn=seed_worker)
+    loader = DataLoader(SeededItems(dataset), batch_size=batch_size, sampler=SeededDraws(sampler),
+                        num_workers=num_workers, drop_last=True, pin_memory=context.device.type == "cuda",
+                        persistent_workers=num_workers > 0, worker_init_fn=seed_worker)
     while True:
         yield from loader
 
@@ -126,33 +169,71 @@ class StepResult:
     loss: float = float("nan")  # the weighted total
     grad_norm: float = float("nan")
     skipped: bool = False  # True when a loss or gradient was not finite: no update was made
+    weights: dict[str, float] = field(default_factory=dict)  # the weight table of this step (warm-up applied)
+    # With measure_features: {term: L2 norm of d term / d (F1, F2, F3)}, unweighted, first micro-batch only
+    feature_grad_norms: dict[str, float] = field(default_factory=dict)
+
+
+class FeatureCapture:
+    """Keeps the neck's outputs F1..F3 of the next forward pass (a forward hook on ``model.neck``)."""
+
+    def __init__(self, model: nn.Module):
+        self.features: list[torch.Tensor] = []
+        self.handle = unwrap(model).neck.register_forward_hook(self.keep)
+
+    def keep(self, module: nn.Module, inputs, outputs: list[torch.Tensor]) -> None:
+        self.features = list(outputs)
+
+    def close(self) -> None:
+        self.handle.remove()
+
+
+def feature_gradient_norms(terms: dict[str, torch.Tensor], features: list[torch.Tensor]) -> dict[str, float]:
+    """{term: L2 norm, over F1..F3 together, of the term's gradient at ``features``} (graph kept)."""
+    norms = {}
+    for name, value in terms.items():
+        grads = torch.autograd.grad(value, features, retain_graph=True, allow_unused=True)
+        squares = [g.float().pow(2).sum() for g in grads if g is not None]
+        norms[name] = float(torch.stack(squares).sum().sqrt()) if squares else 0.0
+    return norms
 
 
 def train_step(model: nn.Module, criterion: nn.Module, micro_batches: list[dict], optimizer: torch.optim.Optimizer,
-               scaler: torch.amp.GradScaler | None, grad_clip: float, context: Context, amp: bool) -> StepResult:
+               scaler: torch.amp.GradScaler | None, grad_clip: float, context: Context, amp: bool,
+               step: int | None = None, measure_features: bool = False) -> StepResult:
     """One optimiser step over ``len(micro_batches)`` accumulated micro-batches.
 
+    ``step``: the optimiser step (0 = first) that sets the ICM warm-up; None = after any warm-up.
+    ``measure_features``: also each term's gradient norm at the neck features (first micro-batch).
     A non-finite loss on any rank makes every rank skip the step (decided together, so DDP's gradient
     all-reduce never waits for a rank that left). Gradients are all-reduced on the last micro-batch only.
     """
     optimizer.zero_grad(set_to_none=True)
-    result = StepResult()
+    result = StepResult(weights=criterion.weights_at(step))
     sums: dict[str, float] = {}
     for index, batch in enumerate(micro_batches):
         batch = to_device(batch, context.device)
         last = index == len(micro_batches) - 1
         sync = model.no_sync() if context.distributed and not last else contextlib.nullcontext()
+        capture = FeatureCapture(model) if measure_features and index == 0 else None
         with sync:
-            with autocast(context.device, amp):
-                outputs = model(batch["image"])
+            try:
+                with autocast(context.device, amp):
+                    outputs = model(batch["image"])
+            finally:
+                if capture is not None:
+                    capture.close()
             outputs = as_float32(outputs)
             # Non-finite outputs never reach the criterion: its Hungarian matcher rejects NaN costs.
             finite = all(bool(torch.isfinite(t).all()) for t in (outputs["depth"], *outputs["attn"]))
             terms = criterion(outputs, batch) if finite else {}
-            loss = criterion.total(terms) / len(micro_batches) if finite else torch.tensor(math.nan)
+            loss = criterion.total(terms, step) / len(micro_batches) if finite else torch.tensor(math.nan)
             if not all_true(finite and bool(torch.isfinite(loss)), context):
                 optimizer.zero_grad(set_to_none=True)
-                return StepResult(terms={k: float(v) for k, v in terms.items()}, skipped=True)
+                return StepResult(terms={k: float(v) for k, v in terms.items()}, skipped=True,
+                                  weights=result.weights)
+            if capture is not None:
+                result.feature_grad_norms = feature_gradient_norms(terms, capture.features)
             (scaler.scale(loss) if scaler is not None else loss).backward()
         for name, value in terms.items():
             sums[name] = sums.get(name, 0.0) + float(value.detach()) / len(micro_batches)
@@ -161,7 +242,7 @@ def train_step(model: nn.Module, criterion: nn.Module, micro_batches: list[dict]
     parameters = [p for p in model.parameters() if p.grad is not None]
     grad_norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip if grad_clip > 0 else math.inf)
     result.terms, result.grad_norm = sums, float(grad_norm)
-    result.loss = sum(criterion.weights[name] * value for name, value in sums.items())
+    result.loss = sum(result.weights[name] * value for name, value in sums.items())
     if scaler is not None:
         scaler.step(optimizer)  # skips the update itself when fp16 gradients overflowed
         scaler.update()

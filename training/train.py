@@ -137,7 +137,9 @@ def train(config: Config, resume: bool = False, datasets=None) -> dict:
     while step < train_cfg.steps:
         started = time.perf_counter()
         micro_batches = [next(batches) for _ in range(train_cfg.accumulate)]
-        result = train_step(model, criterion, micro_batches, optimizer, scaler, optim.grad_clip, context, amp)
+        logging = step + 1 == train_cfg.steps or (step + 1) % train_cfg.log_every == 0
+        result = train_step(model, criterion, micro_batches, optimizer, scaler, optim.grad_clip, context, amp,
+                            step=step, measure_features=logging and train_cfg.log_feature_gradients)
         with warnings.catch_warnings():  # after a skipped first step torch warns of step order; intended
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
             scheduler.step()  # a skipped step still uses its slot of the schedule: the run ends on time
@@ -158,14 +160,19 @@ def train(config: Config, resume: bool = False, datasets=None) -> dict:
         progress.set_postfix({**{k.removeprefix("loss_"): f"{v:.3f}" for k, v in result.terms.items()},
                               "img/s": f"{images_per_second:.1f}"}, refresh=False)
 
-        if writer is not None and (step % train_cfg.log_every == 0 or step == train_cfg.steps):
+        if writer is not None and logging:
             scalars = {**{f"train/{k}": v for k, v in result.terms.items()}, "train/loss": result.loss,
                        "train/grad_norm": result.grad_norm, "train/lr": scheduler.get_last_lr()[-1],
                        "train/backbone_lr": scheduler.get_last_lr()[0], "train/images_per_second": images_per_second,
-                       "train/nonfinite_steps": nonfinite}
+                       "train/nonfinite_steps": nonfinite,
+                       **{f"weight/{k}": v for k, v in result.weights.items() if k in result.terms},
+                       **{f"feature_grad/{k}": v for k, v in result.feature_grad_norms.items()}}
             for tag, value in scalars.items():
                 writer.add_scalar(tag, value, step)
-            log.write({"step": step, **{k.removeprefix("train/"): v for k, v in scalars.items()}})
+            # The first image's pixel sum identifies the data drawn: equal across methods of one seed.
+            checksum = float(micro_batches[0]["image"][0].double().sum())
+            log.write({"step": step, **{k.removeprefix("train/"): v for k, v in scalars.items()},
+                       "data_checksum": checksum})
         if writer is not None and train_cfg.image_every > 0 and step % train_cfg.image_every == 0:
             for tag, picture in pictures(bare, micro_batches[0], context, config.model.max_depth).items():
                 writer.add_image(f"pictures/{tag}", picture, step)

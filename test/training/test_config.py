@@ -75,6 +75,30 @@ def test_every_recipe_loads(path):
     build_criterion(config)
 
 
+def test_icm_options_are_off_by_default_and_resolve_to_steps():
+    config = load_config(None, ["train.steps=900"])
+    criterion = build_criterion(config)
+    assert (criterion.icm_warmup_steps, criterion.icm_reduction) == (0, "sum")  # the paper's eq. 5 and 7
+    criterion = build_criterion(load_config(None, ["train.steps=900", "loss.icm_warmup=0.3", "loss.icm_reduction=mean"]))
+    assert (criterion.icm_warmup_steps, criterion.icm_reduction) == (270, "mean")
+    with pytest.raises(ConfigError, match=r"'loss.icm_reduction' must be one of \['sum', 'mean'\], got 'avg'"):
+        load_config(None, ["loss.icm_reduction=avg"])
+    with pytest.raises(ConfigError, match=r"'loss.icm_warmup' is a fraction of train.steps in \[0, 1\], got 1.5"):
+        build_criterion(load_config(None, ["loss.icm_warmup=1.5"]))
+
+
+def test_synthetic_deviation_recipes_are_method_three_plus_one_option():
+    """The issue-15 options: III with the ICM warm-up, III with the per-pixel ICM cost; nothing else differs."""
+    folder = CONFIGS[0].parent
+    base = load_config(folder / "synthetic_resnet18_method3_64x256.yaml").to_dict()
+    for stem, key, value in (("icm_warmup", "icm_warmup", 0.3), ("icm_per_pixel", "icm_reduction", "mean")):
+        config = load_config(folder / f"synthetic_resnet18_method3_{stem}_64x256.yaml").to_dict()
+        assert config["loss"].pop(key) == value
+        config["loss"][key] = base["loss"][key]
+        config.pop("name")
+        assert config == {k: v for k, v in base.items() if k != "name"}
+
+
 def test_ablation_recipes_differ_only_in_the_method():
     """Table V: methods I/II/III share encoder, data and budget; I is parallel, III adds the ICM loss."""
     for family in ("synthetic_resnet18_method{}_64x256", "ablation_resnet50_method{}_cityscapes_dvps"):

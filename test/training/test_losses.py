@@ -252,3 +252,69 @@ def test_criterion_skips_zero_weight_terms_and_rejects_unknown_names():
     assert list(terms) == ["loss_silog"]
     with pytest.raises(ValueError, match="loss_icm_9"):
         ICMCriterion({"loss_icm_9": 1.0})
+
+
+# ---------------------------------------------------------------- issue 15 options (deviations from the paper)
+def test_icm_ramp_values_at_given_steps():
+    from training.losses import icm_ramp
+
+    assert [icm_ramp(step, 100) for step in (0, 1, 25, 50, 99, 100, 101, 5000)] == pytest.approx(
+        [0.0, 0.01, 0.25, 0.5, 0.99, 1.0, 1.0, 1.0])
+    assert icm_ramp(0, 0) == 1.0 and icm_ramp(7, 0) == 1.0  # no warm-up: the paper's eq. 7 from step 0
+    with pytest.raises(ValueError, match="warmup_steps must be >= 0, got -1"):
+        icm_ramp(3, -1)
+
+
+def test_criterion_warm_up_scales_only_the_icm_weights():
+    outputs, targets = criterion_inputs()
+    criterion = ICMCriterion({"loss_silog": 1.0, "loss_icm_1": 0.5, "loss_icm_2": 1.0, "loss_icm_3": 2.0},
+                             icm_warmup_steps=40)
+    terms = criterion(outputs, targets)
+    assert sorted(terms) == ["loss_icm_1", "loss_icm_2", "loss_icm_3", "loss_silog"]  # computed while ramped to 0
+    assert criterion.weights_at(10) == {"loss_silog": 1.0, "loss_icm_1": 0.125, "loss_icm_2": 0.25,
+                                        "loss_icm_3": 0.5}
+    assert criterion.total(terms, 0).item() == pytest.approx(terms["loss_silog"].item())
+    icm = 0.5 * terms["loss_icm_1"] + terms["loss_icm_2"] + 2 * terms["loss_icm_3"]
+    assert criterion.total(terms, 10).item() == pytest.approx((terms["loss_silog"] + 0.25 * icm).item())
+    assert criterion.total(terms, 40).item() == pytest.approx((terms["loss_silog"] + icm).item())
+    assert criterion.total(terms).item() == pytest.approx((terms["loss_silog"] + icm).item())
+
+
+def test_per_pixel_cost_is_the_sum_divided_by_the_pixel_count_on_a_hand_case():
+    from training.losses import membership_cost
+
+    # 2 clusters x 4 valid pixels, 1 instance. L2-normalised rows: a_0 = (0.5, 0.5, 0.5, 0.5);
+    # a_1 = (0.8, 0.6, 0, 0) -> clamped to 1e-6 at the zeros; g = (1, 0, 0, 0).
+    attn = torch.tensor([[0.25, 0.25, 0.25, 0.25], [0.4, 0.3, 0.0, 0.0]], dtype=torch.float64)
+    member = torch.tensor([[1.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    clamp = 1e-6
+    cost_0 = -math.log(0.5) - 3 * math.log(0.5)  # pixel 1: -log a; pixels 2-4: -log(1 - a)
+    cost_1 = -math.log(0.8) - math.log(1 - 0.6) - 2 * math.log(1 - clamp)
+    summed = membership_cost(attn, member)
+    torch.testing.assert_close(summed, torch.tensor([[cost_0], [cost_1]], dtype=torch.float64))
+    torch.testing.assert_close(membership_cost(attn, member, "mean"), summed / 4)
+    with pytest.raises(ValueError, match="reduction must be one of \\['sum', 'mean'\\], got 'max'"):
+        membership_cost(attn, member, "max")
+
+
+def test_per_pixel_icm_loss_divides_each_image_by_its_valid_pixels():
+    a0, d0, i0, v0 = random_case(4, 2, seed=11)
+    a1, d1, i1, v1 = random_case(4, 3, seed=12)
+    g0, g1 = fcm_membership(d0, i0, v0), fcm_membership(d1, i1, v1)
+    assert int(v0.sum()) != int(v1.sum())  # the two images have different pixel counts
+    mean = icm_loss(torch.cat([a0, a1]), [g0, g1], torch.stack([v0, v1]), reduction="mean")
+    per_image = [icm_loss(a, [g], v[None]).item() / int(v.sum()) for a, g, v in ((a0, g0, v0), (a1, g1, v1))]
+    assert mean.item() == pytest.approx(sum(per_image) / 2, rel=1e-6)
+
+
+def test_criterion_per_pixel_terms_and_bad_options():
+    outputs, targets = criterion_inputs()
+    summed = ICMCriterion()(outputs, targets)
+    mean = ICMCriterion(icm_reduction="mean")(outputs, targets)
+    assert mean["loss_silog"].item() == summed["loss_silog"].item()
+    for scale, pixels in ((1, 2 * 2), (2, 4 * 4), (3, 8 * 8)):  # every pixel valid at every scale
+        assert mean[f"loss_icm_{scale}"].item() == pytest.approx(summed[f"loss_icm_{scale}"].item() / pixels, rel=1e-6)
+    with pytest.raises(ValueError, match="icm_reduction must be one of"):
+        ICMCriterion(icm_reduction="median")
+    with pytest.raises(ValueError, match="icm_warmup_steps must be >= 0"):
+        ICMCriterion(icm_warmup_steps=-5)

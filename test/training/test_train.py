@@ -1,5 +1,6 @@
 """training/train.py on real synthetic scenes with a tiny network: outputs, resume, faults, atomic saves."""
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,41 @@ def test_method_one_and_two_skip_the_icm_terms(tmp_path):
     train(config)
     record = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
     assert "loss_silog" in record and "loss_icm_1" not in record
+
+
+def test_log_holds_every_terms_gradient_norm_at_the_features_and_the_warm_up_weights(tmp_path):
+    config = tiny_config(tmp_path, "train.steps=4", "train.log_every=2", "loss.icm_warmup=0.5")
+    train(config)
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    logged = [r for r in records if "loss_silog" in r]
+    assert [r["step"] for r in logged] == [2, 4]
+    terms = ("loss_silog", "loss_icm_1", "loss_icm_2", "loss_icm_3")
+    for record in logged:
+        norms = [record[f"feature_grad/{term}"] for term in terms]
+        assert all(math.isfinite(n) and n > 0 for n in norms), record
+    # warm-up over 0.5 x 4 = 2 steps: the record of step 2 is the second step (0-based step 1) at 1/2
+    assert [r["weight/loss_icm_3"] for r in logged] == [0.5, 1.0]
+    assert [r["weight/loss_silog"] for r in logged] == [1.0, 1.0]
+
+
+def test_every_method_of_a_seed_sees_the_same_images(tmp_path):
+    """Method I builds three cluster matrices and II/III one, which moves the global generator; the
+    items and their augmentation must not move with it."""
+    checksums = {}
+    for name, overrides in (("I", ["model.update=parallel", "loss.icm_1=0", "loss.icm_2=0", "loss.icm_3=0"]),
+                            ("III", [])):
+        config = tiny_config(tmp_path / name, "train.steps=3", "data.augment=true", "train.eval_every=100",
+                             "train.log_feature_gradients=false", *overrides)
+        train(config)
+        records = [json.loads(line) for line in (tmp_path / name / "run" / "log.jsonl").read_text().splitlines()]
+        checksums[name] = [r["data_checksum"] for r in records if "data_checksum" in r]
+        assert not any("feature_grad/loss_silog" in r for r in records)
+    assert len(checksums["I"]) == 3 and checksums["I"] == checksums["III"]
+    other_seed = tiny_config(tmp_path / "seed1", "train.steps=1", "data.augment=true", "train.seed=1",
+                             "train.eval_every=100")
+    train(other_seed)
+    record = json.loads((tmp_path / "seed1" / "run" / "log.jsonl").read_text().splitlines()[0])
+    assert record["data_checksum"] != checksums["I"][0]
 
 
 class CrashAfter(torch.utils.data.Dataset):

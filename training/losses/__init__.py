@@ -1,5 +1,5 @@
 """Losses of the ICM network: SIlog, Fuzzy C-means membership, the ICM loss and the criterion."""
-from training.losses.criterion import DEFAULT_WEIGHTS, TERM_NAMES, ICMCriterion
+from training.losses.criterion import DEFAULT_WEIGHTS, TERM_NAMES, ICMCriterion, icm_ramp
 from training.losses.icm import icm_loss
 from training.losses.matcher import hungarian_match, membership_cost
 from training.losses.membership import downsample_membership, fcm_membership
@@ -13,6 +13,7 @@ __all__ = [
     "fcm_membership",
     "hungarian_match",
     "icm_loss",
+    "icm_ramp",
     "membership_cost",
     "silog_loss",
 ]

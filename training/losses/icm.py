@@ -7,12 +7,15 @@ from training.losses.checks import check_ndim
 from training.losses.matcher import hungarian_match, membership_cost
 
 
-def icm_loss(attn: torch.Tensor, membership: list[torch.Tensor], valid: torch.Tensor) -> torch.Tensor:
+def icm_loss(attn: torch.Tensor, membership: list[torch.Tensor], valid: torch.Tensor,
+             reduction: str = "sum") -> torch.Tensor:
     """ICM loss of one scale, averaged over the images of the batch that have an instance.
 
     attn: [B, N, h, w] cluster attention A1 (softmax over N); membership: B tensors [M_b, h, w] (G at this
     scale); valid: [B, h, w] bool. Per image, only valid pixels take part; the N x M_b cost of eq. 5 is
     matched by the Hungarian algorithm and the matched costs are summed and divided by N (eq. 6).
+    ``reduction``: the cost sums over the image's valid pixels ("sum", the paper) or averages them ("mean",
+    a deviation: the three scales' terms no longer carry their pixel counts; see membership_cost).
     Images with M_b = 0 (or no valid pixel) add nothing; with none left the result is 0, attached to
     ``attn``'s graph. Computed in float32 with autocast off.
     """
@@ -43,7 +46,7 @@ def icm_loss(attn: torch.Tensor, membership: list[torch.Tensor], valid: torch.Te
             member_pixels = member_pixels[member_pixels.sum(1) > 0]
             if member_pixels.shape[0] == 0:
                 continue
-            cost = membership_cost(attn_pixels, member_pixels)  # [N, M]
+            cost = membership_cost(attn_pixels, member_pixels, reduction)  # [N, M]
             rows, cols = hungarian_match(cost)
             loss = cost[rows, cols].sum() / clusters
             if not bool(torch.isfinite(cost).all()):
