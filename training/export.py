@@ -1,13 +1,16 @@
-"""Export a trained ICM checkpoint to ONNX (+ fp16 / INT8 CPU variants) and to a TensorRT 10 engine.
+"""Export a trained ICM checkpoint to ONNX (+ fp16 / INT8 Q/DQ variants) and to a TensorRT 10.3-11.x engine.
 
     python training/export.py --checkpoint runs/x/best.pt --out model.onnx [--height H --width W]
-        [--dynamic-batch] [--fp16-out model_fp16.onnx] [--int8-out model_int8.onnx]
+        [--dynamic-batch] [--fp16-out model.fp16.onnx] [--int8-out model.int8.onnx [--calib DIR]]
         [--engine model.engine --precision fp32|fp16|int8 [--calib DIR] [--max-batch 4]]
     python training/export.py --onnx model.onnx --engine model.engine --precision fp16
 
-Every ONNX file is checked against TensorRT 10's operator support and, for the fp32 graph, against
-PyTorch in ONNX Runtime on a rendered synthetic scene. An engine request fails at once, before any
-export, when TensorRT or a GPU is missing. Details: docs/export.md. Importable as ``training.export``.
+Engines are strongly typed: an fp16 or int8 engine is built from the ONNX variant of that precision,
+written beside the fp32 file as model.fp16.onnx / model.int8.onnx (INT8: symmetric Q/DQ calibrated on
+--calib DIR images, or on rendered synthetic scenes without it) unless it exists already. Every ONNX
+file is checked against TensorRT's operator support (and symmetric Q/DQ) and, for the fp32 graph,
+against PyTorch in ONNX Runtime on a rendered synthetic scene. An engine request fails at once, before
+any export, when TensorRT or a GPU is missing. Details: docs/export.md. Importable as ``training.export``.
 """
 from __future__ import annotations
 
@@ -45,11 +48,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dynamic-batch", action="store_true", help="batch dimension dynamic (several cameras)")
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--fp16-out", type=Path, help="also write a float16 ONNX variant (I/O stay float32)")
-    parser.add_argument("--int8-out", type=Path, help="also write an ONNX Runtime INT8 (QDQ) variant")
+    parser.add_argument("--int8-out", type=Path, help="also write the INT8 symmetric Q/DQ variant (ONNX Runtime and TensorRT)")
     parser.add_argument("--int8-scenes", type=int, default=16, help="synthetic train scenes to calibrate on without --calib")
-    parser.add_argument("--engine", type=Path, help="TensorRT engine to build (needs TensorRT 10 and a GPU)")
+    parser.add_argument("--engine", type=Path, help="TensorRT engine to build (needs TensorRT 10.3+ or 11.x and a GPU)")
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
-    parser.add_argument("--calib", type=Path, help="directory of dataset images for INT8 calibration")
+    parser.add_argument("--calib", type=Path, help="directory of dataset images for INT8 calibration (default: synthetic scenes)")
     parser.add_argument("--calib-images", type=int, default=64, help="at most this many calibration images")
     parser.add_argument("--workspace-gib", type=float, default=DEFAULT_WORKSPACE_GIB, help="TensorRT workspace limit")
     parser.add_argument("--timing-cache", type=Path, help="timing cache file (default: <engine>.timing.cache)")
@@ -60,8 +63,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--checkpoint needs --out model.onnx")
     if args.onnx is not None and args.engine is None:
         parser.error("--onnx only builds an engine: add --engine model.engine")
-    if args.engine is not None and args.precision == "int8" and args.calib is None:
-        parser.error("--precision int8 needs --calib DIR (dataset images for calibration)")
     if args.calib is not None and not args.calib.is_dir():
         parser.error(f"--calib {args.calib}: not a directory")
     if (args.height is None) != (args.width is None):
@@ -112,46 +113,65 @@ def export_checkpoint(args: argparse.Namespace) -> Path | None:
         if errors["max_rel_depth_error"] > PARITY_TOLERANCE:
             print(f"error: max relative depth error above {PARITY_TOLERANCE}", file=sys.stderr)
             return None
-    if args.fp16_out or args.int8_out:
-        from training.exporting import variants as onnx_variants  # noqa: PLC0415
-
-        if args.fp16_out:
-            onnx_variants.write_float16(args.out, args.fp16_out)
-            print(f"wrote {args.fp16_out} (float16 weights and compute, float32 I/O)")
-        if args.int8_out:
-            images = (
-                load_images(args.calib, height, width, args.calib_images) if args.calib
-                else synthetic_images(args.int8_scenes, height, width, split="train")
-            )
-            onnx_variants.write_int8(args.out, args.int8_out, images)
-            print(f"wrote {args.int8_out} (ONNX Runtime INT8 QDQ, calibrated on {len(images)} images; CPU only)")
+    for precision, out in (("fp16", args.fp16_out), ("int8", args.int8_out)):
+        if out is not None and write_variant(args, args.out, precision, out) is None:
+            return None
     return args.out
+
+
+def write_variant(args: argparse.Namespace, fp32_path: Path, precision: str, out: Path) -> Path | None:
+    """Write the fp16 or INT8 Q/DQ variant of ``fp32_path`` to ``out`` and check it for TensorRT; None when it fails."""
+    from training.exporting import variants  # noqa: PLC0415
+    from training.exporting.onnx_export import read_model_info  # noqa: PLC0415
+    from training.exporting.operator_check import check_tensorrt_compatibility  # noqa: PLC0415
+
+    if precision == "fp16":
+        variants.write_float16(fp32_path, out)
+        print(f"wrote {out} (float16 weights and compute, float32 I/O)")
+    else:
+        info = read_model_info(fp32_path)
+        height, width = info.input_height, info.input_width
+        if args.calib:
+            images = load_images(args.calib, height, width, args.calib_images)
+        else:
+            print(f"warning: no --calib DIR: calibrating INT8 on {args.int8_scenes} synthetic scenes; use real "
+                  "frames of the vehicle's camera for a real model", file=sys.stderr)
+            images = synthetic_images(args.int8_scenes, height, width, split="train")
+        variants.write_int8(fp32_path, out, images)
+        print(f"wrote {out} (INT8 symmetric Q/DQ, per-channel weights, calibrated on {len(images)} images; "
+              "ONNX Runtime and TensorRT)")
+    return out if report_tensorrt_check(out, check_tensorrt_compatibility(out)) else None
 
 
 def report_tensorrt_check(path: Path, report) -> bool:
     for warning in report.warnings:
         print(f"warning: {path}: {warning}", file=sys.stderr)
     for error in report.errors:
-        print(f"error: {path}: TensorRT 10 would reject: {error}", file=sys.stderr)
+        print(f"error: {path}: TensorRT would reject: {error}", file=sys.stderr)
     if report.ok:
-        print(f"{path}: TensorRT 10 operator check passed ({sum(report.op_counts.values())} nodes)")
+        print(f"{path}: TensorRT operator and Q/DQ check passed ({sum(report.op_counts.values())} nodes)")
     return report.ok
 
 
 def build(args: argparse.Namespace, onnx_path: Path) -> int:
+    """Build --engine from the ONNX file of --precision: ``onnx_path`` when it carries it, else its variant
+    beside it (model.fp16.onnx / model.int8.onnx), written first when missing."""
+    from icm_depth_ros.inference import onnx_precision  # noqa: PLC0415
     from training.exporting import tensorrt_build  # noqa: PLC0415
-    from training.exporting.onnx_export import read_model_info  # noqa: PLC0415
 
-    images = None
-    if args.precision == "int8":
-        info = read_model_info(onnx_path)
-        images = load_images(args.calib, info.input_height, info.input_width, args.calib_images)
+    source = Path(onnx_path)
+    if onnx_precision.file_precision(source) != args.precision:
+        given = {"fp16": args.fp16_out, "int8": args.int8_out}.get(args.precision)
+        source = Path(given) if given else onnx_precision.variant_path(onnx_path, args.precision)
+        if source.is_file():
+            print(f"building from the existing {args.precision} variant {source}")
+        elif write_variant(args, Path(onnx_path), args.precision, source) is None:
+            return 1
     fingerprint = tensorrt_build.build_engine(
-        onnx_path, args.engine, args.precision,
-        calibration_images=images, workspace_gib=args.workspace_gib,
+        source, args.engine, args.precision, workspace_gib=args.workspace_gib,
         timing_cache_path=args.timing_cache, max_batch=args.max_batch,
     )
-    print(f"wrote {args.engine} and its fingerprint: {fingerprint}")
+    print(f"wrote {args.engine} (from {source}) and its fingerprint: {fingerprint}")
     return 0
 
 

@@ -35,6 +35,10 @@ META_CONFIG_NAME = "icm.config_name"
 META_CHECKPOINT_SHA256 = "icm.checkpoint_sha256"
 META_PACKAGE_VERSION = "icm.package_version"
 META_DYNAMIC_BATCH = "icm.dynamic_batch"
+# Only in the fp16 / INT8 variants of an export (onnx_precision.py): the precision the graph carries
+# (absent = fp32) and the sha256 of the fp32 file the variant was made from (the model's identity).
+META_PRECISION = "icm.precision"
+META_FP32_ONNX_SHA256 = "icm.fp32_onnx_sha256"
 
 REQUIRED_KEYS = (
     META_INPUT_HEIGHT,

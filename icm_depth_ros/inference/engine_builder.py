@@ -1,43 +1,64 @@
-"""ONNX -> TensorRT 10 engine with a fingerprint beside it (fingerprint.py).
+"""ONNX -> TensorRT engine (10.3 through 11.x) with a fingerprint beside it (fingerprint.py).
 
-The one engine builder: ``training/export.py --engine`` (through training/exporting/tensorrt_build.py, which adds
-the INT8 calibrator fed with dataset images) and the node's ``allow_engine_build`` rebuild
-(tensorrt_backend.py) both call ``build_engine`` here, so an engine rebuilt on the vehicle
-is built the way the exported one was. No PyTorch: the node runs without it.
+The one engine builder: ``training/export.py --engine`` (through training/exporting/tensorrt_build.py)
+and the node's ``allow_engine_build`` rebuild (tensorrt_backend.py) both call ``build_engine`` here, so
+an engine rebuilt on the vehicle is built the way the exported one was. No PyTorch: the node runs
+without it.
 
-TensorRT 10 Python API: explicit-batch network from the ONNX parser, a workspace limit
-(``IBuilderConfig.set_memory_pool_limit``), a timing cache kept on disk between builds, one
-optimisation profile over the batch, and INT8 through a calibrator the caller makes. ``tensorrt`` is
-imported only when a build runs; ``missing_requirements`` says what this machine lacks without it.
+One build path for every supported TensorRT: a strongly typed network. The precision is the ONNX
+file's (onnx_precision.py): the fp32 export gives an fp32 engine (TF32 off), its fp16 variant an fp16
+engine, its INT8 Q/DQ variant an int8 engine. No precision builder flag and no calibrator is used:
+TensorRT 11 removed both (``BuilderFlag.FP16``/``INT8``, ``IInt8*Calibrator``, ``int8_calibrator``,
+``set_calibration_profile``), and on 10.x they are deprecated (implicit INT8 since 10.1, FP16 since
+10.12) and cannot be combined with a strongly typed network. The weakly typed path is not kept for
+10.3-10.11 either: those versions build the same strongly typed Q/DQ network, and one path means the
+INT8 file checked in ONNX Runtime is exactly what TensorRT runs. What differs between versions is
+selected by what the bindings offer (``hasattr``), never by version strings: TensorRT 11 keeps
+``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` but ignores it; a release without it is strongly
+typed already.
+
+Also: a workspace limit (``set_memory_pool_limit``), a timing cache on disk per TensorRT version (a
+cache of one version is never offered to another), one optimisation profile over a dynamic batch.
+``tensorrt`` is imported only when a build runs; ``missing_requirements`` says what this machine
+lacks without it.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
 from pathlib import Path
 
 from icm_depth_ros.inference import contract
 from icm_depth_ros.inference import fingerprint as fingerprints
+from icm_depth_ros.inference import onnx_precision
+from icm_depth_ros.inference.onnx_precision import onnx_metadata  # noqa: F401 - tensorrt_backend's import
 
 DEFAULT_WORKSPACE_GIB = 4.0
-
-# (calibration input shape [B, 3, H, W], calibration cache path) -> a trt.IInt8Calibrator
-CalibratorFactory = Callable[[tuple[int, int, int, int], Path], object]
+SUPPORTED_TENSORRT = "TensorRT 10.3 or newer 10.x, or 11.x"
 
 
 class TensorRTUnavailable(RuntimeError):
     """This machine cannot build or run TensorRT engines; the message lists what is missing."""
 
 
+def tensorrt_version_supported(version: str) -> bool:
+    """10.3 <= version < 12: JetPack 6 (10.3), JetPack 7 (10.13-10.16), DRIVE Thor and pip (11.x)."""
+    match = re.match(r"(\d+)\.(\d+)", str(version))
+    if match is None:
+        return False
+    major, minor = int(match.group(1)), int(match.group(2))
+    return (major == 10 and minor >= 3) or major == 11
+
+
 def missing_requirements() -> list[str]:
-    """What this machine lacks to build TensorRT 10 engines (empty list = nothing). Cheap: no torch."""
+    """What this machine lacks to build TensorRT engines (empty list = nothing). Cheap: no torch."""
     missing = []
     try:
         import tensorrt  # noqa: PLC0415
 
-        if not tensorrt.__version__.startswith("10."):
-            missing.append(f"TensorRT 10 (found TensorRT {tensorrt.__version__})")
+        if not tensorrt_version_supported(tensorrt.__version__):
+            missing.append(f"{SUPPORTED_TENSORRT} (installed: TensorRT {tensorrt.__version__})")
     except ImportError as error:
-        missing.append(f"TensorRT 10's Python package 'tensorrt' (import failed: {error})")
+        missing.append(f"{SUPPORTED_TENSORRT}: the Python package 'tensorrt' (import failed: {error})")
     try:
         fingerprints.query_gpu()
     except RuntimeError as error:
@@ -54,51 +75,64 @@ def require_tensorrt() -> None:
         )
 
 
-def onnx_metadata(onnx_path: str | Path) -> dict[str, str]:
-    """The ONNX file's metadata_props (the model contract: input size, depth range) as a dict."""
-    import onnx  # noqa: PLC0415
+def timing_cache_path_for(engine_path: str | Path, tensorrt_version: str) -> Path:
+    """``model.engine`` -> ``model.engine.tensorrt-11.4.0.106.timing.cache``: one cache per TensorRT version."""
+    engine_path = Path(engine_path)
+    return engine_path.with_name(f"{engine_path.name}.tensorrt-{tensorrt_version}.timing.cache")
 
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    return {prop.key: prop.value for prop in model.metadata_props}
+
+def check_build_source(onnx_path: str | Path, precision: str | None):
+    """(precision, model sha256, ONNX model) of the file an engine is built from; ValueError when it does not fit.
+
+    ``precision`` None = the file's own. An int8 file must pass the symmetric Q/DQ check.
+    """
+    model = onnx_precision.load_graph(onnx_path)
+    carried = onnx_precision.file_precision(onnx_path, model)
+    if precision is not None and precision != carried:
+        raise ValueError(
+            f"{onnx_path} carries {carried}, not {precision}: TensorRT builds the precision of the ONNX graph; "
+            f"build from the {precision} variant ({onnx_precision.variant_path(onnx_path, precision).name} beside "
+            "the fp32 export, written by training/export.py)"
+        )
+    if carried == "int8":
+        errors = onnx_precision.symmetric_quantization_errors(model)
+        if errors:
+            raise ValueError(f"{onnx_path}: TensorRT's explicit quantization would reject it: {'; '.join(errors[:3])}"
+                             + (f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""))
+    return carried, onnx_precision.model_sha256(onnx_path, model), model
 
 
 def build_engine(
     onnx_path: str | Path,
     engine_path: str | Path,
-    precision: str = "fp16",
+    precision: str | None = None,
     *,
-    calibrator_factory: CalibratorFactory | None = None,
     workspace_gib: float = DEFAULT_WORKSPACE_GIB,
     timing_cache_path: str | Path | None = None,
     max_batch: int = 1,
 ) -> dict:
     """Build ``engine_path`` from ``onnx_path`` and write ``<engine>.fingerprint.json``; returns the fingerprint.
 
-    precision: "fp32" (TF32 off), "fp16" (FP16 kernels allowed) or "int8" (INT8 with FP16/FP32 fallback;
-    needs ``calibrator_factory(shape, cache_path)``, called with the calibration input shape, one image
-    per batch, and ``<engine>.calib.cache``: delete that file to recalibrate). A dynamic-batch ONNX gets
-    one profile over batch 1..``max_batch`` (optimised for ``max_batch``). The timing cache (default
-    ``<engine>.timing.cache``) makes rebuilds on the same GPU fast.
+    precision: None, or what the caller expects the file to carry ("fp32", "fp16", "int8"; a file of
+    another precision is refused by name). A dynamic-batch ONNX gets one profile over batch
+    1..``max_batch`` (optimised for ``max_batch``). The timing cache (default
+    ``timing_cache_path_for(engine, version)``) makes rebuilds on the same GPU fast.
     """
-    if precision not in fingerprints.PRECISIONS:
+    if precision is not None and precision not in fingerprints.PRECISIONS:
         raise ValueError(f"precision must be one of {fingerprints.PRECISIONS}, got {precision!r}")
-    if precision == "int8" and calibrator_factory is None:
-        raise ValueError(
-            "int8 needs an INT8 calibrator fed with images; build int8 engines with "
-            "training/export.py --precision int8 --calib DIR"
-        )
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    precision, model_sha256, model = check_build_source(onnx_path, precision)
     require_tensorrt()
     import tensorrt as trt  # noqa: PLC0415
 
-    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    timing_cache_path = Path(timing_cache_path) if timing_cache_path else engine_path.with_name(engine_path.name + ".timing.cache")
+    timing_cache_path = Path(timing_cache_path) if timing_cache_path else timing_cache_path_for(engine_path, trt.__version__)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: every network is explicit-batch
+    network = builder.create_network(network_flags(trt))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise RuntimeError(f"{onnx_path}: TensorRT's ONNX parser rejected the graph: {errors}")
+        raise RuntimeError(f"{onnx_path}: TensorRT {trt.__version__}'s ONNX parser rejected the graph: {errors}")
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
@@ -109,8 +143,7 @@ def build_engine(
     if image is None:
         raise RuntimeError(f"{onnx_path}: no input named {contract.INPUT_NAME!r}")
     shape = tuple(image.shape)  # [B, 3, H, W], B = -1 when dynamic
-    dynamic = shape[0] == -1
-    if dynamic:
+    if shape[0] == -1:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         profile = builder.create_optimization_profile()
@@ -120,25 +153,10 @@ def build_engine(
         max_batch = shape[0]
     if precision == "fp32":
         config.clear_flag(trt.BuilderFlag.TF32)  # TF32 (on by default) keeps 10 mantissa bits: not fp32 parity
-    if precision in ("fp16", "int8"):
-        config.set_flag(trt.BuilderFlag.FP16)
-    calibrator = None  # kept referenced here until the build ends: TensorRT calls back into it
-    if precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)
-        calibration_shape = (1, *shape[1:])  # one image per calibration batch
-        if dynamic:
-            calibration_profile = builder.create_optimization_profile()
-            calibration_profile.set_shape(contract.INPUT_NAME, calibration_shape, calibration_shape, calibration_shape)
-            config.set_calibration_profile(calibration_profile)
-        else:
-            calibration_shape = shape
-        calibrator = calibrator_factory(calibration_shape, engine_path.with_name(engine_path.name + ".calib.cache"))
-        config.int8_calibrator = calibrator
 
     serialized = builder.build_serialized_network(network, config)
-    del calibrator
     if serialized is None:
-        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} ({precision}); see its log above")
+        raise RuntimeError(f"TensorRT {trt.__version__} failed to build an engine from {onnx_path} ({precision}); see its log above")
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     engine_path.write_bytes(bytes(serialized))
     timing_cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
@@ -148,8 +166,15 @@ def build_engine(
         precision=precision,
         input_shape=list(shape),
         max_batch=max_batch,
-        onnx_sha256=fingerprints.file_sha256(onnx_path),
-        model_metadata=onnx_metadata(onnx_path),
+        onnx_sha256=model_sha256,
+        model_metadata={prop.key: prop.value for prop in model.metadata_props},
     )
     fingerprints.write_fingerprint(engine_path, fingerprint)
     return fingerprint
+
+
+def network_flags(trt) -> int:
+    """Creation flags of a strongly typed network: STRONGLY_TYPED where the bindings have it, else 0
+    (a release without the flag is strongly typed only)."""
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    return 0 if flag is None else 1 << int(flag)

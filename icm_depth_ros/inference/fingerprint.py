@@ -11,13 +11,15 @@ Pure Python (no PyTorch, no ROS). TensorRT and the CUDA driver are imported/load
 Fingerprint (a JSON object)::
 
     format              1
-    tensorrt_version    "10.3.0"              trt.__version__ of the builder
+    tensorrt_version    "10.3.0"              trt.__version__ of the builder (engines are per version:
+                                              a 10.x engine does not run on 11.x, nor the reverse)
     gpu_name            "NVIDIA H200"         CUDA device name
     compute_capability  "9.0"                 major.minor
     precision           "fp32" | "fp16" | "int8"
     input_shape         [B, 3, H, W]          B = -1 for a dynamic batch
     max_batch           int                   largest batch of the optimisation profile
-    onnx_sha256         hex digest of the ONNX file the engine was built from
+    onnx_sha256         hex digest of the fp32 ONNX export the engine's model is (for an fp16/int8
+                                              engine, the export its variant was made from)
     model_metadata      {icm.* key: value}    the ONNX metadata (contract.py), so the engine
                                               alone tells the node its input size and depth range
     built_at            ISO-8601 UTC time     informational, never compared
@@ -138,7 +140,11 @@ def compare_fingerprint(found: dict, expected: dict) -> list[str]:
 def describe_mismatch(found: dict, expected: dict, fields: list[str] | None = None) -> str:
     """One line per mismatched field: ``field: engine has X, expected Y`` (for logs and errors)."""
     fields = compare_fingerprint(found, expected) if fields is None else fields
-    return "; ".join(f"{field}: engine has {found.get(field, '<missing>')!r}, expected {expected[field]!r}" for field in fields)
+    notes = {"tensorrt_version": " (an engine runs only on the TensorRT version that built it)"}
+    return "; ".join(
+        f"{field}: engine has {found.get(field, '<missing>')!r}, expected {expected[field]!r}{notes.get(field, '')}"
+        for field in fields
+    )
 
 
 def _normalise(field: str, value):
@@ -149,19 +155,30 @@ def _normalise(field: str, value):
     return str(value).strip()
 
 
+def _load_driver():
+    for library in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            return ctypes.CDLL(library)
+        except OSError:
+            continue
+    raise RuntimeError("no NVIDIA driver: libcuda.so.1 cannot be loaded (is there an NVIDIA GPU and driver?)")
+
+
+def driver_cuda_version() -> str:
+    """The CUDA version the driver supports, "major.minor" (cuDriverGetVersion), e.g. "12.6"."""
+    cuda = _load_driver()
+    version = ctypes.c_int(0)
+    if cuda.cuDriverGetVersion(ctypes.byref(version)) != 0:
+        raise RuntimeError("the NVIDIA driver did not report its CUDA version (cuDriverGetVersion failed)")
+    return f"{version.value // 1000}.{version.value % 1000 // 10}"
+
+
 def query_gpu(device: int = 0) -> tuple[str, str]:
     """(name, "major.minor") of CUDA device ``device`` through the driver library (libcuda), no toolkit needed.
 
     Raises RuntimeError saying what is missing when there is no driver or no such device.
     """
-    for library in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
-        try:
-            cuda = ctypes.CDLL(library)
-            break
-        except OSError:
-            continue
-    else:
-        raise RuntimeError("no NVIDIA driver: libcuda.so.1 cannot be loaded (is there an NVIDIA GPU and driver?)")
+    cuda = _load_driver()
     count = ctypes.c_int(0)
     if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value == 0:
         raise RuntimeError("the NVIDIA driver reports no usable CUDA device (check CUDA_VISIBLE_DEVICES and nvidia-smi)")
@@ -194,7 +211,7 @@ def machine_fingerprint(device: int = 0) -> dict:
 def expected_fingerprint(
     onnx_path: str | Path, precision: str, input_shape: list[int], max_batch: int | None = None, device: int = 0
 ) -> dict:
-    """The fingerprint an engine must carry to be run here with this ONNX file (compared fields only)."""
+    """The fingerprint an engine must carry to be run here with this fp32 ONNX export (compared fields only)."""
     expected = dict(machine_fingerprint(device))
     expected.update(precision=precision, input_shape=[int(d) for d in input_shape], onnx_sha256=file_sha256(onnx_path))
     if max_batch is not None:

@@ -1,15 +1,18 @@
-"""TensorRT 10 backend: named I/O tensors, execute_async_v3, device buffers through cuda-python.
+"""TensorRT backend (10.3 through 11.x): named I/O tensors, execute_async_v3, device buffers through cuda-python.
 
 Device memory: ``cuda.bindings.runtime`` (NVIDIA's cuda-python) rather than pycuda. cuda-python is
 NVIDIA's own binding, released in step with each CUDA version, shipped as wheels (no compiler or CUDA
-toolkit needed at install time, unlike pycuda's source build), and it is what TensorRT 10's own samples
+toolkit needed at install time, unlike pycuda's source build), and it is what TensorRT's own samples
 (samples/python/common_runtime.py) use. pycuda also creates its own CUDA context (pycuda.autoinit),
 which fights with onnxruntime's or other libraries' primary context in the same process; cuda-python
-uses the runtime API's primary context like TensorRT does.
+uses the runtime API's primary context like TensorRT does. Its major version follows the driver's
+CUDA: cuda-python 12.x for CUDA 12 (JetPack 6), 13.x for CUDA 13 (JetPack 7, r580+ drivers); the
+stream is handed to TensorRT as a plain int read through ``getPtr()``, which both lines offer, not by
+the implicit ``int(stream)`` conversion.
 
 An engine only runs on the GPU, TensorRT version and precision it was built for: the fingerprint
-``<engine>.fingerprint.json`` beside it (fingerprint.py) says which; a mismatch is
-refused with the list of differences, or the engine is rebuilt from the ONNX file when allowed.
+``<engine>.fingerprint.json`` beside it (fingerprint.py) says which; a mismatch is refused with the
+list of differences, or the engine is rebuilt from the ONNX file of its precision when allowed.
 """
 from __future__ import annotations
 
@@ -19,10 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from icm_depth_ros.inference import fingerprint as fingerprints
+from icm_depth_ros.inference import onnx_precision
 from icm_depth_ros.inference.contract import (
     DEPTH_OUTPUT, INPUT_NAME, MEMBERSHIP_OUTPUT, ModelInfo, ModelLoadError, check_io_names,
 )
-from icm_depth_ros.inference.engine_builder import build_engine, onnx_metadata
+from icm_depth_ros.inference.engine_builder import (
+    SUPPORTED_TENSORRT, build_engine, onnx_metadata, tensorrt_version_supported,
+)
 from icm_depth_ros.inference.fingerprint import is_engine_path
 
 
@@ -31,7 +37,8 @@ def engine_decision(engine_path: Path, found: dict | None, mismatches: list[str]
     """'use', 'build' or raise ModelLoadError: what to do with an engine given its fingerprint check.
 
     Pure logic (no TensorRT), so the refusal rules are tested on machines without a GPU.
-    ``found`` is None when the engine or its fingerprint file is missing.
+    ``found`` is None when the engine or its fingerprint file is missing; ``onnx_path`` is the file
+    a rebuild would start from.
     """
     if found is not None and not mismatches:
         return "use"
@@ -44,6 +51,80 @@ def engine_decision(engine_path: Path, found: dict | None, mismatches: list[str]
     if not onnx_path or not Path(onnx_path).is_file():
         raise ModelLoadError(f"{reason}; cannot rebuild: ONNX file {onnx_path!r} not found (set onnx_path)")
     return "build"
+
+
+def build_source(onnx_path: str, precision: str) -> str:
+    """The ONNX file an engine of ``precision`` is built from: ``onnx_path`` when it carries that
+    precision, else its variant beside it (model.onnx -> model.fp16.onnx) when present, else
+    ``onnx_path`` (the builder then refuses it, naming the variant to write)."""
+    if not onnx_path or not Path(onnx_path).is_file():
+        return onnx_path
+    try:
+        if onnx_precision.file_precision(onnx_path) == precision:
+            return onnx_path
+    except ValueError as error:
+        raise ModelLoadError(str(error)) from None
+    variant = onnx_precision.variant_path(onnx_path, precision)
+    return str(variant) if variant.is_file() else onnx_path
+
+
+def installed_versions() -> str:
+    """'tensorrt 11.4.0.106, cuda-python (cuda-bindings) 13.5.0, driver CUDA 13.0' as far as importable."""
+    parts = []
+    try:
+        import tensorrt  # noqa: PLC0415
+
+        parts.append(f"tensorrt {tensorrt.__version__}")
+    except ImportError:
+        parts.append("tensorrt not installed")
+    parts.append(f"cuda-python (cuda-bindings) {cuda_bindings_version() or 'not installed'}")
+    try:
+        parts.append(f"driver CUDA {fingerprints.driver_cuda_version()}")
+    except RuntimeError:
+        parts.append("no NVIDIA driver")
+    return ", ".join(parts)
+
+
+def cuda_bindings_version() -> str | None:
+    try:
+        import cuda.bindings  # noqa: PLC0415
+    except ImportError:
+        return None
+    return str(getattr(cuda.bindings, "__version__", "unknown"))
+
+
+def check_runtime_versions() -> None:
+    """TensorRT 10.3+/11.x and a cuda-python whose CUDA major the driver supports; else ModelLoadError naming them."""
+    try:
+        import tensorrt  # noqa: F401, PLC0415
+        from cuda.bindings import runtime  # noqa: F401, PLC0415
+    except ImportError as error:
+        raise ModelLoadError(
+            f"TensorRT backend needs tensorrt ({SUPPORTED_TENSORRT}) and cuda-python: {error} "
+            f"(installed: {installed_versions()})"
+        ) from None
+    if not tensorrt_version_supported(tensorrt.__version__):
+        raise ModelLoadError(f"TensorRT {tensorrt.__version__} is installed; this node needs {SUPPORTED_TENSORRT} "
+                             f"(installed: {installed_versions()})")
+    bindings = cuda_bindings_version() or ""
+    try:
+        driver = fingerprints.driver_cuda_version()
+    except RuntimeError as error:  # no GPU visible, no driver
+        raise ModelLoadError(f"TensorRT cannot run here: {error} (installed: {installed_versions()})") from None
+    if bindings.split(".")[0].isdigit() and int(bindings.split(".")[0]) > int(driver.split(".")[0]):
+        raise ModelLoadError(
+            f"cuda-python (cuda-bindings) {bindings} needs a CUDA {bindings.split('.')[0]} driver, this driver supports "
+            f"CUDA {driver}: install cuda-python {driver.split('.')[0]}.x (installed: {installed_versions()})"
+        )
+
+
+def stream_handle(stream) -> int:
+    """The CUstream value of a cuda-python ``cudaStream_t`` as an int, for ``execute_async_v3``.
+
+    Read through ``getPtr()`` (the address of the handle), which cuda-bindings 12.x and 13.x both
+    have, instead of the implicit ``int(stream)`` conversion that 13.x deprecates.
+    """
+    return ctypes.c_void_p.from_address(stream.getPtr()).value or 0
 
 
 def check_cuda(result):
@@ -64,21 +145,18 @@ class TensorRTBackend:
         """Check the engine's fingerprint against this machine, build it when needed and allowed, load it.
 
         model_path: an engine (model.engine) or an ONNX file, whose engine is then model.engine beside it.
+        onnx_path: the fp32 export (or a variant); a rebuild uses the variant of ``precision`` (build_source).
         """
-        try:
-            import tensorrt  # noqa: F401
-            from cuda.bindings import runtime  # noqa: F401
-        except ImportError as error:
-            raise ModelLoadError(f"TensorRT backend needs tensorrt and cuda-python: {error}") from None
-
+        check_runtime_versions()
         engine_path = Path(model_path) if is_engine_path(model_path) else Path(model_path).with_suffix(".engine")
         try:
             expected = fingerprints.machine_fingerprint()
         except RuntimeError as error:  # no GPU visible, no driver
             raise ModelLoadError(f"TensorRT cannot run here: {error}") from None
         expected["precision"] = precision
-        if onnx_path and Path(onnx_path).is_file():  # the engine must come from this very ONNX file
-            expected["onnx_sha256"] = fingerprints.file_sha256(onnx_path)
+        source = build_source(onnx_path, precision)
+        if source and Path(source).is_file():  # the engine must come from this very model
+            expected["onnx_sha256"] = onnx_precision.model_sha256(source)
         found, mismatches = None, []
         if engine_path.is_file() and fingerprints.fingerprint_path(engine_path).is_file():
             try:
@@ -88,13 +166,13 @@ class TensorRTBackend:
             else:
                 fields = fingerprints.compare_fingerprint(found, expected)
                 mismatches = [fingerprints.describe_mismatch(found, expected, [field]) for field in fields]
-        if engine_decision(engine_path, found, mismatches, onnx_path, allow_build) == "build":
-            logger.warning(f"building TensorRT engine {engine_path} from {onnx_path} ({precision}); this takes minutes")
+        if engine_decision(engine_path, found, mismatches, source, allow_build) == "build":
+            logger.warning(f"building TensorRT engine {engine_path} from {source} ({precision}); this takes minutes")
             try:  # the builder training/export.py uses (engine_builder.py); writes the fingerprint
-                found = build_engine(onnx_path, engine_path, precision)
+                found = build_engine(source, engine_path, precision)
             except (RuntimeError, ValueError) as error:
-                raise ModelLoadError(f"cannot rebuild TensorRT engine {engine_path} from {onnx_path}: {error}") from None
-        return cls(engine_path, onnx_path, found.get("model_metadata") or None)
+                raise ModelLoadError(f"cannot rebuild TensorRT engine {engine_path} from {source}: {error}") from None
+        return cls(engine_path, source, found.get("model_metadata") or None)
 
     def __init__(self, engine_path: Path, onnx_path: str = "", model_metadata: dict | None = None):
         import tensorrt as trt
@@ -104,7 +182,8 @@ class TensorRTBackend:
         runtime = trt.Runtime(self._trt_logger)
         self.engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
         if self.engine is None:
-            raise ModelLoadError(f"{engine_path}: TensorRT cannot deserialize this engine")
+            raise ModelLoadError(f"{engine_path}: TensorRT {trt.__version__} cannot deserialize this engine "
+                                 "(built by another TensorRT version or GPU? rebuild it)")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         check_io_names(inputs, [n for n in names if n not in inputs], str(engine_path))
@@ -117,6 +196,7 @@ class TensorRTBackend:
         height, width = self.info.input_height, self.info.input_width
         self.context.set_input_shape(INPUT_NAME, (1, 3, height, width))  # fixes a dynamic batch at 1
         self.stream = check_cuda(cudart.cudaStreamCreate())
+        self.stream_handle = stream_handle(self.stream)
         self.host, self.device_buffers = {}, {}
         for name in names:
             shape = tuple(self.context.get_tensor_shape(name))
@@ -137,7 +217,7 @@ class TensorRTBackend:
         np.copyto(self.host[INPUT_NAME], image, casting="same_kind")
         check_cuda(cudart.cudaMemcpyAsync(self.device_buffers[INPUT_NAME], self.host[INPUT_NAME].ctypes.data,
                                           self.host[INPUT_NAME].nbytes, to_device, self.stream))
-        if not self.context.execute_async_v3(self.stream):
+        if not self.context.execute_async_v3(self.stream_handle):
             raise RuntimeError("TensorRT execute_async_v3 failed")
         for name in (DEPTH_OUTPUT, MEMBERSHIP_OUTPUT):
             check_cuda(cudart.cudaMemcpyAsync(self.host[name].ctypes.data, self.device_buffers[name],

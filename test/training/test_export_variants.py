@@ -1,4 +1,4 @@
-"""fp16 and ONNX Runtime INT8 variants: same contract and metadata, close to the fp32 graph, smaller."""
+"""fp16 and INT8 Q/DQ variants: same contract and metadata, close to the fp32 graph, smaller, TensorRT-ready."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,10 +7,12 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from icm_depth_ros.inference import contract, onnx_precision
+from icm_depth_ros.inference.fingerprint import file_sha256
 from training.exporting.onnx_export import export_onnx, onnxruntime_session, read_model_info, run_onnxruntime
-from training.model import ICMDepthNet
 from training.exporting.operator_check import check_tensorrt_compatibility
 from training.exporting.variants import convert_to_float16, write_float16, write_int8
+from training.model import ICMDepthNet
 
 HEIGHT, WIDTH = 64, 192
 
@@ -52,6 +54,8 @@ def test_float16_variant(fp32, tmp_path):
     assert np.mean(relative) < 5e-3 and np.max(relative) < 5e-2  # float16 keeps ~3 significant digits
     assert np.max(np.abs(outputs["membership"] - reference["membership"])) < 1e-2
     assert check_tensorrt_compatibility(half).ok
+    assert onnx_precision.file_precision(half) == "fp16" and onnx_precision.file_precision(path) == "fp32"
+    assert onnx_precision.model_sha256(half) == file_sha256(path)  # the variant names the export it comes from
 
 
 def test_float16_keeps_float32_only_inputs_and_listed_ops():
@@ -92,8 +96,39 @@ def test_int8_variant(fp32, tmp_path):
     relative = np.abs(outputs["depth"] - reference["depth"]) / reference["depth"]
     assert np.all(np.isfinite(outputs["depth"])) and np.mean(relative) < 0.1
     np.testing.assert_allclose(outputs["membership"].sum(axis=1), 1.0, atol=1e-4)
-    # ONNX Runtime's asymmetric uint8 activations are a CPU format: TensorRT would reject them.
-    assert not check_tensorrt_compatibility(quantized).ok
+    # The one INT8 file for ONNX Runtime and TensorRT: symmetric, zero points int8 0, passes the gate.
+    assert check_tensorrt_compatibility(quantized).ok
+    assert onnx_precision.file_precision(quantized) == "int8"
+    assert onnx_precision.model_sha256(quantized) == file_sha256(path)
+    graph = onnx.load(str(quantized)).graph
+    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    dequantize = [n for n in graph.node if n.op_type == "DequantizeLinear"]
+    quantize = [n for n in graph.node if n.op_type == "QuantizeLinear"]
+    zero_points = [constants[n.input[2]] for n in quantize + dequantize]
+    assert all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    weights = [n for n in dequantize if n.input[0] in constants and constants[n.input[0]].ndim == 4]  # Conv weights
+    assert weights and all(constants[n.input[0]].dtype == np.int8 for n in weights)
+    per_channel = [constants[n.input[1]].shape == (constants[n.input[0]].shape[0],) for n in weights]
+    assert all(per_channel)  # one scale per output channel
+    assert all(constants[n.input[1]].ndim == 0 for n in quantize)  # activations: one scale per tensor
+
+
+def test_asymmetric_int8_is_refused_by_the_engine_builder(fp32, tmp_path):
+    from icm_depth_ros.inference.engine_builder import check_build_source
+
+    path, _, _ = fp32
+    quantized = write_int8(path, tmp_path / "model.int8.onnx", list(scenes(1, seed=100)))
+    model = onnx.load(str(quantized))
+    zero = next(i for i in model.graph.initializer if i.data_type == TensorProto.INT8 and i.dims == [])
+    zero.CopyFrom(numpy_helper.from_array(np.array(3, np.int8), zero.name))
+    onnx.save(model, str(tmp_path / "shifted.onnx"))
+    with pytest.raises(ValueError, match="zero point is not 0; TensorRT supports symmetric quantization only"):
+        check_build_source(tmp_path / "shifted.onnx", "int8")
+    with pytest.raises(ValueError, match="carries int8, not fp16.*model.int8.fp16.onnx"):
+        check_build_source(quantized, "fp16")
+    assert check_build_source(quantized, None)[0] == "int8"
+    assert check_build_source(path, "fp32")[:2] == ("fp32", file_sha256(path))
+    assert contract.META_PRECISION not in onnx_precision.onnx_metadata(path)
 
 
 def test_calibration_images_are_brought_to_the_model_size(tmp_path):

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import onnx
-from onnx import TensorProto, numpy_helper
+from onnx import TensorProto
 
 from icm_depth_ros.inference import contract
+from icm_depth_ros.inference.onnx_precision import symmetric_quantization_errors
 
 # ONNX ops (default domain) the TensorRT 10 ONNX parser converts natively.
 TENSORRT_10_OPS = frozenset(
@@ -76,6 +76,9 @@ def check_tensorrt_compatibility(model: onnx.ModelProto | str | Path, *, check_c
     _check_nodes(model.graph.node, local_functions, initializers, report, where="graph")
     for function in model.functions:
         _check_nodes(function.node, local_functions, initializers, report, where=f"function {function.name}")
+    # The gate for int8 engines: TensorRT's explicit quantization is symmetric (zero points int8 0), the
+    # same check the engine builder runs (icm_depth_ros/inference/onnx_precision.py).
+    report.errors.extend(symmetric_quantization_errors(model))
     _check_types(model.graph, report)
     _check_input_shapes(model.graph, report)
     if check_contract:
@@ -117,24 +120,6 @@ def _check_nodes(nodes, local_functions: dict, initializers: dict, report: Tenso
             to = next((a.i for a in node.attribute if a.name == "to"), None)
             if to is not None:
                 _check_type(to, f"{label} cast target", report, weights=True)
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
-            _check_zero_point(node, initializers, label, report)
-
-
-def _check_zero_point(node: onnx.NodeProto, initializers: dict, label: str, report: TensorRTReport) -> None:
-    """TensorRT's explicit quantization is symmetric: INT8/FP8/INT4 scales with zero points of 0.
-
-    ONNX Runtime's CPU default (uint8 activations with a zero point) is therefore rejected.
-    """
-    if len(node.input) < 3 or not node.input[2]:
-        return  # no zero point: int8 and 0 by the ONNX default
-    zero_point = initializers.get(node.input[2])
-    if zero_point is None:
-        report.errors.append(f"{label}: zero point {node.input[2]} is computed at run time; TensorRT needs a constant 0")
-    elif zero_point.data_type not in (TensorProto.INT8, TensorProto.FLOAT8E4M3FN, TensorProto.INT4):
-        report.errors.append(f"{label}: zero point type {_type_name(zero_point.data_type)}; TensorRT quantizes to INT8/FP8/INT4 only")
-    elif np.any(numpy_helper.to_array(zero_point) != 0):
-        report.errors.append(f"{label}: zero point is not 0; TensorRT supports symmetric quantization only")
 
 
 def _check_types(graph: onnx.GraphProto, report: TensorRTReport) -> None:

@@ -1,36 +1,35 @@
-"""TensorRT engines from training/export.py: the INT8 calibrator fed with dataset images, and ``run_engine``.
+"""TensorRT engines from training/export.py: calibration images for the INT8 variant, and ``run_engine``.
 
-The builder itself (workspace limit, timing cache, precision flags, batch profile, fingerprint) is
-icm_depth_ros/inference/engine_builder.py, shared with the node's engine rebuild; its names are re-exported here.
-``build_engine`` below adds what needs images and PyTorch: INT8 calibration through
-``IInt8EntropyCalibrator2``, with PyTorch CUDA tensors as device buffers. ``tensorrt`` and ``torch`` are
-imported only when a build or run needs them.
+The builder itself (strongly typed network, workspace limit, timing cache per TensorRT version, batch
+profile, fingerprint) is icm_depth_ros/inference/engine_builder.py, shared with the node's engine
+rebuild; its names are re-exported here. There is no calibrator: INT8 precision comes from the
+symmetric Q/DQ variant (variants.write_int8), calibrated on images at export time by
+``load_calibration_images``. ``tensorrt`` and ``torch`` are imported only when an engine runs.
 """
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from icm_depth_ros.inference import engine_builder
 from icm_depth_ros.inference import contract
 from icm_depth_ros.inference.engine_builder import (  # noqa: F401 - re-exported: the builder's home is icm_depth_ros
     DEFAULT_WORKSPACE_GIB,
     TensorRTUnavailable,
+    build_engine,
     missing_requirements,
     require_tensorrt,
 )
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-DEFAULT_CALIBRATION_IMAGES = 64  # enough for stable entropy histograms on a conv net; each costs a forward pass
+DEFAULT_CALIBRATION_IMAGES = 64  # enough for stable activation ranges on a conv net; each costs a forward pass
 CALIBRATION_POLICY = "crop"  # the node's default resize policy (icm_depth_ros/pipeline.py)
 
 
 def load_calibration_images(directory: str | Path, height: int, width: int, limit: int = DEFAULT_CALIBRATION_IMAGES) -> list[np.ndarray]:
     """Up to ``limit`` images of ``directory`` (sorted by name) as float32 [3, height, width] RGB in [0, 1],
-    brought to the model size the way the node does (``icm_depth_ros.geometry``, crop policy)."""
+    brought to the model size the way the node does (``icm_depth_ros.geometry``, crop policy): the INT8
+    variant's calibration set."""
     import cv2  # noqa: PLC0415
     from icm_depth_ros.geometry import InputGeometry  # noqa: PLC0415
 
@@ -49,76 +48,6 @@ def load_calibration_images(directory: str | Path, height: int, width: int, limi
         resized = InputGeometry.build(rgb.shape[:2], (height, width), CALIBRATION_POLICY).to_model(rgb)
         images.append(np.ascontiguousarray(resized.transpose(2, 0, 1), dtype=np.float32) / 255.0)
     return images
-
-
-def make_calibrator(images: Iterable[np.ndarray], input_shape: tuple[int, int, int, int], cache_path: Path):
-    """An IInt8EntropyCalibrator2 that feeds ``images`` ([3, H, W] float32) one batch of ``input_shape`` at a time."""
-    import tensorrt as trt  # noqa: PLC0415
-    import torch  # noqa: PLC0415 - device buffers without pycuda
-
-    if not torch.cuda.is_available():
-        raise TensorRTUnavailable("INT8 calibration needs a CUDA build of PyTorch that sees the GPU (torch.cuda)")
-
-    class ImageCalibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self):
-            trt.IInt8EntropyCalibrator2.__init__(self)
-            self.batches: Iterator[np.ndarray] = _batches(images, input_shape[0])
-            self.device_input = torch.empty(input_shape, dtype=torch.float32, device="cuda")
-
-        def get_batch_size(self) -> int:
-            return input_shape[0]
-
-        def get_batch(self, names, *args):  # TensorRT 10 passes the input names only
-            batch = next(self.batches, None)
-            if batch is None:
-                return None  # calibration ends
-            self.device_input.copy_(torch.from_numpy(batch))
-            torch.cuda.synchronize()
-            return [int(self.device_input.data_ptr())]
-
-        def read_calibration_cache(self):
-            return cache_path.read_bytes() if cache_path.is_file() else None
-
-        def write_calibration_cache(self, cache) -> None:
-            cache_path.write_bytes(bytes(cache))
-
-    return ImageCalibrator()
-
-
-def _batches(images: Iterable[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:
-    batch = []
-    for image in images:
-        batch.append(image)
-        if len(batch) == batch_size:
-            yield np.ascontiguousarray(np.stack(batch), dtype=np.float32)  # [B, 3, H, W]
-            batch = []
-
-
-def build_engine(
-    onnx_path: str | Path,
-    engine_path: str | Path,
-    precision: str = "fp16",
-    *,
-    calibration_images: Iterable[np.ndarray] | None = None,
-    workspace_gib: float = DEFAULT_WORKSPACE_GIB,
-    timing_cache_path: str | Path | None = None,
-    max_batch: int = 1,
-) -> dict:
-    """Build ``engine_path`` from ``onnx_path`` and write ``<engine>.fingerprint.json``; returns the fingerprint.
-
-    ``icm_depth_ros.inference.engine_builder.build_engine`` with, for "int8", a calibrator over
-    ``calibration_images`` ([3, H, W] float32 in [0, 1]); see that function for the other arguments.
-    """
-    calibrator_factory = None
-    if precision == "int8":
-        if calibration_images is None:
-            raise ValueError("int8 needs calibration images (--calib DIR)")
-        calibrator_factory = functools.partial(make_calibrator, calibration_images)
-    return engine_builder.build_engine(
-        onnx_path, engine_path, precision,
-        calibrator_factory=calibrator_factory, workspace_gib=workspace_gib,
-        timing_cache_path=timing_cache_path, max_batch=max_batch,
-    )
 
 
 def run_engine(engine_path: str | Path, image: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,8 +1,12 @@
-"""CPU deployment variants of an exported fp32 graph: fp16 weights/compute, and ONNX Runtime INT8 (QDQ).
+"""Precision variants of an exported fp32 graph: fp16 weights/compute, and INT8 with symmetric Q/DQ nodes.
 
-Both keep the contract's I/O exactly (``image`` float32 in, ``depth``/``membership`` float32 out) and
-copy the metadata, so a runner cannot tell them apart except by speed and accuracy; their cost in
-accuracy is measured by bench/export_variants.py and recorded in docs/export.md.
+TensorRT builds strongly typed engines, whose precision is the graph's, so these files ARE the fp16
+and int8 engines' sources (icm_depth_ros/inference/onnx_precision.py names them model.fp16.onnx and
+model.int8.onnx beside model.onnx). The INT8 file is also what ONNX Runtime runs on the CPU: one
+quantized artifact for both backends. Both keep the contract's I/O exactly (``image`` float32 in,
+``depth``/``membership`` float32 out) and copy the metadata, adding ``icm.precision`` and
+``icm.fp32_onnx_sha256`` (the export they come from); their cost in accuracy is measured by
+bench/export_variants.py and recorded in docs/export.md.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from icm_depth_ros.inference import contract
+from icm_depth_ros.inference.fingerprint import file_sha256
 
 # Kept in float32 inside the fp16 graph, as torch.autocast does: sums of squares and exponentials
 # overflow float16 (max 65504) and normalisations lose their statistics.
@@ -175,12 +180,21 @@ def _float_type_params(node: onnx.NodeProto, schema, types: dict[str, int]) -> s
 
 
 def write_float16(fp32_path: str | Path, out_path: str | Path) -> Path:
-    """fp32 ONNX file -> fp16 ONNX file (I/O float32, metadata kept)."""
+    """fp32 ONNX file -> fp16 ONNX file (I/O float32, metadata kept, precision and source recorded)."""
     model = onnx.load(str(fp32_path))
     converted = convert_to_float16(model)
+    _set_variant_metadata(converted, model, "fp16", fp32_path)
     converted.doc_string = (model.doc_string + " [float16 variant]").strip()
     onnx.save(converted, str(out_path))
     return Path(out_path)
+
+
+def _set_variant_metadata(variant: onnx.ModelProto, source: onnx.ModelProto, precision: str, fp32_path) -> None:
+    metadata = {p.key: p.value for p in source.metadata_props}
+    metadata[contract.META_PRECISION] = precision
+    metadata[contract.META_FP32_ONNX_SHA256] = file_sha256(fp32_path)
+    del variant.metadata_props[:]
+    helper.set_model_props(variant, metadata)
 
 
 class ImageCalibrationReader:
@@ -202,10 +216,12 @@ def write_int8(
     calibration_images: Iterable[np.ndarray],
     op_types: Iterable[str] = DEFAULT_INT8_OPS,
 ) -> Path:
-    """Static INT8 quantisation with ONNX Runtime (QDQ, per-channel int8 weights, uint8 activations).
+    """Static INT8 quantisation with ONNX Runtime's tools into the form TensorRT's explicit quantization takes.
 
-    ``calibration_images``: float32 [3, H, W] in [0, 1], e.g. synthetic scenes or dataset frames; the
-    activation ranges come from their min/max.
+    Symmetric everywhere (zero points int8 0): per-channel int8 weight scales (output channels, axis 0
+    of a Conv weight) and per-tensor int8 activation scales from the symmetric max |x| over
+    ``calibration_images`` (float32 [3, H, W] in [0, 1], dataset frames or synthetic scenes). ONNX
+    Runtime's CPU default would be uint8 activations with a zero point, which TensorRT rejects.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static  # noqa: PLC0415
     from onnxruntime.quantization.shape_inference import quant_pre_process  # noqa: PLC0415
@@ -221,14 +237,15 @@ def write_int8(
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(op_types),
             per_channel=True,
-            activation_type=QuantType.QUInt8,
+            activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"CalibTensorRangeSymmetric": False},
+            # Biases stay float32: ONNX Runtime would quantize them to int32, which TensorRT does not take.
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibTensorRangeSymmetric": True,
+                           "QuantizeBias": False},
         )
     quantized = onnx.load(str(out_path))
-    del quantized.metadata_props[:]
-    helper.set_model_props(quantized, {p.key: p.value for p in source.metadata_props})
-    quantized.doc_string = (source.doc_string + " [ONNX Runtime INT8 QDQ variant]").strip()
+    _set_variant_metadata(quantized, source, "int8", fp32_path)
+    quantized.doc_string = (source.doc_string + " [INT8 symmetric Q/DQ variant]").strip()
     onnx.save(quantized, str(out_path))
     return Path(out_path)
