@@ -2,8 +2,9 @@
 
 Offline (default): reads the bag with rosbags and runs the node's DepthPipeline on every image, no ROS
 graph needed. Live (--live): plays the bag's camera topics into a ROS graph at the recorded rate and
-scores what a running depth_node publishes. Both write metrics.json, frames.csv and report.md to --out.
-See docs/replay.md.
+scores what a running depth_node publishes. Both write metrics.json, frames.csv, instances.csv and
+report.md to --out. A drive without ground truth (--depth-topic '') is run and reported, not scored;
+without camera_info (--camera-info-topic '') instance centroids have no x/y. See docs/replay.md.
 
     replay_eval BAG --image-topic /camera/image_raw --camera-info-topic /camera/camera_info \\
         --depth-topic /camera/depth_gt [--instances-topic /camera/instances] --model model.onnx --out DIR
@@ -22,10 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("bag", help="rosbag2 folder (sqlite3 or mcap) or ROS 1 .bag file")
     topics = parser.add_argument_group("topics (one camera; a bag may hold several)")
-    topics.add_argument("--image-topic", default="/camera/image_raw", help="sensor_msgs/Image, colour")
-    topics.add_argument("--camera-info-topic", default="/camera/camera_info", help="sensor_msgs/CameraInfo")
+    topics.add_argument("--image-topic", default="/camera/image_raw", help="sensor_msgs/Image: rgb8, bgr8, rgba8, bgra8 or mono8")
+    topics.add_argument("--camera-info-topic", default="/camera/camera_info",
+                        help="sensor_msgs/CameraInfo ('' = none: instance centroids x/y are NaN)")
     topics.add_argument("--depth-topic", default="/camera/depth_gt",
-                        help="ground truth, sensor_msgs/Image 32FC1 metres or 16UC1 millimetres")
+                        help="ground truth, sensor_msgs/Image 32FC1 metres or 16UC1 millimetres "
+                             "('' = none: the drive is run and reported, not scored)")
     topics.add_argument("--instances-topic", default="",
                         help="instance labels, sensor_msgs/Image mono16/16UC1/32SC1, 0 = background ('' = none)")
     model = parser.add_argument_group("model (offline)")
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"replay_eval: error: {error}", file=sys.stderr)
         return 2
     print(summary_line(summary))
-    print(f"replay_eval: wrote {args.out}/metrics.json, frames.csv, report.md")
+    print(f"replay_eval: wrote {args.out}/metrics.json, frames.csv, instances.csv, report.md")
     return 0
 
 
@@ -100,6 +103,8 @@ def summary_line(summary: dict) -> str:
     frames, metrics = summary["frames"], summary["metrics"]
     latency = summary["latency"].get("stamp_to_publication") or summary["latency"].get("total") or {}
     parts = [f"frames read {frames['read']}, scored {frames['scored']}, skipped {frames['skipped']}"]
+    if frames.get("predicted_without_ground_truth"):
+        parts.append(f"run without ground truth {frames['predicted_without_ground_truth']}")
     if "live" in summary:
         parts.append(f"dropped {summary['live']['dropped']}")
     if latency:

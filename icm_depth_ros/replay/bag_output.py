@@ -5,7 +5,8 @@ ROS 2 wire format with rosbags' converter). Added topics, named like the node's 
 ``namespace`` (the image topic's namespace by default):
 
     <ns>/depth/image        sensor_msgs/Image 32FC1, metres, NaN = no estimate, header of the image
-    <ns>/depth/camera_info  the paired camera_info (the depth is on the camera's pixel grid)
+    <ns>/depth/camera_info  the paired camera_info (the depth is on the camera's pixel grid); without a
+                            camera_info topic one with the image's size and an all-zero K, as the node does
     <ns>/depth/instances    sensor_msgs/PointCloud2, one point per instance (instance_message.py layout)
 
 The new messages are built by the node's own code (image_conversion.fill_image,
@@ -87,11 +88,13 @@ class PredictionBag:
                                              connection.msgtype, {}, src_is2=False, dst_is2=True)
         return self.writer.add_connection(connection.topic, connection.msgtype, typestore=self.typestore), convert
 
-    def add(self, log_time: int, image_msg, depth, instances, camera_info_raw: bytes, camera_info_connection) -> None:
-        """image_msg: the input image (rosbags message) whose header the outputs carry."""
+    def add(self, log_time: int, image_msg, depth, instances, camera_info_raw: bytes | None,
+            camera_info_connection) -> None:
+        """image_msg: the input image (rosbags message) whose header the outputs carry; camera_info_raw
+        None: the drive has no camera_info."""
         from builtin_interfaces.msg import Time
         from rclpy.serialization import serialize_message
-        from sensor_msgs.msg import Image
+        from sensor_msgs.msg import CameraInfo, Image
         from std_msgs.msg import Header
 
         from icm_depth_ros.image_conversion import fill_image
@@ -102,6 +105,10 @@ class PredictionBag:
         depth_msg = fill_image(Image(header=header), depth, "32FC1")
         self.writer.write(self.outputs[DEPTH_IMAGE], log_time, serialize_message(depth_msg))
         self.writer.write(self.outputs[DEPTH_INSTANCES], log_time, serialize_message(instances_to_cloud(instances, header)))
+        if camera_info_raw is None:
+            info = CameraInfo(header=header, height=depth.shape[0], width=depth.shape[1])  # K, P all zero
+            self.writer.write(self.outputs[DEPTH_CAMERA_INFO], log_time, serialize_message(info))
+            return
         # the camera_info was copied (and its converter made) when it streamed past, before its frame completed
         _, convert = self.copies[(camera_info_connection.topic, camera_info_connection.msgtype)]
         if convert is not None:

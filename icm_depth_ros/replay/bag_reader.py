@@ -33,7 +33,9 @@ class DecodeError(ValueError):
 
 @dataclass(frozen=True)
 class TopicSelection:
-    """The bag topics of one camera. ``instances`` is optional ('' = none)."""
+    """The bag topics of one camera. ``camera_info``, ``depth`` (ground truth) and ``instances`` are
+    optional ('' = none): without ground truth the drive is run but not scored, without camera_info
+    instance centroids have no x/y."""
 
     image: str
     camera_info: str
@@ -42,10 +44,19 @@ class TopicSelection:
 
     def roles(self) -> dict[str, str]:
         """role -> topic for the topics in use (role: 'image', 'camera_info', 'depth', 'instances')."""
-        roles = {"image": self.image, "camera_info": self.camera_info, "depth": self.depth}
-        if self.instances:
-            roles["instances"] = self.instances
-        return roles
+        roles = {"image": self.image, "camera_info": self.camera_info, "depth": self.depth,
+                 "instances": self.instances}
+        return {role: topic for role, topic in roles.items() if topic or role == "image"}
+
+    def missing_notes(self) -> list[str]:
+        """One sentence per optional topic left out, said once per run (stderr, metrics.json, report.md)."""
+        notes = []
+        if not self.depth:
+            notes.append("no ground-truth topic: frames are run and reported, depth metrics are not available")
+        if not self.camera_info:
+            notes.append("no camera_info topic: depth is predicted (and scored) as usual, instance centroids x/y "
+                         "are NaN")
+        return notes
 
 
 EXPECTED_TYPES = {"image": IMAGE_TYPE, "camera_info": CAMERA_INFO_TYPE, "depth": IMAGE_TYPE, "instances": IMAGE_TYPE}
@@ -118,8 +129,10 @@ class BagSource:
         for role, topic in self.selection.roles().items():
             option = "--" + role.replace("_", "-") + "-topic"
             if topic not in topics:
+                hint = "" if role == "image" else f" (or {option} '' to run without one)"
                 raise BagError(
-                    f"bag {str(self.path)!r} has no topic {topic!r} ({option}); its topics are:\n{self.topic_table()}"
+                    f"bag {str(self.path)!r} has no topic {topic!r} ({option}){hint}; its topics are:\n"
+                    f"{self.topic_table()}"
                 )
             if topics[topic].msgtype != EXPECTED_TYPES[role]:
                 raise BagError(

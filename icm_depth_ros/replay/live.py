@@ -54,7 +54,8 @@ class _Pending:
     index: int
     recorded_stamp_ns: int
     published_s: float  # monotonic
-    gt: np.ndarray
+    gt: np.ndarray | None  # None: the drive has no ground truth (run, not scored)
+    size: tuple[int, int]  # (height, width) of the camera image
     labels: np.ndarray | None
     K: np.ndarray | None
     rgb: np.ndarray | None  # kept only for report sample frames
@@ -104,15 +105,18 @@ def run_live(options: LiveOptions) -> dict:
             rclpy.shutdown(context=context)
             spinner.join(timeout=2.0)
         summary = evaluation.summary(frames_read=len(stamps["image"]))
+        if not options.topics.depth:
+            summary["metrics_unavailable"] = "the drive has no ground truth (--depth-topic '')"
+        summary["instances_reported"] = len(evaluation.instance_rows)
         summary["live"] = live
         summary["run"] = {
             "mode": "live", "bag": str(options.bag), "storage": source.storage, "topics": asdict(options.topics),
             "model": "(the running depth_node's)", "backend": "(the running depth_node's)",
             "node_namespace": options.node_namespace, "min_depth": options.min_depth,
             "max_depth": options.max_depth, "crop": options.crop, "stamp_tolerance_s": options.stamp_tolerance_s,
-            "elapsed_s": round(time.perf_counter() - started, 3),
+            "elapsed_s": round(time.perf_counter() - started, 3), "notes": options.topics.missing_notes(),
         }
-    write_outputs(Path(options.out), summary, evaluation.rows, evaluation.samples)
+    write_outputs(Path(options.out), summary, evaluation.rows, evaluation.samples, evaluation.instance_rows)
     return summary
 
 
@@ -225,8 +229,10 @@ class _Player:
             self.publishers[role].publish(msg)
         keep_rgb = plan.index in self.evaluation.sample_indices
         labels = parts["instances"].value if "instances" in parts else None
-        self.pending[stamp_ns] = _Pending(plan.index, plan.stamp_ns, time.monotonic(), parts["depth"].value,
-                                          labels, parts["camera_info"].value,
+        gt = parts["depth"].value if "depth" in parts else None
+        K = parts["camera_info"].value if "camera_info" in parts else None
+        self.pending[stamp_ns] = _Pending(plan.index, plan.stamp_ns, time.monotonic(), gt,
+                                          parts["image"].value.shape[:2], labels, K,
                                           parts["image"].value if keep_rgb else None)
         self.counts["published"] += 1
 
@@ -264,13 +270,13 @@ class _Player:
                 self.evaluation.skip("undecodable_output", f"{self.topics['depth']}: {error}", frame.index,
                                      frame.recorded_stamp_ns)
                 continue
-            if depth.shape != frame.gt.shape:
-                self.evaluation.skip("size_mismatch", f"frame {frame.index}: node output {depth.shape[::-1]}, ground "
-                                     f"truth {frame.gt.shape[::-1]} (width, height); run the node with "
+            if depth.shape != frame.size:
+                self.evaluation.skip("size_mismatch", f"frame {frame.index}: node output {depth.shape[::-1]}, camera "
+                                     f"image {frame.size[::-1]} (width, height); run the node with "
                                      "output_resolution:=input", frame.index, frame.recorded_stamp_ns)
                 continue
             cloud = self.clouds.pop(stamp, None)
-            instances = _cloud_instances(cloud) if cloud is not None and frame.labels is not None else None
+            instances = _cloud_instances(cloud) if cloud is not None else None
             self.evaluation.add_frame(frame.index, frame.recorded_stamp_ns, frame.rgb, depth, frame.gt,
                                       frame.labels, instances, frame.K,
                                       {"stamp_to_publication": (arrival_ns - stamp) * 1e-9})

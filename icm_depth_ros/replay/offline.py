@@ -1,9 +1,12 @@
 """Offline replay: run the node's DepthPipeline over a bag's frames, score them, write the outputs.
 
 No ROS graph: the bag is read with rosbags, frames go through the very ``DepthPipeline`` the node runs.
+A drive without ground truth (no --depth-topic) is run and reported but not scored; without camera_info
+the instance centroids have no x/y (NaN), as on the node.
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,6 +62,9 @@ def run_offline(options: ReplayOptions) -> dict:
                             **options.pipeline_overrides)
     with BagSource(options.bag, options.topics) as source:
         pipeline = DepthPipeline.from_config(config)  # after the bag check: a wrong topic fails fast
+        notes = options.topics.missing_notes()
+        for note in notes:
+            print(f"replay_eval: {note}", file=sys.stderr, flush=True)
         with tqdm(total=source.message_count(), desc="indexing", unit="msg", disable=not options.progress) as bar:
             stamps = source.stamps(bar)
         plans, skips, without_instances = plan_frames(stamps, round(options.stamp_tolerance_s * 1e9))
@@ -98,16 +104,22 @@ def run_offline(options: ReplayOptions) -> dict:
             evaluation.skip("incomplete", f"frame {plan.index}: a paired message was never read", plan.index,
                             plan.stamp_ns)
         summary = evaluation.summary(frames_read=len(stamps["image"]))
+        if not options.topics.depth:
+            summary["metrics_unavailable"] = "the drive has no ground truth (--depth-topic '')"
+        summary["instances_reported"] = len(evaluation.instance_rows)
         summary["run"] = _run_info(options, source.storage, pipeline, time.perf_counter() - started)
+        summary["run"]["notes"] = notes
         if bag_out is not None:
             summary["run"]["output_bag"] = str(out / "bag")
             summary["run"]["output_bag_topics_not_copied"] = bag_out.not_copied
-    write_outputs(out, summary, evaluation.rows, evaluation.samples)
+    write_outputs(out, summary, evaluation.rows, evaluation.samples, evaluation.instance_rows)
     return summary
 
 
 def _evaluate_frame(pipeline, evaluation: Evaluation, plan, parts: dict, bag_out, log_time: int) -> None:
-    rgb, gt, K = parts["image"].value, parts["depth"].value, parts["camera_info"].value
+    rgb = parts["image"].value
+    gt = parts["depth"].value if "depth" in parts else None  # None: a drive without ground truth
+    K = parts["camera_info"].value if "camera_info" in parts else None
     labels = parts["instances"].value if "instances" in parts else None
     size = rgb.shape[1::-1]
     for name, array in (("ground truth", gt), ("instance labels", labels)):
@@ -118,12 +130,12 @@ def _evaluate_frame(pipeline, evaluation: Evaluation, plan, parts: dict, bag_out
     start = time.perf_counter()
     result = pipeline.process(rgb, K, instance_labels=labels, instance_source="topic" if labels is not None else "clusters")
     total = time.perf_counter() - start
-    evaluation.add_frame(plan.index, plan.stamp_ns, rgb, result.depth, gt, labels,
-                         result.instances if labels is not None else None, result.K,
+    evaluation.add_frame(plan.index, plan.stamp_ns, rgb, result.depth, gt, labels, result.instances, result.K,
                          {"total": total, **result.timings})
     if bag_out is not None:
-        bag_out.add(log_time, parts["image"].msg, result.depth, result.instances, parts["camera_info"].raw,
-                    parts["camera_info"].connection)
+        info = parts.get("camera_info")
+        bag_out.add(log_time, parts["image"].msg, result.depth, result.instances,
+                    info.raw if info is not None else None, info.connection if info is not None else None)
 
 
 def _run_info(options: ReplayOptions, storage: str, pipeline, elapsed_s: float) -> dict:

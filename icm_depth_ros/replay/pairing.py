@@ -4,10 +4,10 @@ Decided on stamps alone (first pass over the bag), so the second pass can assemb
 the few messages it needs and forget them again (``FrameAssembler``).
 
 Rules (docs/replay.md):
-  * ground truth: the depth message with the nearest stamp within ``tolerance``; none -> skipped
-    ("no_ground_truth").
-  * camera_info: the nearest within ``tolerance``, else the latest one stamped before the image
-    (drivers may publish it more slowly); none at all -> skipped ("no_camera_info").
+  * ground truth (when a topic is given): the depth message with the nearest stamp within ``tolerance``;
+    none -> skipped ("no_ground_truth"). Without a topic every image is planned, to be run unscored.
+  * camera_info (when a topic is given): the nearest within ``tolerance``, else the latest one stamped
+    before the image (drivers may publish it more slowly); none at all -> skipped ("no_camera_info").
   * instances (when a topic is given): the nearest within ``tolerance``; none -> the frame is scored
     without instance figures and counted in ``frames_without_instances``.
   * an image whose header does not decode -> skipped ("undecodable_image").
@@ -74,19 +74,23 @@ def plan_frames(stamps: dict[str, list[int | None]], tolerance_ns: int) -> tuple
         if stamp is None:
             skipped.append(Skip(index, None, "undecodable_image", f"image {index}: its header does not decode"))
             continue
-        depth = indexes["depth"].nearest(stamp, tolerance_ns)
-        if depth is None:
-            skipped.append(Skip(index, stamp, "no_ground_truth",
-                                f"image {index} (stamp {stamp} ns): no ground truth within {tolerance_ms:g} ms"))
-            continue
-        info = indexes["camera_info"].nearest(stamp, tolerance_ns)
-        if info is None:
-            info = indexes["camera_info"].latest_before(stamp)
-        if info is None:
-            skipped.append(Skip(index, stamp, "no_camera_info",
-                                f"image {index} (stamp {stamp} ns): no camera_info at or before it"))
-            continue
-        plan = FramePlan(index, stamp, {"image": index, "depth": depth, "camera_info": info})
+        plan = FramePlan(index, stamp, {"image": index})
+        if "depth" in indexes:
+            depth = indexes["depth"].nearest(stamp, tolerance_ns)
+            if depth is None:
+                skipped.append(Skip(index, stamp, "no_ground_truth",
+                                    f"image {index} (stamp {stamp} ns): no ground truth within {tolerance_ms:g} ms"))
+                continue
+            plan.parts["depth"] = depth
+        if "camera_info" in indexes:
+            info = indexes["camera_info"].nearest(stamp, tolerance_ns)
+            if info is None:
+                info = indexes["camera_info"].latest_before(stamp)
+            if info is None:
+                skipped.append(Skip(index, stamp, "no_camera_info",
+                                    f"image {index} (stamp {stamp} ns): no camera_info at or before it"))
+                continue
+            plan.parts["camera_info"] = info
         if "instances" in indexes:
             labels = indexes["instances"].nearest(stamp, tolerance_ns)
             if labels is None:

@@ -1,4 +1,5 @@
-"""Write a replay evaluation's outputs: metrics.json, frames.csv, report.md and its plots (docs/replay.md)."""
+"""Write a replay evaluation's outputs: metrics.json, frames.csv, instances.csv, report.md and its plots
+(docs/replay.md). A drive without ground truth has its metric sections marked as not available."""
 from __future__ import annotations
 
 import csv
@@ -6,15 +7,22 @@ import json
 from pathlib import Path
 
 from icm_depth_ros.metrics import EXTRA_NAMES, METRIC_NAMES
+from icm_depth_ros.replay.evaluation import INSTANCE_COLUMNS
 from icm_depth_ros.replay.plots import contact_sheet, frame_panel, line_plot
 
 
-def write_outputs(out_dir: Path, summary: dict, rows: list[dict], samples: list[dict]) -> None:
-    """summary: Evaluation.summary() plus "run" (how it was run); rows: one dict per frame."""
+def write_outputs(out_dir: Path, summary: dict, rows: list[dict], samples: list[dict],
+                  instance_rows: list[dict] = ()) -> None:
+    """summary: Evaluation.summary() plus "run" (how it was run); rows: one dict per frame;
+    instance_rows: Evaluation.instance_rows (each reported instance of each frame)."""
     out_dir = Path(out_dir)
     (out_dir / "plots").mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=False, default=_plain) + "\n")
     write_frames_csv(out_dir / "frames.csv", rows)
+    with open(out_dir / "instances.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=INSTANCE_COLUMNS)
+        writer.writeheader()
+        writer.writerows(instance_rows)
     plots = write_plots(out_dir / "plots", summary, rows, samples)
     (out_dir / "report.md").write_text(render_markdown(summary, plots))
 
@@ -34,6 +42,13 @@ def write_frames_csv(path: Path, rows: list[dict]) -> None:
 def write_plots(plot_dir: Path, summary: dict, rows: list[dict], samples: list[dict]) -> dict[str, str]:
     """Returns caption -> path relative to the output folder."""
     plots = {}
+    samples = sorted(samples, key=lambda s: s["frame"])
+    max_depth = summary["run"]["max_depth"]
+    if samples:
+        contact_sheet(plot_dir.parent / "contact_sheet.png", samples, max_depth)
+        plots["Contact sheet: image | depth | instances with their distances"] = "contact_sheet.png"
+    if not summary["frames"]["scored"]:
+        return plots  # nothing scored: no error curves or true-depth panels to draw
     curve = summary["error_by_distance"]
     centres = [(low + high) / 2 for low, high in zip(curve["bin_low_m"], curve["bin_high_m"])]
     line_plot(plot_dir / "error_by_distance.png", centres, curve["abs_rel"],
@@ -43,12 +58,7 @@ def write_plots(plot_dir: Path, summary: dict, rows: list[dict], samples: list[d
     line_plot(plot_dir / "abs_rel_over_time.png", [row["frame"] for row in scored],
               [row["abs_rel"] for row in scored], "abs_rel per frame", "frame", "abs_rel")
     plots["abs_rel over time"] = "plots/abs_rel_over_time.png"
-    max_depth = summary["run"]["max_depth"]
-    samples = sorted(samples, key=lambda s: s["frame"])
-    if samples:
-        contact_sheet(plot_dir.parent / "contact_sheet.png", samples, max_depth)
-        plots["Contact sheet: image | depth | instances with their distances"] = "contact_sheet.png"
-    for sample in samples:
+    for sample in (s for s in samples if s["gt"] is not None):
         name = f"plots/frame_{sample['frame']:06d}.png"
         frame_panel(plot_dir.parent / name, sample, max_depth)
         plots[f"Frame {sample['frame']} (abs_rel {sample['abs_rel']:.3f})"] = name
@@ -61,16 +71,19 @@ def _number(value, digits: int = 4) -> str:
 
 def render_markdown(summary: dict, plots: dict[str, str]) -> str:
     run, frames, metrics = summary["run"], summary["frames"], summary["metrics"]
+    topics = run["topics"]
     lines = [
         f"# Replay evaluation: {Path(run['bag']).name}", "",
         f"- mode: {run['mode']}; model: `{run['model']}` ({run.get('backend', 'n/a')})",
-        f"- topics: image `{run['topics']['image']}`, ground truth `{run['topics']['depth']}`, "
-        f"instances `{run['topics'].get('instances') or '-'}`",
+        f"- topics: image `{topics['image']}`, camera_info `{topics.get('camera_info') or '-'}`, ground truth "
+        f"`{topics['depth'] or '-'}`, instances `{topics.get('instances') or '-'}`",
+        *[f"- note: {note}" for note in run.get("notes", [])],
         f"- evaluated depth range ({run['min_depth']:g}, {run['max_depth']:g}) m, crop {run['crop']}, "
         f"stamp tolerance {run['stamp_tolerance_s'] * 1000:g} ms", "",
         "## Frames", "",
-        "| read | scored | skipped | without instance labels |", "|---|---|---|---|",
-        f"| {frames['read']} | {frames['scored']} | {frames['skipped']} | {frames['without_instance_labels']} |", "",
+        "| read | scored | skipped | run without ground truth | without instance labels |", "|---|---|---|---|---|",
+        f"| {frames['read']} | {frames['scored']} | {frames['skipped']} | "
+        f"{frames.get('predicted_without_ground_truth', 0)} | {frames['without_instance_labels']} |", "",
     ]
     if frames["skipped_by_reason"]:
         lines += ["| skip reason | frames | example |", "|---|---|---|"]
@@ -82,16 +95,26 @@ def render_markdown(summary: dict, plots: dict[str, str]) -> str:
         live = summary["live"]
         lines += ["## Live run", "", "| published | received | dropped | rate |", "|---|---|---|---|",
                   f"| {live['published']} | {live['received']} | {live['dropped']} | {live['rate']:g}x |", ""]
-    lines += ["## Depth metrics (mean over scored frames)", "",
-              "| " + " | ".join(name for name in (*METRIC_NAMES, *EXTRA_NAMES[:2])) + " |",
-              "|" + "---|" * (len(METRIC_NAMES) + 2),
-              "| " + " | ".join(_number(metrics.get(name)) for name in (*METRIC_NAMES, *EXTRA_NAMES[:2])) + " |", ""]
-    lines += ["## Per-instance depth error by distance band", "",
-              "Median depth of each labelled instance, predicted (the node's instance code) against true.", "",
-              "| band | instances | mean abs error [m] | mean error [m] | abs_rel |", "|---|---|---|---|---|"]
-    for band, row in summary["instance_error_by_distance"].items():
-        lines.append(f"| {band} | {row['instances']} | {_number(row['mean_abs_error_m'], 3)} | "
-                     f"{_number(row['mean_error_m'], 3)} | {_number(row['abs_rel'])} |")
+    lines += ["## Depth metrics (mean over scored frames)", ""]
+    if frames["scored"]:
+        names = (*METRIC_NAMES, *EXTRA_NAMES[:2])
+        lines += ["| " + " | ".join(names) + " |", "|" + "---|" * len(names),
+                  "| " + " | ".join(_number(metrics.get(name)) for name in names) + " |", ""]
+    else:
+        lines += [f"Not available: {summary.get('metrics_unavailable', 'no frame was scored')}.", ""]
+    lines += ["## Per-instance depth error by distance band", ""]
+    if frames["scored"]:
+        lines += ["Median depth of each labelled instance, predicted (the node's instance code) against true.", "",
+                  "| band | instances | mean abs error [m] | mean error [m] | abs_rel |", "|---|---|---|---|---|"]
+        for band, row in summary["instance_error_by_distance"].items():
+            lines.append(f"| {band} | {row['instances']} | {_number(row['mean_abs_error_m'], 3)} | "
+                         f"{_number(row['mean_error_m'], 3)} | {_number(row['abs_rel'])} |")
+    else:
+        lines.append("Not available (no ground truth).")
+    lines += ["", "## Instance distances", "",
+              f"{summary.get('instances_reported', 0)} instances over the run frames, one row each in "
+              "`instances.csv` (frame, id, class, centroid x/y/z, median and near depth in metres, pixels, "
+              "confidence)."]
     lines += ["", "## Latency", "", "| stage | mean [ms] | p50 | p90 | p99 | max | frames |", "|---|---|---|---|---|---|---|"]
     for stage, figures in summary["latency"].items():
         if figures:
