@@ -83,7 +83,7 @@ def measure(args: argparse.Namespace) -> dict:
             publisher.publish(out)
         publish = time.perf_counter() - start
         start = time.perf_counter()
-        pipeline.backend.infer(pipeline._input)  # bare inference on the same input, for the ratio
+        pipeline.backend.infer(pipeline._input_buffer(1))  # bare inference on the same input, for the ratio
         bare_s = time.perf_counter() - start
         if index >= 2:
             for name, value in (("conversion", conversion), ("publish", publish), *result.timings.items()):

@@ -1,8 +1,6 @@
-"""Real-time plumbing for the node, free of ROS: a latest-frame slot, rate/latency statistics, a per-problem log throttle.
+"""Real-time bookkeeping for the node, free of ROS: rate/latency statistics and a per-problem log throttle.
 
-The subscription callback puts each frame into ``LatestFrameSlot``; the inference thread takes the
-newest one. A frame that arrives while another is still waiting replaces it (counted as dropped), so
-a model slower than the camera drops frames instead of queueing them, and memory stays flat.
+The hand-over of frames to the inference thread (latest-frame slots, one per camera) is frame_scheduler.py.
 """
 from __future__ import annotations
 
@@ -11,40 +9,6 @@ import time
 from collections import deque
 
 import numpy as np
-
-
-class LatestFrameSlot:
-    """Holds at most one frame. put() returns True when it replaced (dropped) an unprocessed frame."""
-
-    def __init__(self):
-        self._condition = threading.Condition()
-        self._frame = None
-        self._closed = False
-
-    def put(self, frame) -> bool:
-        with self._condition:
-            dropped = self._frame is not None
-            self._frame = frame
-            self._condition.notify()
-            return dropped
-
-    def take(self, timeout: float | None = None):
-        """The newest frame, or None after ``timeout`` seconds or once closed."""
-        with self._condition:
-            if self._frame is None and not self._closed:
-                self._condition.wait(timeout)
-            frame, self._frame = self._frame, None
-            return frame
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def close(self) -> None:
-        with self._condition:
-            self._closed = True
-            self._frame = None
-            self._condition.notify_all()
 
 
 class FrameStatistics:

@@ -10,6 +10,8 @@ Colour images come back as uint8 [H, W, 3] RGB (the model's order); depth and la
 """
 from __future__ import annotations
 
+import array as pyarray
+
 import numpy as np
 
 # encoding -> (element type, channels)
@@ -102,5 +104,9 @@ def fill_image(msg, array: np.ndarray, encoding: str):
     msg.encoding = encoding
     msg.is_bigendian = int(np.little_endian is False)
     msg.step = int(array.shape[1] * channels * dtype.itemsize)
-    msg.data = array.tobytes()
+    # An array.array('B') is stored as it is; bytes would be checked value by value on Humble (debug
+    # builds of the message setters iterate every byte) before being copied into one anyway.
+    data = pyarray.array("B")
+    data.frombytes(memoryview(array).cast("B"))
+    msg.data = data
     return msg

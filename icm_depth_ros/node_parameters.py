@@ -46,6 +46,7 @@ PARAMETERS: dict[str, tuple[object, tuple | None, str]] = {
     "reject_out_of_order": (True, None, "reject images whose stamp is not newer than the last accepted one"),
     "error_throttle_s": (5.0, None, "log each kind of bad input at most once per this many seconds"),
     "autostart": (True, None, "configure and activate on start-up (false: wait for a lifecycle manager)"),
+    "cameras": ([""], None, "camera namespaces this node serves, each with its own inputs and outputs (front/image -> front/depth/image); [\"\"] = one camera in the node's namespace"),
 }
 
 

@@ -47,6 +47,15 @@ class PipelineConfig:
 
 
 @dataclass
+class FrameInput:
+    """One camera frame for process_batch."""
+
+    rgb: np.ndarray  # uint8 [H, W, 3]
+    K: np.ndarray | None = None  # [3, 3] of rgb
+    instance_labels: np.ndarray | None = None  # [H, W] int, instance_source "topic" only
+
+
+@dataclass
 class PipelineResult:
     depth: np.ndarray  # [H', W'] float32 metres, NaN = no estimate
     K: np.ndarray | None  # [3, 3] for depth's geometry
@@ -64,7 +73,7 @@ class DepthPipeline:
         self.min_depth = config.min_depth or info.min_depth
         self.max_depth = config.max_depth or info.max_depth
         self._geometries: dict[tuple[int, int], InputGeometry] = {}
-        self._input = np.empty((1, 3, *self.model_size), dtype=np.float32)  # reused: no per-frame allocation
+        self._inputs: dict[int, np.ndarray] = {}  # batch size -> [B, 3, h, w] input buffer
 
     @classmethod
     def from_config(cls, config: PipelineConfig, logger=None) -> "DepthPipeline":
@@ -97,39 +106,66 @@ class DepthPipeline:
             return None if K is None else np.asarray(K, dtype=np.float64)
         return self.geometry(camera_size).scale_intrinsics(K)
 
+    @property
+    def max_batch(self) -> int:
+        """How many frames one inference may take: any number for a dynamic-batch ONNX model under ONNX
+        Runtime; 1 otherwise (a static graph, or the TensorRT backend, whose buffers hold one image)."""
+        return 64 if self.backend.info.dynamic_batch and self.backend.name == "onnxruntime" else 1
+
     def process(self, rgb: np.ndarray, K: np.ndarray | None = None, instance_labels: np.ndarray | None = None,
                 instance_source: str = "clusters") -> PipelineResult:
         """rgb uint8 [H, W, 3]; K [3, 3] of that image or None; instance_labels [H, W] int for "topic"."""
-        timings = {}
+        return self.process_batch([FrameInput(rgb, K, instance_labels)], instance_source)[0]
+
+    def process_batch(self, frames: list["FrameInput"], instance_source: str = "clusters") -> list[PipelineResult]:
+        """Several cameras' frames through one inference ([B, 3, h, w], B <= max_batch); one result each.
+
+        Every result is what ``process`` gives for that frame alone; timings["inference"] is the batch's.
+        """
+        if not 1 <= len(frames) <= self.max_batch:
+            raise ValueError(f"{len(frames)} frames in one batch; this model takes 1 to {self.max_batch}")
         start = time.perf_counter()
-        geometry = self.geometry(rgb.shape[:2])
-        model_rgb = geometry.to_model(rgb)  # [h, w, 3] uint8
-        np.multiply(model_rgb.transpose(2, 0, 1), np.float32(1.0 / 255.0), out=self._input[0])  # [3, h, w]
-        timings["preprocess"] = time.perf_counter() - start
+        batch = self._input_buffer(len(frames))  # [B, 3, h, w] float32, reused
+        geometries = []
+        for index, frame in enumerate(frames):
+            geometry = self.geometry(frame.rgb.shape[:2])
+            model_rgb = geometry.to_model(frame.rgb)  # [h, w, 3] uint8
+            np.multiply(model_rgb.transpose(2, 0, 1), np.float32(1.0 / 255.0), out=batch[index])  # [3, h, w]
+            geometries.append(geometry)
+        preprocess = (time.perf_counter() - start) / len(frames)
 
         start = time.perf_counter()
-        depth, membership = self.backend.infer(self._input)  # [1, 1, h, w], [1, N, h/4, w/4]
-        timings["inference"] = time.perf_counter() - start
+        depths, memberships = self.backend.infer(batch)  # [B, 1, h, w], [B, N, h/4, w/4]
+        inference = time.perf_counter() - start
+        return [self._finish(frame, geometry, depths[index, 0], memberships[index], instance_source,
+                             {"preprocess": preprocess, "inference": inference})
+                for index, (frame, geometry) in enumerate(zip(frames, geometries))]
 
+    def _input_buffer(self, size: int) -> np.ndarray:
+        if size not in self._inputs:  # no per-frame allocation
+            self._inputs[size] = np.empty((size, 3, *self.model_size), dtype=np.float32)
+        return self._inputs[size]
+
+    def _finish(self, frame: "FrameInput", geometry: InputGeometry, depth: np.ndarray, membership: np.ndarray,
+                instance_source: str, timings: dict[str, float]) -> PipelineResult:
+        """One frame's model outputs depth [h, w], membership [N, h/4, w/4] -> its PipelineResult."""
         start = time.perf_counter()
-        depth = np.clip(depth[0, 0], self.min_depth, self.max_depth)  # [h, w]
-        on_camera_grid = self.config.output_resolution == "input"
-        if on_camera_grid:
+        depth = np.clip(depth, self.min_depth, self.max_depth)  # [h, w], a new array
+        if self.config.output_resolution == "input":
             depth = geometry.to_camera(depth)  # NaN outside the crop
         else:
-            depth = depth.copy()
             u0, v0, u1, v1 = geometry.model_window()
             depth[:, : int(np.ceil(u0))] = np.nan  # letterbox padding has no camera pixels behind it
             depth[:, int(np.floor(u1)) + 1:] = np.nan
             depth[: int(np.ceil(v0)), :] = np.nan
             depth[int(np.floor(v1)) + 1:, :] = np.nan
-        K_out = self.output_K(rgb.shape[:2], K)
+        K_out = self.output_K(frame.rgb.shape[:2], frame.K)
         timings["postprocess"] = time.perf_counter() - start
 
         start = time.perf_counter()
         instances = []
-        if instance_source == "clusters" or (instance_source == "topic" and instance_labels is not None):
-            instances = self._instances(depth, membership[0], geometry, K_out, instance_labels, instance_source)
+        if instance_source == "clusters" or (instance_source == "topic" and frame.instance_labels is not None):
+            instances = self._instances(depth, membership, geometry, K_out, frame.instance_labels, instance_source)
         timings["instances"] = time.perf_counter() - start
         return PipelineResult(depth.astype(np.float32, copy=False), K_out, instances, timings, geometry)
 

@@ -1,5 +1,4 @@
-"""PointCloud2 layout of depth/instances, markers, and the latest-frame slot / statistics / throttle."""
-import threading
+"""PointCloud2 layout of depth/instances, markers, and the statistics / throttle."""
 
 import numpy as np
 import pytest
@@ -8,7 +7,7 @@ pytest.importorskip("sensor_msgs")
 from sensor_msgs.msg import PointField  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from icm_depth_ros.frame_flow import FrameStatistics, LatestFrameSlot, ProblemThrottle  # noqa: E402
+from icm_depth_ros.frame_flow import FrameStatistics, ProblemThrottle  # noqa: E402
 from icm_depth_ros.instance_message import cloud_to_array, instance_markers, instances_to_cloud  # noqa: E402
 from icm_depth_ros.instances import Instance  # noqa: E402
 
@@ -37,20 +36,6 @@ def test_markers_label_distances_and_skip_instances_without_a_position():
     assert markers[0].action == markers[0].DELETEALL
     texts = [m.text for m in markers if m.type == m.TEXT_VIEW_FACING]
     assert texts == ["#4 12.5 m"]
-
-
-def test_slot_keeps_only_the_newest_frame_and_counts_drops():
-    slot = LatestFrameSlot()
-    assert slot.put(1) is False and slot.put(2) is True and slot.put(3) is True
-    assert slot.take(0.1) == 3 and slot.take(0.01) is None
-    taken = []
-    worker = threading.Thread(target=lambda: taken.append(slot.take(5.0)))
-    worker.start()
-    slot.put(4)
-    worker.join(5)
-    assert taken == [4]
-    slot.close()
-    assert slot.take(5.0) is None and slot.closed
 
 
 def test_statistics_and_throttle():
