@@ -85,10 +85,15 @@ def test_cityscapes_camera_json_and_three_channel_panoptic(cityscapes_root):
     folder = cityscapes_root / "video_sequence" / "val"
     prefix = "000001_000002_frankfurt_000000_000294"
     (folder / f"{prefix}_camera.json").write_text(json.dumps({"intrinsic": {"fx": 30.0, "fy": 31.0, "u0": 19.5, "v0": 11.5}}))
-    panoptic = np.zeros((H, W), np.int64)
-    panoptic[5:9, 5:9] = 12 * 1000 + 7  # a rider
-    rgb = np.stack([panoptic % 256, panoptic // 256 % 256, panoptic // 65536], axis=-1).astype(np.uint8)
-    write_png(folder / f"{prefix}_gtFine_instanceTrainIds.png", rgb[..., ::-1])  # R + 256 G + 65536 B
+    # deeplab2's 3-channel DVPS layout: R = trainId, 256 G + B = instance number (0 = none)
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[5:9, 5:9] = (12, 1, 4)  # rider, instance 260
+    rgb[10:14, 5:9] = (13, 0, 0)  # car class without an instance number
+    rgb[15:19, 5:9] = (8, 0, 0)  # vegetation
+    write_png(folder / f"{prefix}_gtFine_instanceTrainIds.png", rgb[..., ::-1])  # OpenCV writes BGR
+    from training.data.cityscapes_dvps import read_panoptic
+    panoptic = read_panoptic(folder / f"{prefix}_gtFine_instanceTrainIds.png")
+    assert panoptic[6, 6] == 12260 and panoptic[11, 6] == 13 and panoptic[16, 6] == 8
     item = CityscapesDVPS(cityscapes_root, "val")[0]
     assert item["instances"][0, 6, 6].item() == 1 and item["instances"].max().item() == 1
     assert item["instance_classes"][0].item() == THING_CLASSES.index("rider")

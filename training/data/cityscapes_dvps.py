@@ -5,8 +5,9 @@ Layout (FACTS section 4): ROOT/video_sequence/{train,val}/ holding, per frame,
     SSSSSS_FFFFFF_<city>_<seq>_<frame>_gtFine_instanceTrainIds.png trainId * 1000 + n, or a bare trainId
     SSSSSS_FFFFFF_<city>_<seq>_<frame>_depth.png                   uint16, metres * 256, 0 = invalid
     SSSSSS_FFFFFF_<city>_<seq>_<frame>_camera.json                 optional, Cityscapes camera format
-The panoptic PNG is read as single-channel uint16; a 3-channel 8-bit PNG is decoded as
-R + 256 G + 65536 B (some tooling stores it that way; FACTS marks this unverified).
+The panoptic PNG is read as single-channel uint16 (what Cityscapes-VPS' create_panoptic_labels.py and
+cityscapesscripts write). A 3-channel 8-bit PNG is decoded the way deeplab2's build_dvps_data.py decodes
+one: R = class, 256 G + B = instance number (panoptic = R * 1000 + 256 G + B).
 
 The instance convention is cityscapesscripts' (json2instanceImg, used by createTrainIdInstanceImgs.py, whose
 output Cityscapes-DVPS copies): the n-th instance of a class (n = 0, 1, ...) is trainId * 1000 + n, so the
@@ -39,7 +40,8 @@ NOMINAL_SIZE = (1024, 2048)
 
 
 def read_panoptic(path) -> np.ndarray:
-    """int64 [H, W] panoptic ids (trainId * 1000 + instance) from a uint16 or 3-channel 8-bit PNG."""
+    """int64 [H, W] panoptic ids (trainId * 1000 + instance) from a uint16 or 3-channel 8-bit PNG
+    (R = trainId, 256 G + B = instance, as deeplab2's DVPS converter reads it)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: file not found")
     array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -48,8 +50,11 @@ def read_panoptic(path) -> np.ndarray:
     if array.ndim == 2 and array.dtype == np.uint16:
         return array.astype(np.int64)
     if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8:
-        b, g, r = (array[..., i].astype(np.int64) for i in range(3))
-        return r + 256 * g + 65536 * b
+        b, g, r = (array[..., i].astype(np.int64) for i in range(3))  # OpenCV reads BGR
+        if int((256 * g + b).max(initial=0)) >= LABEL_DIVISOR:
+            raise ValueError(f"{path}: 3-channel panoptic PNG with instance numbers (256 G + B) of 1000 or more "
+                             "cannot be written as trainId * 1000 + instance")
+        return np.where(256 * g + b > 0, r * LABEL_DIVISOR + 256 * g + b, r)
     raise ValueError(f"{path}: expected a single-channel uint16 panoptic PNG (trainId * 1000 + instance), "
                      f"got {array.dtype} with shape {array.shape}")
 
