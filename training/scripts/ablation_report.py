@@ -1,194 +1,251 @@
 #!/usr/bin/env python
-"""Summarise the synthetic Table V ablation: a table in docs/results.md and training curves as a PNG.
+"""Summarise the synthetic Table V ablation (issue 15) into docs/results.md, with its figures.
 
-    python training/scripts/ablation_report.py --runs outputs/ablation --docs docs
+    python training/scripts/ablation_report.py --runs outputs/ablation_v2 --docs docs [--pictures]
 
-Reads <runs>/method{1,2,3}_seed{S}/report.json (final evaluation on the held-out scenes) and log.jsonl
-(curves). The table's figures are the LAST step's, not the best checkpoint's: picking the best step on
-the held-out set would tune on it. Rewrites the part of <docs>/results.md between the ablation markers.
+Reads <runs>/<method>_seed<S>/report.json (final evaluation on the held-out scenes) and log.jsonl (curves,
+term values and gradient norms, data checksums). A run without report.json is reported as in progress,
+with the last step it logged. The figures are the LAST step's, not the best checkpoint's: picking the
+best step on the held-out set would tune on it. Rewrites the part of <docs>/results.md between the
+ablation markers (when that file has them) and writes <docs>/figures/ablation_{curves,terms,clusters}.png.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import statistics
+import sys
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+import yaml
 
-METHODS = {1: "I (parallel, SIlog)", 2: "II (sequential, SIlog)", 3: "III (sequential, SIlog + ICM)"}
-COLUMNS = ("abs_rel", "rmse", "d1", "d1_instance", "d1_background", "cluster_alignment")
-COLOURS = {1: (31, 119, 180), 2: (255, 127, 14), 3: (44, 160, 44)}
-FONT = ImageFont.load_default(size=12)
+if __package__ in (None, ""):  # run as a script: make `training.*` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from training.scripts.ablation_figures import cluster_pictures, curves, term_analysis
+from training.scripts.ablation_statistics import paired_difference, t_interval, verdict
+
+# Study order; the run folders are <key>_seed<S>.
+METHODS = {
+    "method1": "I (parallel, SIlog)",
+    "method2": "II (sequential, SIlog)",
+    "method3": "III (sequential, SIlog + ICM)",
+    "method3_warmup": "III + ICM warm-up (deviation)",
+    "method3_per_pixel": "III + per-pixel ICM (deviation)",
+}
+ICM_METHODS = ("method3", "method3_warmup", "method3_per_pixel")
+# Metric -> True when lower is better.
+COLUMNS = {"abs_rel": True, "rmse": True, "d1": False, "d1_instance": False, "d1_background": False,
+           "cluster_alignment": False}
+# (later, earlier): the paper's claims are II better than I and III better than II (Table V, IV).
+COMPARISONS = (("method2", "method1"), ("method3", "method2"), ("method3_warmup", "method3"),
+               ("method3_per_pixel", "method3"), ("method3_warmup", "method2"))
+PAPER_CLAIMS = (("method2", "method1", "abs_rel"), ("method3", "method2", "abs_rel"),
+                ("method3", "method2", "d1_instance"), ("method3", "method2", "d1"))
+TERMS = ("loss_silog", "loss_icm_1", "loss_icm_2", "loss_icm_3")
 BEGIN, END = "<!-- ablation-table:begin -->", "<!-- ablation-table:end -->"
+RUN_NAME = re.compile(r"(?P<method>.+)_seed(?P<seed>\d+)")
 
 
-def load_runs(folder: Path) -> dict[tuple[int, int], dict]:
+def load_runs(folder: Path) -> dict[tuple[str, int], dict]:
+    """{(method, seed): {"records": [log.jsonl objects], "report": report.json or None,
+    "steps": the run's train.steps (its schedule's length)}}."""
     runs = {}
-    for run in sorted(folder.glob("method*_seed*")):
-        match = re.fullmatch(r"method(\d)_seed(\d+)", run.name)
-        if not match or not run.is_dir():
+    for run in sorted(folder.glob("*_seed*")):
+        match = RUN_NAME.fullmatch(run.name)
+        if not match or not run.is_dir() or match["method"] not in METHODS:
             continue
-        records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()] \
-            if (run / "log.jsonl").exists() else []
+        log = run / "log.jsonl"
+        records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
         report = json.loads((run / "report.json").read_text()) if (run / "report.json").exists() else None
-        runs[(int(match[1]), int(match[2]))] = {"records": records, "report": report}
+        config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
+        steps = config.get("train", {}).get("steps") or max((r["step"] for r in records), default=0)
+        runs[(match["method"], int(match["seed"]))] = {"records": records, "report": report, "steps": steps}
     return runs
 
 
-def table(runs: dict) -> str:
-    lines = ["| method | seed | steps | " + " | ".join(COLUMNS) + " |", "|---|---:|---:|" + "---:|" * len(COLUMNS)]
-    for (method, seed), run in sorted(runs.items()):
-        if run["report"] is None:
-            lines.append(f"| {METHODS[method]} | {seed} | running | " + " | ".join("" for _ in COLUMNS) + " |")
-            continue
-        metrics = run["report"]["metrics"]
-        lines.append(f"| {METHODS[method]} | {seed} | {run['report']['step']} | "
-                     + " | ".join(f"{metrics[c]:.4f}" for c in COLUMNS) + " |")
-    for method in sorted({m for m, _ in runs}):
-        done = [r["report"]["metrics"] for (m, _), r in runs.items() if m == method and r["report"]]
-        if len(done) < 1:
-            continue
-        cells = []
-        for column in COLUMNS:
-            values = [d[column] for d in done]
-            spread = f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else ""
-            cells.append(f"**{statistics.mean(values):.4f}**{spread}")
-        lines.append(f"| **{METHODS[method]} mean** | {len(done)} seeds | | " + " | ".join(cells) + " |")
+def final_metrics(runs: dict, method: str) -> dict[int, dict[str, float]]:
+    """{seed: held-out metrics of the last step} over the method's finished runs."""
+    return {seed: run["report"]["metrics"] for (name, seed), run in runs.items() if name == method and run["report"]}
+
+
+def last_step(run: dict) -> int:
+    return max((record["step"] for record in run["records"]), default=0)
+
+
+def methods_present(runs: dict) -> list[str]:
+    return [method for method in METHODS if any(name == method for name, _ in runs)]
+
+
+def status(runs: dict) -> str:
+    done = sorted(f"{m}_seed{s}" for (m, s), run in runs.items() if run["report"])
+    running = sorted(f"{m}_seed{s} (step {last_step(run)})" for (m, s), run in runs.items() if not run["report"])
+    text = f"Runs finished: {len(done)}"
+    if running:
+        text += f"; **in progress, not in the statistics**: {', '.join(running)}"
+    return text + "."
+
+
+def method_table(runs: dict) -> str:
+    lines = ["| method | seeds done | steps | " + " | ".join(COLUMNS) + " |",
+             "|---|---:|---:|" + "---:|" * len(COLUMNS)]
+    for method in methods_present(runs):
+        finals = final_metrics(runs, method)
+        steps = sorted({run["report"]["step"] for (m, _), run in runs.items() if m == method and run["report"]})
+        cells = [t_interval([finals[s][column] for s in sorted(finals)]).format() for column in COLUMNS]
+        lines.append(f"| {METHODS[method]} | {len(finals)} | {', '.join(map(str, steps))} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def smooth(values: list[float], window: int = 5) -> list[float]:
-    return [statistics.mean(values[max(0, i - window + 1): i + 1]) for i in range(len(values))]
+def difference_table(runs: dict) -> str:
+    lines = ["| difference (paired by seed) | seeds | " + " | ".join(COLUMNS) + " |",
+             "|---|---:|" + "---:|" * len(COLUMNS)]
+    for later, earlier in COMPARISONS:
+        a, b = final_metrics(runs, later), final_metrics(runs, earlier)
+        seeds = sorted(set(a) & set(b))
+        if not seeds:
+            continue
+        cells = []
+        for column, lower_is_better in COLUMNS.items():
+            difference = paired_difference({s: a[s][column] for s in seeds}, {s: b[s][column] for s in seeds})
+            text = difference.format()
+            reading = verdict(difference, lower_is_better)
+            cells.append(f"**{text}** ({reading})" if reading in ("better", "worse") else text)
+        name = f"{METHODS[later].split(' (')[0]} − {METHODS[earlier].split(' (')[0]}"
+        lines.append(f"| {name} | {len(seeds)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
-def panel(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], title: str, series: list) -> None:
-    """One line chart in ``box`` (x0, y0, x1, y1); series = [(colour, [(x, y), ...]), ...]."""
-    x0, y0, x1, y1 = box
-    points = [p for _, line in series for p in line]
-    draw.text((x0 + 4, y0 + 2), title, fill=(0, 0, 0), font=FONT)
-    if not points:
-        return
-    left, right, top, bottom = x0 + 46, x1 - 8, y0 + 18, y1 - 18
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    xmin, xmax = min(xs), max(max(xs), min(xs) + 1)
-    ymin, ymax = min(ys), max(ys)
-    if ymax - ymin < 1e-9:
-        ymin, ymax = ymin - 0.5, ymax + 0.5
-    draw.rectangle((left, top, right, bottom), outline=(120, 120, 120))
-    for fraction in (0.0, 0.5, 1.0):
-        value = ymin + fraction * (ymax - ymin)
-        y = bottom - fraction * (bottom - top)
-        draw.text((x0 + 2, y - 5), f"{value:.3g}", fill=(60, 60, 60), font=FONT)
-    draw.text((left, bottom + 3), f"{xmin:g}", fill=(60, 60, 60), font=FONT)
-    draw.text((right - 60, bottom + 3), f"{xmax:g} steps", fill=(60, 60, 60), font=FONT)
-
-    def to_pixel(x: float, y: float) -> tuple[float, float]:
-        return (left + (x - xmin) / (xmax - xmin) * (right - left), bottom - (y - ymin) / (ymax - ymin) * (bottom - top))
-
-    for colour, line in series:
-        if len(line) > 1:
-            draw.line([to_pixel(*p) for p in line], fill=colour, width=2)
-        for p in line if len(line) <= 12 else []:
-            cx, cy = to_pixel(*p)
-            draw.ellipse((cx - 2, cy - 2, cx + 2, cy + 2), fill=colour)
+def run_table(runs: dict) -> str:
+    lines = ["| method | seed | steps | " + " | ".join(COLUMNS) + " |", "|---|---:|---:|" + "---:|" * len(COLUMNS)]
+    for method in methods_present(runs):
+        for seed in sorted(s for m, s in runs if m == method):
+            run = runs[(method, seed)]
+            if run["report"] is None:
+                lines.append(f"| {METHODS[method]} | {seed} | in progress (step {last_step(run)}) |"
+                             + " |" * len(COLUMNS))
+                continue
+            metrics = run["report"]["metrics"]
+            lines.append(f"| {METHODS[method]} | {seed} | {run['report']['step']} | "
+                         + " | ".join(f"{metrics[c]:.4f}" for c in COLUMNS) + " |")
+    return "\n".join(lines)
 
 
-def curves(runs: dict, path: Path) -> None:
-    panels = [("train SIlog loss (smoothed)", "loss_silog", False), ("held-out abs_rel", "abs_rel", True),
-              ("held-out d1", "d1", True), ("held-out d1, instance pixels", "d1_instance", True),
-              ("cluster-instance alignment (IoU)", "cluster_alignment", True),
-              ("train ICM loss, finest scale (method III)", "loss_icm_3", False)]
-    width, height, columns = 900, 560, 3
-    image = Image.new("RGB", (width, height + 30), "white")
-    draw = ImageDraw.Draw(image)
-    cell_w, cell_h = width // columns, height // 2
-    for index, (title, key, validation) in enumerate(panels):
-        series = []
-        for (method, seed), run in sorted(runs.items()):
-            if validation:
-                line = [(r["step"], r["val"][key]) for r in run["records"] if "val" in r and key in r["val"]]
-            else:
-                raw = [(r["step"], r[key]) for r in run["records"] if key in r]
-                line = list(zip([s for s, _ in raw], smooth([v for _, v in raw])))
-            shade = tuple(min(255, c + 45 * seed) for c in COLOURS[method])  # later seeds lighter
-            series.append((shade, line))
-        box = ((index % columns) * cell_w, (index // columns) * cell_h,
-               (index % columns + 1) * cell_w, (index // columns + 1) * cell_h)
-        panel(draw, box, title, series)
-    x = 10
-    for method, name in METHODS.items():
-        draw.rectangle((x, height + 10, x + 14, height + 22), fill=COLOURS[method])
-        draw.text((x + 18, height + 10), f"method {name}", fill=(0, 0, 0), font=FONT)
-        x += 250
-    draw.text((x, height + 10), "lighter: later seeds", fill=(0, 0, 0), font=FONT)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, optimize=True)
+def in_window(record: dict, low: float, high: float, total: int) -> bool:
+    return low * total < record["step"] <= high * total
 
 
-def cluster_pictures(folder: Path, path: Path, scenes: int = 2, seed: int = 0) -> None:
-    """Fig. 4 at this scale: for each held-out scene, one row per method (I, II, III; seed ``seed``, last
-    step): image | true depth | predicted depth | finest-scale cluster map (argmax over clusters)."""
-    import sys
-
-    import numpy as np
-    import torch
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from training.checkpoint import load_checkpoint
-    from training.config import build_model, from_dict
-    from training.data import SyntheticRoadScenes
-    from training.engine import colorize_clusters, colorize_depth
-    from training.metrics import cluster_labels
-
-    runs = [folder / f"method{m}_seed{seed}" / "last.pt" for m in METHODS]
-    if not all(run.exists() for run in runs):
-        return
-    models = []
-    for run in runs:
-        state = load_checkpoint(run)
-        config = from_dict(state["config"])
-        model = build_model(config, pretrained=False).eval()
-        model.load_state_dict(state["model"])
-        models.append((model, config))
-    size, val_seed = tuple(models[0][1].model.img_size), models[0][1].data.val_seed
-    held_out = SyntheticRoadScenes(scenes, size=size, seed=val_seed)
-    rows = []  # one per (scene, method): image | true depth | predicted depth | clusters
-    for scene in range(scenes):
-        item = held_out[scene]
-        truth = colorize_depth(item["depth"][0].numpy(), item["valid"][0].numpy())
-        for model, config in models:
-            with torch.no_grad():
-                outputs = model(item["image"][None])
-            labels = cluster_labels(outputs["attn"][-1], size)[0].numpy()
-            rows.append(np.concatenate([item["image"].numpy(), truth, colorize_depth(outputs["depth"][0, 0].numpy()),
-                                        colorize_clusters(labels, config.model.num_clusters)], axis=2))
-        rows.append(np.ones((3, 6, rows[-1].shape[2]), np.float32))  # a white gap between scenes
-    picture = (np.concatenate(rows[:-1], axis=1).transpose(1, 2, 0).clip(0, 1) * 255).astype(np.uint8)
-    image = Image.fromarray(picture).quantize(colors=128)  # a palette PNG: a fraction of the size
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, optimize=True)
+def term_table(runs: dict) -> str:
+    """Each term's value and gradient norm at F1..F3 in three parts of training, mean over the runs."""
+    windows = (("first 10 %", 0.0, 0.1), ("40-60 %", 0.4, 0.6), ("last 10 %", 0.9, 1.0))
+    header = (["| method | part of training | runs |"] + [f" {t.removeprefix('loss_')} |" for t in TERMS]
+              + [f" grad {t.removeprefix('loss_')} |" for t in TERMS] + [" Σ w·grad ICM / grad SIlog |"])
+    lines = ["".join(header), "|---|---|---:|" + "---:|" * (2 * len(TERMS) + 1)]
+    for method in methods_present(runs):
+        chosen = [run for (m, _), run in runs.items() if m == method and run["records"]]
+        for label, low, high in windows:
+            per_run = [[r for r in run["records"] if "loss_silog" in r and in_window(r, low, high, run["steps"])]
+                       for run in chosen]
+            records = [r for run_records in per_run for r in run_records]
+            if not records:
+                continue
+            cells = []
+            for key in [*TERMS, *(f"feature_grad/{t}" for t in TERMS)]:
+                values = [r[key] for r in records if key in r and math.isfinite(r[key])]
+                cells.append(f"{statistics.fmean(values):.3g}" if values else "")
+            ratios = [sum(r.get(f"weight/{t}", 0.0) * r.get(f"feature_grad/{t}", 0.0) for t in TERMS[1:])
+                      / r["feature_grad/loss_silog"] for r in records if r.get("feature_grad/loss_silog", 0) > 0]
+            ratio = f"{statistics.fmean(ratios):.3g}" if ratios else ""
+            runs_seen = sum(1 for run_records in per_run if run_records)
+            lines.append(f"| {METHODS[method]} | {label} | {runs_seen} | " + " | ".join(cells) + f" | {ratio} |")
+    return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", default="outputs/ablation")
+def data_order_check(runs: dict) -> str:
+    """Compares the logged data checksums of every method of a seed at the steps they all logged."""
+    notes = []
+    for seed in sorted({s for _, s in runs}):
+        sums = {m: {r["step"]: r["data_checksum"] for r in run["records"] if "data_checksum" in r}
+                for (m, s), run in runs.items() if s == seed}
+        sums = {m: v for m, v in sums.items() if v}
+        if len(sums) < 2:
+            continue
+        common = sorted(set.intersection(*(set(v) for v in sums.values())))
+        differing = [step for step in common if len({round(v[step], 3) for v in sums.values()}) > 1]
+        notes.append(f"seed {seed}: {len(sums)} runs, {len(common)} common logged steps, "
+                     + ("identical images at every one" if not differing else f"**different images at {len(differing)}**"))
+    return "Same data per seed across methods (checksum of the first image of each logged step): " + (
+        "; ".join(notes) if notes else "fewer than two runs per seed so far") + "."
+
+
+def paper_orderings(runs: dict) -> str:
+    lines = []
+    for later, earlier, column in PAPER_CLAIMS:
+        a, b = final_metrics(runs, later), final_metrics(runs, earlier)
+        seeds = sorted(set(a) & set(b))
+        difference = paired_difference({s: a[s][column] for s in seeds}, {s: b[s][column] for s in seeds})
+        reading = verdict(difference, COLUMNS[column])
+        if reading in ("better", "worse"):
+            word = "**supported**" if reading == "better" else "**contradicted**"
+        else:
+            word = "**" + reading.replace(" (", "** (", 1)  # "**cannot tell** (why)"
+        shown = difference.format() if difference.count else "no paired seeds yet"
+        claim = f"{METHODS[later].split(' (')[0]} better than {METHODS[earlier].split(' (')[0]} in {column}"
+        lines.append(f"- paper: {claim}: {word}; {METHODS[later].split(' (')[0]} − "
+                     f"{METHODS[earlier].split(' (')[0]} = {shown} ({len(seeds)} paired seeds)")
+    return "\n".join(lines)
+
+
+def report_text(runs: dict) -> str:
+    return "\n\n".join([
+        status(runs),
+        "**Per method**: mean ± half width of the 95 % t-interval over seeds (last step, held-out scenes).",
+        method_table(runs),
+        "**Paired by seed** (later − earlier method; negative abs_rel/rmse and positive d1/alignment mean the "
+        "later method is better). Bold: the 95 % interval excludes 0.",
+        difference_table(runs),
+        "**The paper's orderings** (decided by the paired 95 % interval):",
+        paper_orderings(runs),
+        "**Term analysis**: each loss term's value and the L2 norm of its gradient at the neck features F1..F3 "
+        "(which SIlog and the ICM terms all act through), mean over the logged steps of each part of training "
+        "and over the runs; the last column sums the ICM norms times their weights at that step (the warm-up "
+        "ramp included) over the SIlog norm.",
+        term_table(runs),
+        data_order_check(runs),
+        "**Every run**:",
+        run_table(runs),
+    ])
+
+
+def write_between_markers(path: Path, text: str) -> bool:
+    if not path.exists() or BEGIN not in path.read_text():
+        return False
+    before, rest = path.read_text().split(BEGIN, 1)
+    after = rest.split(END, 1)[1] if END in rest else ""
+    path.write_text(f"{before}{BEGIN}\n{text}\n{END}{after}")
+    return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", default="outputs/ablation_v2")
     parser.add_argument("--docs", default="docs")
-    parser.add_argument("--pictures", action="store_true", help="also draw docs/figures/ablation_clusters.png")
-    args = parser.parse_args()
-    runs = load_runs(Path(args.runs))
-    text = table(runs)
+    parser.add_argument("--pictures", action="store_true", help="also draw <docs>/figures/ablation_clusters.png")
+    args = parser.parse_args(argv)
+    folder = Path(args.runs)
+    if not folder.is_dir():
+        raise SystemExit(f"error: --runs {folder} is not a folder")
+    runs = load_runs(folder)
+    text = report_text(runs)
     print(text)
     docs = Path(args.docs)
-    curves(runs, docs / "figures" / "ablation_curves.png")
+    curves(runs, METHODS, docs / "figures" / "ablation_curves.png")
+    term_analysis(runs, {m: METHODS[m] for m in METHODS}, docs / "figures" / "ablation_terms.png")
     if args.pictures:
-        cluster_pictures(Path(args.runs), docs / "figures" / "ablation_clusters.png")
-    results = docs / "results.md"
-    if results.exists() and BEGIN in results.read_text():
-        before, rest = results.read_text().split(BEGIN, 1)
-        after = rest.split(END, 1)[1] if END in rest else ""
-        results.write_text(f"{before}{BEGIN}\n{text}\n{END}{after}")
+        cluster_pictures(folder, list(METHODS), docs / "figures" / "ablation_clusters.png")
+    write_between_markers(docs / "results.md", text)
 
 
 if __name__ == "__main__":

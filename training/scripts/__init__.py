@@ -1,0 +1,1 @@
+"""Study drivers and report scripts; importable for their tests."""
