@@ -138,22 +138,32 @@ def write_masks(segmenter, data_root: Path, images: list[str], out: Path, score_
 
     todo = [image for image in images if not output_paths(out, image)[1].is_file()]
     counts = {"written": 0, "skipped": len(images) - len(todo), "instances": 0}
+
+    def flush(batch: list[tuple[str, np.ndarray]]) -> None:
+        for (image, rgb), segments in zip(batch, segmenter.segment([rgb for _, rgb in batch])):
+            ids, meta = select_instances(segments, rgb.shape[:2], score_threshold, min_area)
+            png, meta_path = output_paths(out, image)
+            write_label(png, ids, np.uint16)
+            meta.update(provenance or {})
+            partial = meta_path.with_name(meta_path.name + ".partial")
+            partial.write_text(json.dumps(meta, indent=1) + "\n")
+            os.replace(partial, meta_path)  # done only once the JSON is complete
+            counts["written"] += 1
+            counts["instances"] += len(meta["classes"])
+            bar.update(1)
+
     with tqdm(total=len(images), initial=counts["skipped"], desc="pseudo masks", unit="image",
               disable=not progress) as bar:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
-            rgbs = [read_rgb(data_root / image) for image in batch]
-            for image, rgb, segments in zip(batch, rgbs, segmenter.segment(rgbs)):
-                ids, meta = select_instances(segments, rgb.shape[:2], score_threshold, min_area)
-                png, meta_path = output_paths(out, image)
-                write_label(png, ids, np.uint16)
-                meta.update(provenance or {})
-                partial = meta_path.with_name(meta_path.name + ".partial")
-                partial.write_text(json.dumps(meta, indent=1) + "\n")
-                os.replace(partial, meta_path)  # done only once the JSON is complete
-                counts["written"] += 1
-                counts["instances"] += len(meta["classes"])
-                bar.update(1)
+        batch: list[tuple[str, np.ndarray]] = []
+        for image in todo:
+            rgb = read_rgb(data_root / image)
+            # one size per batch: the processor pads a mixed batch, and padding would shift the masks
+            if batch and (len(batch) == batch_size or rgb.shape != batch[0][1].shape):
+                flush(batch)
+                batch = []
+            batch.append((image, rgb))
+        if batch:
+            flush(batch)
     return counts
 
 
