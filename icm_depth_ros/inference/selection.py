@@ -15,7 +15,7 @@ from icm_depth_ros.inference.onnxruntime_backend import ONNXRUNTIME_PROVIDERS, O
 from icm_depth_ros.inference.tensorrt_backend import TensorRTBackend
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")  # of the TensorRT engine; each built from the ONNX variant of that precision
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,8 @@ def open_backend(
         raise ModelLoadError(f"precision {precision!r} is not one of {PRECISIONS}")
     if not model_path:
         raise ModelLoadError("model_path is empty: set it to an exported .onnx file or a TensorRT engine")
-    if not Path(model_path).is_file():
+    rebuildable = backend != "onnxruntime" and allow_engine_build and is_engine_path(model_path)
+    if not Path(model_path).is_file() and not rebuildable:  # a missing engine may be built from the ONNX file
         raise ModelLoadError(f"model_path {model_path!r}: no such file")
     onnx_file = onnx_path or (model_path if not is_engine_path(model_path) else str(sibling_onnx(model_path)))
 

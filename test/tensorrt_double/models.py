@@ -1,0 +1,52 @@
+"""Tiny ONNX models that follow the model contract, and their fp16 / INT8 Q/DQ variants, for the doubles."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+import icm_depth_ros
+from icm_depth_ros.inference import contract, onnx_precision
+
+HEIGHT, WIDTH, NUM_CLUSTERS = 16, 32, 4  # scenario.NUM_CLUSTERS must match
+
+
+def write_model(path: Path, dynamic_batch: bool) -> Path:
+    """image [B, 3, H, W] -> depth = softplus(conv1x1) + 0.5, membership = softmax(conv4x4 stride 4)."""
+    rng = np.random.default_rng(0)
+    batch = "batch" if dynamic_batch else 1
+    weights = [numpy_helper.from_array(rng.normal(0, 0.3, (1, 3, 1, 1)).astype(np.float32), "depth_w"),
+               numpy_helper.from_array(rng.normal(0, 0.3, (NUM_CLUSTERS, 3, 4, 4)).astype(np.float32), "cluster_w"),
+               numpy_helper.from_array(np.array(0.5, np.float32), "offset")]
+    nodes = [helper.make_node("Conv", ["image", "depth_w"], ["d0"]),
+             helper.make_node("Softplus", ["d0"], ["d1"]),
+             helper.make_node("Add", ["d1", "offset"], [contract.DEPTH_OUTPUT]),
+             helper.make_node("Conv", ["image", "cluster_w"], ["m0"], strides=[4, 4]),
+             helper.make_node("Softmax", ["m0"], [contract.MEMBERSHIP_OUTPUT], axis=1)]
+    graph = helper.make_graph(
+        nodes, "contract", [helper.make_tensor_value_info(contract.INPUT_NAME, TensorProto.FLOAT, [batch, 3, HEIGHT, WIDTH])],
+        [helper.make_tensor_value_info(contract.DEPTH_OUTPUT, TensorProto.FLOAT, [batch, 1, HEIGHT, WIDTH]),
+         helper.make_tensor_value_info(contract.MEMBERSHIP_OUTPUT, TensorProto.FLOAT,
+                                       [batch, NUM_CLUSTERS, HEIGHT // 4, WIDTH // 4])],
+        initializer=weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    info = contract.ModelInfo(HEIGHT, WIDTH, contract.PIXEL_FORMAT, 0.5, 80.0, NUM_CLUSTERS, 4, "bindings_test",
+                              "none", icm_depth_ros.__version__, dynamic_batch)
+    helper.set_model_props(model, info.to_metadata())
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def write_model_and_variants(folder: Path, dynamic_batch: bool) -> dict[str, Path]:
+    """{"fp32": model.onnx, "fp16": model.fp16.onnx, "int8": model.int8.onnx} in ``folder``."""
+    from training.exporting.variants import write_float16, write_int8
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fp32 = write_model(folder / "model.onnx", dynamic_batch)
+    write_float16(fp32, onnx_precision.variant_path(fp32, "fp16"))
+    images = list(np.random.default_rng(1).random((4, 3, HEIGHT, WIDTH), dtype=np.float32))
+    write_int8(fp32, onnx_precision.variant_path(fp32, "int8"), images)
+    return {precision: onnx_precision.variant_path(fp32, precision) for precision in ("fp32", "fp16", "int8")}

@@ -1,0 +1,112 @@
+"""Fetch the real TensorRT / cuda-bindings wheels from the package index and make them importable here.
+
+``tensorrt-cu12-bindings`` (module ``tensorrt_bindings``, ~1.3 MB) holds only ``tensorrt.so``, which
+links against ``libnvinfer.so.N``, ``libnvonnxparser.so.N`` and ``libnvinfer_plugin.so.N``. Of those
+it needs only the few factory symbols ``nm -D --undefined-only`` lists (createInferBuilder_INTERNAL,
+...). Stub libraries defining them (returning NULL), compiled with the machine's gcc, make the module
+import and expose that version's exact API; nothing in it can run. Each version goes into its own
+folder under the cache (``ICM_BINDINGS_CACHE``, default ~/.cache/icm_depth_ros/bindings), installed
+with ``pip install --no-deps --target``; later runs reuse it. One process can load only one
+tensorrt.so, so every version is imported in a subprocess of its own (``environment``).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+TENSORRT_VERSIONS = ("10.3.0", "10.13.3.9", "11.4.0.106")  # JetPack 6, JetPack 7.0/7.1, pip / DRIVE Thor
+CUDA_BINDINGS_VERSIONS = ("12.9.6", "13.5.0")  # the CUDA 12 line (JetPack 6, Python 3.10) and the CUDA 13 line
+TEST_ROOT = Path(__file__).resolve().parents[1]
+REPOSITORY = TEST_ROOT.parent
+CACHE = Path(os.environ.get("ICM_BINDINGS_CACHE", Path.home() / ".cache" / "icm_depth_ros" / "bindings"))
+
+
+def pip_target(package: str, version: str) -> Path:
+    """``package==version`` installed (no dependencies) into a folder of its own; reused when present."""
+    target = CACHE / f"{package}-{version}"
+    if (target / ".installed").is_file():
+        return target
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check",
+               "--target", str(partial), f"{package}=={version}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    (target / ".installed").touch()
+    return target
+
+
+def stub_libraries(bindings: Path) -> Path:
+    """Compile the stub libnvinfer/libnvonnxparser/libnvinfer_plugin that ``tensorrt.so`` links against."""
+    stubs = bindings / "stub-libraries"
+    if (stubs / ".built").is_file():
+        return stubs
+    library = bindings / "tensorrt_bindings" / "tensorrt.so"
+    for tool in ("nm", "readelf", "gcc"):
+        if shutil.which(tool) is None:
+            raise RuntimeError(f"building the TensorRT stub libraries needs {tool} (binutils, gcc) on PATH")
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[(libnv[^\]]+)\]", run(["readelf", "-d", str(library)]))
+    symbols = sorted(
+        line.split()[-1] for line in run(["nm", "-D", "--undefined-only", str(library)]).splitlines()
+        if line.split()[0] == "U" and "@" not in line and not line.split()[-1].startswith(("Py", "_Py", "dl"))
+    )
+    if not needed or not symbols:
+        raise RuntimeError(f"{library}: found no libnv* dependencies ({needed}) or factory symbols ({symbols})")
+    stubs.mkdir(exist_ok=True)
+    source = stubs / "stub.c"
+    source.write_text("".join(f"void *{symbol}(void) {{ return 0; }}\n" for symbol in symbols))
+    for name in needed:
+        run(["gcc", "-shared", "-fPIC", "-o", str(stubs / name), str(source)])
+    (stubs / ".built").touch()
+    return stubs
+
+
+def run(command: list[str]) -> str:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {result.stderr}")
+    return result.stdout
+
+
+def installed_cuda_bindings() -> str | None:
+    try:
+        import cuda.bindings
+    except ImportError:
+        return None
+    return cuda.bindings.__version__
+
+
+def environment(tensorrt_version: str, cuda_bindings_version: str) -> dict[str, str]:
+    """Environment of a subprocess that imports these two real versions (fetched and stubbed first)."""
+    bindings = pip_target("tensorrt-cu12-bindings", tensorrt_version)
+    stubs = stub_libraries(bindings)
+    paths = [str(bindings)]
+    if installed_cuda_bindings() != cuda_bindings_version:
+        paths.append(str(pip_target("cuda-bindings", cuda_bindings_version)))
+    paths += [str(REPOSITORY), str(TEST_ROOT)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
+    env["LD_LIBRARY_PATH"] = os.pathsep.join([str(stubs)] + [p for p in [env.get("LD_LIBRARY_PATH")] if p])
+    return env
+
+
+def run_scenario(tensorrt_version: str, cuda_bindings_version: str, actions: list[dict], *,
+                 gpu: tuple[str, str] = ("NVIDIA Stand-in GPU", "8.7"), driver_cuda: str | None = None) -> dict:
+    """Run scenario.py's ``actions`` in a process that imports these real versions; its JSON report."""
+    import json
+
+    request = {"tensorrt": tensorrt_version, "cuda_bindings": cuda_bindings_version, "gpu": list(gpu),
+               "driver_cuda": driver_cuda or f"{cuda_bindings_version.split('.')[0]}.0", "actions": actions}
+    result = subprocess.run([sys.executable, "-m", "tensorrt_double.scenario"], input=json.dumps(request),
+                            capture_output=True, text=True, timeout=300, cwd=str(TEST_ROOT),
+                            env=environment(tensorrt_version, cuda_bindings_version))
+    if result.returncode != 0:
+        raise RuntimeError(f"scenario for TensorRT {tensorrt_version} failed:\n{result.stdout}\n{result.stderr}")
+    return json.loads(result.stdout)

@@ -1,0 +1,124 @@
+"""The bindings doubles catch what the real bindings would reject: removed attributes, wrong keywords,
+wrong argument counts and types, implicit conversions, and they do not reject what is valid."""
+from __future__ import annotations
+
+import pytest
+
+from tensorrt_double.checked_cuda import documented_return_count
+from tensorrt_double.setup_bindings import run_scenario
+from tensorrt_double.signatures import parse_signature_line, split_top_level
+
+SETUP = """
+logger = trt.Logger(trt.Logger.WARNING)
+builder = trt.Builder(logger)
+network = builder.create_network(0)
+config = builder.create_builder_config()
+"""
+SNIPPETS = {
+    "fp16_flag": SETUP + "config.set_flag(trt.BuilderFlag.FP16)",  # the pre-11 fp16 build
+    "int8_calibrator_property": SETUP + "config.int8_calibrator = None",
+    "calibrator_class": "trt.IInt8EntropyCalibrator2",
+    "calibration_profile": SETUP + "config.set_calibration_profile(builder.create_optimization_profile())",
+    "wrong_keyword": SETUP + "config.set_timing_cache(config.create_timing_cache(b''), ignore_mismatches=False)",
+    "right_keyword": SETUP + "config.set_timing_cache(config.create_timing_cache(b''), ignore_mismatch=False)",
+    "too_many_arguments": SETUP + "builder.create_network(0, 1)",
+    "wrong_class": SETUP + "trt.OnnxParser(config, logger)",
+    "missing_argument": SETUP + "trt.OnnxParser(network)",
+    "implicit_stream_conversion": (
+        "engine = trt.Runtime(trt.Logger()).deserialize_cuda_engine(b'serialized engine')\n"
+        "context = engine.create_execution_context()\n"
+        "context.execute_async_v3(cudart.cudaStreamCreate()[1])"),
+    "read_only_property": SETUP + "network.num_inputs = 3",
+    "cuda_wrong_keyword": "cudart.cudaMalloc(nbytes=16)",
+    "cuda_missing_function": "cudart.cudaStreamCreateWithFlagsAndMore",
+    "cuda_stream_as_int": (
+        "error, host = cudart.cudaMallocHost(16)\n"
+        "cudart.cudaMemcpyAsync(host, host, 16, cudart.cudaMemcpyKind.cudaMemcpyHostToHost, 0x5000)"),
+}
+
+
+@pytest.fixture(scope="module", params=[("10.3.0", "12.9.6"), ("11.4.0.106", "13.5.0")], ids=lambda p: p[0])
+def snippet_results(request):
+    version, cuda_version = request.param
+    actions = [{"kind": "snippet", "code": code} for code in SNIPPETS.values()]
+    report = run_scenario(version, cuda_version, actions)
+    return version, cuda_version, dict(zip(SNIPPETS, report["results"]))
+
+
+def error_of(results, name) -> str:
+    result = results[name]
+    assert not result["ok"], f"{name} was accepted"
+    return result["error"]
+
+
+def test_apis_removed_in_tensorrt_11_are_caught_there_and_only_there(snippet_results):
+    version, _, results = snippet_results
+    removed = ("fp16_flag", "int8_calibrator_property", "calibrator_class", "calibration_profile")
+    if version.startswith("11."):
+        assert error_of(results, "fp16_flag") == "AttributeError: type object 'tensorrt_bindings.tensorrt.BuilderFlag' has no attribute 'FP16'"
+        assert error_of(results, "int8_calibrator_property") == \
+            "AttributeError: TensorRT 11.4.0.106: IBuilderConfig has no property 'int8_calibrator'"
+        assert error_of(results, "calibrator_class") == \
+            "AttributeError: TensorRT 11.4.0.106: module 'tensorrt' has no attribute 'IInt8EntropyCalibrator2'"
+        assert "IBuilderConfig has no attribute 'set_calibration_profile'" in error_of(results, "calibration_profile")
+    else:  # still there (deprecated) in 10.3: the double is not stricter than the real bindings
+        assert all(results[name]["ok"] for name in removed), [results[name].get("error") for name in removed]
+
+
+def test_wrong_keywords_counts_and_types_are_caught(snippet_results):
+    version, _, results = snippet_results
+    assert "unexpected keyword 'ignore_mismatches'" in error_of(results, "wrong_keyword")
+    assert results["right_keyword"]["ok"], results["right_keyword"].get("error")
+    assert f"TensorRT {version}: Builder.create_network call does not fit: 2 positional arguments" in \
+        error_of(results, "too_many_arguments")
+    assert "OnnxParser.__init__(network=...) expects a INetworkDefinition (got <stand-in IBuilderConfig>)" in \
+        error_of(results, "wrong_class")
+    assert "missing logger" in error_of(results, "missing_argument")
+    assert "INetworkDefinition.num_inputs is read-only" in error_of(results, "read_only_property")
+
+
+def test_a_stream_object_where_tensorrt_takes_an_int_is_caught(snippet_results):
+    _, _, results = snippet_results
+    assert ("execute_async_v3(stream_handle=...) expects an int (got cudaStream_t; implicit int() conversion is not "
+            "relied on)") in error_of(results, "implicit_stream_conversion")
+
+
+def test_the_cuda_double_checks_against_the_real_cuda_bindings(snippet_results):
+    _, cuda_version, results = snippet_results
+    assert error_of(results, "cuda_wrong_keyword").startswith(f"TypeError: cuda-bindings {cuda_version}: cudaMalloc(size)")
+    assert error_of(results, "cuda_missing_function") == (f"AttributeError: cuda-bindings {cuda_version}: "
+                                                         "cuda.bindings.runtime has no attribute 'cudaStreamCreateWithFlagsAndMore'")
+    assert "cudaMemcpyAsync stream must be a cudaStream_t, got 20480" in error_of(results, "cuda_stream_as_int")
+
+
+def test_pybind_signature_lines_are_parsed():
+    line = ("2. create_execution_context(self: tensorrt_bindings.tensorrt.ICudaEngine, strategy: "
+            "tensorrt_bindings.tensorrt.ExecutionContextAllocationStrategy = <ExecutionContextAllocationStrategy.STATIC: 0>,"
+            " shape: tuple[int, int] = (1, 2)) -> tensorrt_bindings.tensorrt.IExecutionContext")
+    signature = parse_signature_line(line, "create_execution_context")
+    assert [p.name for p in signature.parameters] == ["strategy", "shape"]
+    assert signature.parameters[0].annotation == "tensorrt_bindings.tensorrt.ExecutionContextAllocationStrategy"
+    assert signature.parameters[1].annotation == "tuple[int, int]" and signature.parameters[1].has_default
+    assert signature.returns == "tensorrt_bindings.tensorrt.IExecutionContext"
+    assert signature.bind((), {}) == {}
+    with pytest.raises(TypeError, match="unexpected keyword 'strategi'"):
+        signature.bind((), {"strategi": 0})
+    assert split_top_level("a: x[1, 2], b: y = <E.A: 0>") == ["a: x[1, 2]", "b: y = <E.A: 0>"]
+    assert parse_signature_line("other(self: X) -> None", "create_execution_context") is None
+
+
+def test_documented_return_counts_of_cuda_functions():
+    def stand_in():
+        """f(size_t size)
+
+        Returns
+        -------
+        cudaError_t
+            the status
+        devPtr : Any
+            the pointer
+
+        See Also
+        """
+
+    assert documented_return_count(stand_in) == 2
