@@ -14,6 +14,7 @@ ids it was given); with clusters the ids do not correspond and the band table is
 """
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import deque
@@ -80,6 +81,8 @@ def run_live(options: LiveOptions) -> dict:
     started = time.perf_counter()
     scorer = ReplayScorer(options.min_depth, options.max_depth, options.crop)
     with BagSource(options.bag, options.topics) as source:
+        for note in options.topics.missing_notes():
+            print(f"replay_eval: {note}", file=sys.stderr, flush=True)
         stamps = source.stamps()
         plans, skips, without_instances = plan_frames(stamps, round(options.stamp_tolerance_s * 1e9))
         evaluation = Evaluation(scorer, {plans[i].index for i in evenly_spaced(len(plans), options.samples)})

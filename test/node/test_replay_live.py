@@ -71,3 +71,39 @@ def test_live_run_against_the_node(tmp_path, onnx_model):
     for index in scored:
         for name in ("abs_rel", "rmse", "d1", "d1_instance"):
             assert float(live_rows[index][name]) == pytest.approx(float(offline_rows[index][name]), rel=1e-5), (index, name)
+
+
+@pytest.mark.timeout(120)
+def test_live_run_of_a_real_bag_without_ground_truth_or_camera_info(tmp_path, onnx_model):
+    """The real T265 ROS 1 bag (mono8 848 x 800, no CameraInfo, no depth) played into the node: every frame
+    the node answers is reported (not scored), with its latency and its instances."""
+    from pathlib import Path
+
+    pytest.importorskip("rclpy")
+    bag = Path(__file__).resolve().parents[3] / "shared" / "real-samples" / "rosbag" / "kapture_t265_trimmed_locoffice.bag"
+    if not bag.is_file():
+        pytest.skip(f"real sample {bag} not available")
+    env = ros_environment()
+    node = NodeProcess({"model_path": onnx_model, "backend": "onnxruntime", "inference_threads": 1,
+                        "publish_colorized": False, "publish_markers": False},
+                       env, tmp_path / "node.log",
+                       command=[sys.executable, "-m", "icm_depth_ros.depth_node", "--ros-args", "-r", "__ns:=/t265"])
+    try:
+        assert node.wait_for_log("active", 60), node.log()
+        live = subprocess.run(
+            [sys.executable, "-m", "icm_depth_ros.replay_eval", str(bag), "--live", "--node-namespace", "/t265",
+             "--image-topic", "/camera/fisheye1/image_raw", "--camera-info-topic", "", "--depth-topic", "",
+             "--rate", "0.05", "--wait-for-node", "20", "--drain", "3", "--out", str(tmp_path / "live")],
+            env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        node.stop()
+    assert live.returncode == 0, live.stderr + node.log()
+    assert live.stderr.count("no ground-truth topic") == 1 and live.stderr.count("no camera_info topic") == 1
+    summary = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    counts, frames = summary["live"], summary["frames"]
+    assert counts["published"] == 3 and counts["received"] + counts["dropped"] == 3 and counts["received"] >= 1
+    assert frames["scored"] == 0 and frames["predicted_without_ground_truth"] == counts["received"]
+    assert summary["metrics"] == {} and summary["latency"]["stamp_to_publication"]["count"] == counts["received"]
+    with open(tmp_path / "live" / "instances.csv") as handle:
+        instances = list(csv.DictReader(handle))
+    assert instances and all(row["x"] == "nan" and float(row["z"]) > 0 for row in instances)
