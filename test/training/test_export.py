@@ -169,9 +169,15 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_cli_exports_a_checkpoint(tmp_path):
     checkpoint = write_checkpoint(tmp_path / "best.pt", random_model())
     result = run_cli("--checkpoint", str(checkpoint), "--out", str(tmp_path / "model.onnx"),
-                     "--height", "64", "--width", "192")
+                     "--height", "64", "--width", "192", "--fp16-out", str(tmp_path / "model.fp16.onnx"),
+                     "--int8-out", str(tmp_path / "model.int8.onnx"), "--int8-scenes", "2")
     assert result.returncode == 0, result.stderr
-    assert "TensorRT 10 operator check passed" in result.stdout
+    assert result.stdout.count("TensorRT operator and Q/DQ check passed") == 3  # fp32 and both variants
+    assert "no --calib DIR: calibrating INT8 on 2 synthetic scenes" in result.stderr
+    from icm_depth_ros.inference.onnx_precision import file_precision, model_sha256
+
+    assert [file_precision(tmp_path / f"model{s}.onnx") for s in ("", ".fp16", ".int8")] == ["fp32", "fp16", "int8"]
+    assert model_sha256(tmp_path / "model.int8.onnx") == file_sha256(tmp_path / "model.onnx")
     assert "max_rel_depth_error" in result.stdout  # the parity check ran
     info = read_model_info(tmp_path / "model.onnx")
     assert info.checkpoint_sha256 == file_sha256(checkpoint)
@@ -194,9 +200,10 @@ def test_cli_engine_fails_at_once_without_tensorrt(tmp_path):
     assert time.monotonic() - start < 30
 
 
-def test_cli_rejects_int8_without_calibration_images(tmp_path):
-    result = run_cli("--onnx", str(tmp_path / "m.onnx"), "--engine", str(tmp_path / "m.engine"), "--precision", "int8")
-    assert result.returncode == 2 and "--calib" in result.stderr
+def test_cli_names_a_calibration_folder_that_is_not_one(tmp_path):
+    result = run_cli("--onnx", str(tmp_path / "m.onnx"), "--engine", str(tmp_path / "m.engine"), "--precision", "int8",
+                     "--calib", str(tmp_path / "no_such_folder"))
+    assert result.returncode == 2 and f"--calib {tmp_path / 'no_such_folder'}: not a directory" in result.stderr
 
 
 def test_cli_names_a_missing_checkpoint(tmp_path):

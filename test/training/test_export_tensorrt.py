@@ -1,4 +1,8 @@
-"""TensorRT 10 engines: build, fingerprint, parity with ONNX Runtime. Needs an NVIDIA GPU with TensorRT.
+"""TensorRT 10.3+/11.x engines: build, fingerprint, parity with ONNX Runtime. Needs an NVIDIA GPU with TensorRT.
+
+fp16 and int8 engines are built from the fp16 and INT8 Q/DQ variants (strongly typed networks) and
+compared with ONNX Runtime running the same file. The API each call uses is checked on every machine
+against the real bindings (test_export_engine_builder.py); these tests are what a GPU adds.
 
 Skipped (with the reason) where TensorRT or a GPU is missing; the fail-fast CLI test for that case is
 in test_export.py and runs everywhere.
@@ -12,9 +16,12 @@ import pytest
 import torch
 
 from icm_depth_ros.inference import fingerprint as fingerprints
+from icm_depth_ros.inference.engine_builder import timing_cache_path_for
+from icm_depth_ros.inference.onnx_precision import variant_path
 from training.exporting.onnx_export import export_onnx, onnxruntime_session, run_onnxruntime
-from training.model import ICMDepthNet
 from training.exporting.tensorrt_build import build_engine, missing_requirements, run_engine
+from training.exporting.variants import write_float16, write_int8
+from training.model import ICMDepthNet
 
 MISSING = missing_requirements()
 pytestmark = [
@@ -40,13 +47,15 @@ def onnx_files(tmp_path_factory) -> dict[str, Path]:
     files = {"fixed": folder / "fixed.onnx", "dynamic": folder / "dynamic.onnx"}
     export_onnx(model, files["fixed"], HEIGHT, WIDTH)
     export_onnx(model, files["dynamic"], HEIGHT, WIDTH, dynamic_batch=True)
+    files["fixed_fp16"] = write_float16(files["fixed"], variant_path(files["fixed"], "fp16"))
+    files["dynamic_fp16"] = write_float16(files["dynamic"], variant_path(files["dynamic"], "fp16"))
     return files
 
 
 def test_fp32_engine_matches_onnxruntime_and_its_fingerprint(onnx_files, tmp_path):
     engine = tmp_path / "model.engine"
     written = build_engine(onnx_files["fixed"], engine, "fp32", workspace_gib=2)
-    assert engine.stat().st_size > 0 and (tmp_path / "model.engine.timing.cache").stat().st_size > 0
+    assert engine.stat().st_size > 0 and timing_cache_path_for(engine, written["tensorrt_version"]).stat().st_size > 0
     assert fingerprints.read_fingerprint(engine) == written
     assert written["input_shape"] == [1, 3, HEIGHT, WIDTH] and written["precision"] == "fp32"
     expected = fingerprints.expected_fingerprint(onnx_files["fixed"], "fp32", [1, 3, HEIGHT, WIDTH], max_batch=1)
@@ -63,8 +72,9 @@ def test_fp32_engine_matches_onnxruntime_and_its_fingerprint(onnx_files, tmp_pat
 
 def test_fp16_engine_with_dynamic_batch(onnx_files, tmp_path):
     engine = tmp_path / "model.engine"
-    written = build_engine(onnx_files["dynamic"], engine, "fp16", max_batch=2)
+    written = build_engine(onnx_files["dynamic_fp16"], engine, "fp16", max_batch=2)
     assert written["input_shape"] == [-1, 3, HEIGHT, WIDTH] and written["max_batch"] == 2
+    assert written["onnx_sha256"] == fingerprints.file_sha256(onnx_files["dynamic"])  # the fp32 export's identity
     images = scenes(2)
     reference = run_onnxruntime(onnxruntime_session(onnx_files["dynamic"]), images)
     outputs = run_engine(engine, images)
@@ -72,7 +82,7 @@ def test_fp16_engine_with_dynamic_batch(onnx_files, tmp_path):
     assert np.mean(np.abs(outputs["depth"] - reference["depth"]) / reference["depth"]) < 1e-2
 
 
-def test_int8_engine_calibrates_from_an_image_folder(onnx_files, tmp_path):
+def test_int8_engine_from_the_qdq_variant_calibrated_on_an_image_folder(onnx_files, tmp_path):
     import cv2
 
     from training.exporting.tensorrt_build import load_calibration_images
@@ -83,16 +93,19 @@ def test_int8_engine_calibrates_from_an_image_folder(onnx_files, tmp_path):
         cv2.imwrite(str(folder / f"{index:03d}.png"), (image.transpose(1, 2, 0)[..., ::-1] * 255).round().astype(np.uint8))
     images = load_calibration_images(folder, HEIGHT, WIDTH)
     assert len(images) == 4 and images[0].shape == (3, HEIGHT, WIDTH)
+    quantized = write_int8(onnx_files["fixed"], tmp_path / "model.int8.onnx", images)
     engine = tmp_path / "model.engine"
-    build_engine(onnx_files["fixed"], engine, "int8", calibration_images=images)
-    assert (tmp_path / "model.engine.calib.cache").is_file()
-    outputs = run_engine(engine, scenes(1))
+    assert build_engine(quantized, engine, "int8")["precision"] == "int8"
+    image = scenes(1)
+    outputs = run_engine(engine, image)
+    reference = run_onnxruntime(onnxruntime_session(quantized), image)  # the same Q/DQ file on the CPU
     assert np.all(np.isfinite(outputs["depth"])) and np.all(outputs["depth"] > 0)
+    assert np.mean(np.abs(outputs["depth"] - reference["depth"]) / reference["depth"]) < 2e-2
 
 
 def test_second_build_reuses_the_timing_cache(onnx_files, tmp_path):
     cache = tmp_path / "shared.timing.cache"
-    build_engine(onnx_files["fixed"], tmp_path / "a.engine", "fp16", timing_cache_path=cache)
+    build_engine(onnx_files["fixed_fp16"], tmp_path / "a.engine", "fp16", timing_cache_path=cache)
     size = cache.stat().st_size
-    build_engine(onnx_files["fixed"], tmp_path / "b.engine", "fp16", timing_cache_path=cache)
+    build_engine(onnx_files["fixed_fp16"], tmp_path / "b.engine", "fp16", timing_cache_path=cache)
     assert cache.stat().st_size >= size > 0

@@ -1,7 +1,10 @@
-"""Will TensorRT 10 parse this ONNX graph? A CPU-only check, so an export TensorRT would reject fails here.
+"""Will TensorRT parse this ONNX graph? A CPU-only check, so an export TensorRT would reject fails here.
 
 The operator table follows onnx-tensorrt's ``docs/operators.md`` for the TensorRT 10 series (the
-parser bundled with TensorRT 10.x). It errs on the side of rejecting: an op missing here may be
+parser bundled with TensorRT 10.x; 10.3 is the oldest release this project supports). TensorRT 11's
+table was not compared op by op. For INT8 Q/DQ graphs it is also the gate of the int8 engine build:
+zero points int8 0, constant scales (``onnx_precision.symmetric_quantization_errors``, which the engine
+builder runs too). It errs on the side of rejecting: an op missing here may be
 supported by a late 10.x release or by a plugin, but then the check says so by name and the graph
 is checked on a GPU instead. The check does not replace building the engine; it catches the common
 export mistakes early (an unsupported or custom op, float64 I/O, a dynamic height or width).
