@@ -38,6 +38,22 @@ def onnx_model(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def dynamic_batch_model(tmp_path_factory) -> Path:
+    """The same network as ``onnx_model`` (same seed and weights), exported with a dynamic batch dimension."""
+    torch = pytest.importorskip("torch")
+    from training.exporting.onnx_export import export_onnx
+    from training.model import ICMDepthNet
+
+    torch.manual_seed(0)
+    model = ICMDepthNet("resnet18", img_size=MODEL_SIZE).eval()
+    with torch.no_grad():
+        model.predictors[0].head.weight.normal_(0.0, 0.05)
+    path = tmp_path_factory.mktemp("model") / "icm_test_dynamic_batch.onnx"
+    export_onnx(model, path, *MODEL_SIZE, config_name="node_test_random_resnet18", dynamic_batch=True)
+    return path
+
+
 def ros_environment(domain_id: int | None = None, shm: bool = True) -> dict[str, str]:
     """Environment for a node process: private domain (100-200), localhost discovery, optional shared memory."""
     return local_ros_environment(domain_id if domain_id is not None else random.randint(100, 200), shm)

@@ -93,3 +93,34 @@ def test_pipeline_config_errors_name_the_parameter(onnx_model, tmp_path):
         DepthPipeline.from_config(PipelineConfig(model_path=str(onnx_model), resize_policy="squash"))
     with pytest.raises(ValueError, match="input_height=128 but model"):
         DepthPipeline.from_config(PipelineConfig(model_path=str(onnx_model), backend="onnxruntime", input_height=128))
+
+
+def test_a_batch_gives_each_frame_what_it_gets_alone(dynamic_batch_model, onnx_model):
+    """process_batch on three cameras' frames (different sizes, K, sources) == process on each; static models take 1."""
+    from training.data.synthetic import render_scene
+
+    from icm_depth_ros.pipeline import FrameInput
+
+    pipeline = DepthPipeline.from_config(PipelineConfig(model_path=str(dynamic_batch_model), backend="onnxruntime"))
+    assert pipeline.max_batch > 1
+    scenes = [render_scene(seed, size) for seed, size in ((21, (375, 1242)), (22, (96, 320)), (23, (200, 600)))]
+    frames = [FrameInput(scene["image"], scene["K"]) for scene in scenes]
+    batch = pipeline.process_batch(frames)
+    assert len(batch) == 3
+    for frame, result in zip(frames, batch):
+        alone = pipeline.process(frame.rgb, frame.K)
+        np.testing.assert_allclose(result.depth, alone.depth, rtol=1e-4, atol=1e-5, equal_nan=True)
+        np.testing.assert_array_equal(result.K, alone.K)
+        assert [i.id for i in result.instances] == [i.id for i in alone.instances] and alone.instances
+        # batched convolutions round differently (depth agrees to 1e-4); a median may then be the neighbouring pixel
+        np.testing.assert_allclose([i.median_depth for i in result.instances],
+                                   [i.median_depth for i in alone.instances], rtol=3e-3)
+    labels = scenes[1]["instances"]
+    topic = pipeline.process_batch([frames[0], FrameInput(scenes[1]["image"], scenes[1]["K"], labels)], "topic")
+    assert topic[0].instances == []  # topic source without a label image: depth only
+    ids, counts = np.unique(labels[labels > 0], return_counts=True)
+    assert [i.id for i in topic[1].instances] == ids[counts >= 50].tolist()  # min_instance_pixels 50
+    static = DepthPipeline.from_config(PipelineConfig(model_path=str(onnx_model), backend="onnxruntime"))
+    assert static.max_batch == 1
+    with pytest.raises(ValueError, match="2 frames in one batch; this model takes 1 to 1"):
+        static.process_batch(frames[:2])
