@@ -1,0 +1,158 @@
+"""TensorRT check on a machine with an NVIDIA GPU: fp32 / fp16 / int8 engines of the demo model vs ONNX Runtime.
+
+    python scripts/gpu_check.py [--model models/demo/icm_demo.onnx] [--scenes 16] [--calib-scenes 16]
+                                [--frames 50] [--out outputs/gpu_check] [--onnxruntime-only]
+
+For each precision: the ONNX file of that precision (the fp32 export, its fp16 variant, its INT8
+symmetric Q/DQ variant calibrated on rendered "train" scenes), the engine built from it by the
+project's builder (icm_depth_ros/inference/engine_builder.py) and opened by the node's backend
+(open_backend("tensorrt"), cuda-python buffers, execute_async_v3). Each engine is compared on rendered
+"val" scenes with ONNX Runtime running the fp32 file (max and mean relative depth error, abs_rel
+against ground truth and its change) and with ONNX Runtime running the same variant; then timed
+(median ms per frame, batch 1, after warm-up). Writes ``<out>/gpu_check.json`` and prints a table.
+``--onnxruntime-only`` does everything but TensorRT (to check the script where there is no GPU).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from icm_depth_ros.inference import onnx_precision, open_backend  # noqa: E402
+from icm_depth_ros.inference.contract import ModelInfo  # noqa: E402
+from icm_depth_ros.metrics import MetricMeans, clamp_prediction, depth_metrics, evaluation_mask  # noqa: E402
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=ROOT / "models" / "demo" / "icm_demo.onnx", help="fp32 ONNX export")
+    parser.add_argument("--scenes", type=int, default=16, help="rendered validation scenes to compare on")
+    parser.add_argument("--calib-scenes", type=int, default=16, help="rendered training scenes for INT8 calibration")
+    parser.add_argument("--frames", type=int, default=50, help="timed frames per backend")
+    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "gpu_check")
+    parser.add_argument("--onnxruntime-only", action="store_true", help="skip TensorRT (no GPU here)")
+    return parser.parse_args()
+
+
+def rendered(count: int, height: int, width: int, split: str) -> list[dict]:
+    from training.data import SYNTHETIC_SPLIT_SEEDS, SyntheticRoadScenes  # noqa: PLC0415 - needs torch
+
+    scenes = SyntheticRoadScenes(count, size=(height, width), seed=SYNTHETIC_SPLIT_SEEDS[split])
+    return [{"image": scenes[i]["image"].numpy(), "depth": scenes[i]["depth"][0].numpy(),
+             "valid": scenes[i]["valid"][0].numpy()} for i in range(count)]
+
+
+def write_variants(fp32: Path, calibration: list[dict]) -> dict[str, Path]:
+    from training.exporting.operator_check import check_tensorrt_compatibility  # noqa: PLC0415
+    from training.exporting.variants import write_float16, write_int8  # noqa: PLC0415
+
+    files = {"fp32": fp32, "fp16": onnx_precision.variant_path(fp32, "fp16"), "int8": onnx_precision.variant_path(fp32, "int8")}
+    write_float16(fp32, files["fp16"])
+    write_int8(fp32, files["int8"], [sample["image"] for sample in calibration])
+    for precision, path in files.items():
+        report = check_tensorrt_compatibility(path)
+        if not report.ok:
+            raise SystemExit(f"{path}: TensorRT would reject the {precision} file: {report.errors[:3]}")
+    return files
+
+
+def run_all(backend, samples: list[dict]) -> list[np.ndarray]:
+    return [backend.infer(np.ascontiguousarray(sample["image"][None]))[0][0, 0] for sample in samples]  # [H, W] each
+
+
+def time_backend(backend, image: np.ndarray, frames: int) -> float:
+    for _ in range(5):
+        backend.infer(image)  # warm-up: allocation, kernel selection, clocks
+    latencies = []
+    for _ in range(frames):
+        start = time.perf_counter()
+        backend.infer(image)
+        latencies.append(1000.0 * (time.perf_counter() - start))
+    return statistics.median(latencies)
+
+
+def scores(depths: list[np.ndarray], samples: list[dict], info: ModelInfo) -> float:
+    means = MetricMeans()
+    for depth, sample in zip(depths, samples):
+        depth = clamp_prediction(depth, info.min_depth, info.max_depth)
+        mask = evaluation_mask(sample["depth"], sample["valid"], info.min_depth, info.max_depth)
+        means.add(depth_metrics(depth[mask], sample["depth"][mask], np.ones(int(mask.sum()), bool)))
+    return float(means.means()["abs_rel"])
+
+
+def relative_errors(depths: list[np.ndarray], reference: list[np.ndarray]) -> tuple[float, float]:
+    relative = [np.abs(d - r) / r for d, r in zip(depths, reference)]
+    return float(max(np.max(r) for r in relative)), float(np.mean([np.mean(r) for r in relative]))
+
+
+def main() -> int:
+    args = parse_args()
+    if not args.onnxruntime_only:
+        from icm_depth_ros.inference.engine_builder import missing_requirements  # noqa: PLC0415
+
+        missing = missing_requirements()
+        if missing:
+            print(f"error: TensorRT cannot run here: {'; '.join(missing)}", file=sys.stderr)
+            return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    fp32 = args.out / "model.onnx"
+    shutil.copy(args.model, fp32)
+    info = ModelInfo.from_metadata(onnx_precision.onnx_metadata(fp32), source=str(fp32))
+    samples = rendered(args.scenes, info.input_height, info.input_width, "val")
+    files = write_variants(fp32, rendered(args.calib_scenes, info.input_height, info.input_width, "train"))
+
+    reference_backend = open_backend("onnxruntime", str(fp32))
+    reference = run_all(reference_backend, samples)
+    base_abs_rel = scores(reference, samples, info)
+    image = np.ascontiguousarray(samples[0]["image"][None])
+    rows = {"onnxruntime fp32 (reference)": {"abs_rel": base_abs_rel, "ms": time_backend(reference_backend, image, args.frames)}}
+    for precision in PRECISIONS:
+        backends = {f"onnxruntime {precision}": open_backend("onnxruntime", str(files[precision]))}
+        if not args.onnxruntime_only:
+            engine = args.out / f"model.{precision}.engine"
+            start = time.perf_counter()
+            backends[f"tensorrt {precision}"] = open_backend("tensorrt", str(engine), onnx_path=str(fp32),
+                                                             precision=precision, allow_engine_build=True)
+            build_s = time.perf_counter() - start
+        same_file = None
+        for label, backend in backends.items():
+            if label == f"onnxruntime {precision}" and precision == "fp32":
+                continue  # that is the reference
+            depths = run_all(backend, samples)
+            max_rel, mean_rel = relative_errors(depths, reference)
+            row = {"max_rel_depth_vs_ort_fp32": max_rel, "mean_rel_depth_vs_ort_fp32": mean_rel,
+                   "abs_rel": scores(depths, samples, info), "ms": time_backend(backend, image, args.frames)}
+            row["abs_rel_change"] = row["abs_rel"] - base_abs_rel
+            if label.startswith("onnxruntime"):
+                same_file = depths
+            else:
+                row["build_and_load_s"] = build_s
+                if same_file is not None:  # the same Q/DQ or fp16 file in both runtimes
+                    row["max_rel_depth_vs_ort_same_file"] = relative_errors(depths, same_file)[0]
+            rows[label] = row
+    report = {"model": str(args.model), "size": f"{info.input_height}x{info.input_width}", "scenes": args.scenes,
+              "calib_scenes": args.calib_scenes, "frames": args.frames, "results": rows}
+    (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"# {args.model.name} at {report['size']}, {args.scenes} rendered val scenes, batch 1, median of {args.frames} frames")
+    print("| backend | max rel depth vs ORT fp32 | mean rel | abs_rel | change | ms/frame |")
+    print("|---|---|---|---|---|---|")
+    for label, row in rows.items():
+        print(f"| {label} | {row.get('max_rel_depth_vs_ort_fp32', 0):.2e} | {row.get('mean_rel_depth_vs_ort_fp32', 0):.2e} "
+              f"| {row['abs_rel']:.4f} | {row.get('abs_rel_change', 0):+.4f} | {row['ms']:.2f} |")
+    print(f"wrote {args.out / 'gpu_check.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
