@@ -10,7 +10,8 @@ the floor), ``node`` (one depth_node; with --cameras, one process serving every 
     python bench/node_realtime.py [--model M.onnx | --model-size 352x1216] [--frames 300] [--rate 30]
         [--cameras front,left,right] [--targets echo node per_camera] [--node-param name:=value ...] [--json]
 
-Per target and camera: frames sent / published, processed share, latency p50/p99 after a 1 s warm-up,
+Per target and camera: frames sent / published, processed share, latency p50/p99 after a 1 s warm-up
+(depth/image; depth/instances, published after it, separately),
 the node's own dropped/received counts and inference p50/p99 (/diagnostics); per target: CPU seconds
 of its processes over the run, RSS after warm-up / at the end / peak (summed over its processes).
 Without --model a random-weight ResNet-18 model is exported at --model-size (needs PyTorch).
@@ -101,7 +102,7 @@ class Harness:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import qos_profile_sensor_data
-        from sensor_msgs.msg import Image
+        from sensor_msgs.msg import Image, PointCloud2
 
         from icm_depth_ros.image_conversion import fill_image
         from training.data.synthetic import render_scene
@@ -109,27 +110,30 @@ class Harness:
         self.rclpy = rclpy
         self.node = rclpy.create_node("realtime_bench")
         self.cameras = cameras or [""]
-        self.publishers, self.arrivals = {}, {}
+        self.publishers, self.arrivals, self.instance_arrivals = {}, {}, {}
         for camera in self.cameras:
             prefix = f"{camera}/" if camera else ""
             self.publishers[camera] = self.node.create_publisher(Image, f"{prefix}image", qos_profile_sensor_data)
-            self.arrivals[camera] = []
-            self.node.create_subscription(Image, f"{prefix}depth/image", self._recorder(camera), 10)
+            self.arrivals[camera], self.instance_arrivals[camera] = [], []
+            self.node.create_subscription(Image, f"{prefix}depth/image", self._recorder(self.arrivals[camera]), 10)
+            self.node.create_subscription(PointCloud2, f"{prefix}depth/instances",
+                                          self._recorder(self.instance_arrivals[camera]), 10)
         self.diagnostics: list = []
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
         images = [render_scene(seed, camera_size)["image"] for seed in range(8)]
         self.messages = [fill_image(Image(), image, "rgb8") for image in images]
 
-    def _recorder(self, camera: str):
+    @staticmethod
+    def _recorder(arrivals: list):
         def record(msg) -> None:
             now = time.time()
-            self.arrivals[camera].append((msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, now))
+            arrivals.append((msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, now))
         return record
 
     def run(self, commands: list[list[str]], env: dict, frames: int, rate: float) -> dict:
         import psutil
 
-        for values in self.arrivals.values():
+        for values in (*self.arrivals.values(), *self.instance_arrivals.values()):
             values.clear()
         self.diagnostics.clear()
         logs = [open(Path(tempfile.mkdtemp()) / "target.log", "w") for _ in commands]
@@ -180,6 +184,11 @@ class Harness:
         if latencies.size:
             figures["latency_p50_ms"] = round(float(np.percentile(latencies, 50)), 1)
             figures["latency_p99_ms"] = round(float(np.percentile(latencies, 99)), 1)
+        instances = np.array([arrival - stamp for stamp, arrival in self.instance_arrivals[camera]
+                              if stamp >= measured_after]) * 1e3
+        if instances.size:  # depth/instances follows depth/image (the echo node publishes none)
+            figures["instances_latency_p50_ms"] = round(float(np.percentile(instances, 50)), 1)
+            figures["instances_latency_p99_ms"] = round(float(np.percentile(instances, 99)), 1)
         name = f"/{camera}/" if camera else "/"
         for array in reversed(self.diagnostics):  # the node's last word on this camera
             status = next((s for s in array.status if s.name.startswith(name) or f" {camera} " in f" {s.name} "

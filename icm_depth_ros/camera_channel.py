@@ -190,16 +190,27 @@ class CameraChannel:
         return labels
 
     def publish(self, frame: Frame, result) -> None:
-        """The frame's outputs, each with the image's header; then its latency into the statistics."""
+        """All of the frame's outputs (publish_depth, then publish_instances)."""
+        self.publish_depth(frame, result)
+        self.publish_instances(frame, result)
+
+    def publish_depth(self, frame: Frame, result) -> None:
+        """depth/image, depth/camera_info (and depth/colorized), with the image's header: as soon as the
+        depth exists, before the instance statistics are computed."""
         header = frame.header
         self._publishers["depth/image"].publish(fill_image(Image(header=header), result.depth, "32FC1"))
         self._publishers["depth/camera_info"].publish(self._depth_camera_info(frame, result))
-        self._publishers["depth/instances"].publish(instances_to_cloud(result.instances, header))
         colorized = self._publishers.get("depth/colorized")
-        if colorized is not None and colorized.get_subscription_count() > 0:
+        if self.settings.publish_colorized and colorized is not None and colorized.get_subscription_count() > 0:
             colorized.publish(fill_image(Image(header=header), self._colorize(result.depth), "bgr8"))
+
+    def publish_instances(self, frame: Frame, result) -> None:
+        """depth/instances (and depth/instance_markers); then the frame's latency (stamp -> its last
+        output) into the statistics."""
+        header = frame.header
+        self._publishers["depth/instances"].publish(instances_to_cloud(result.instances, header))
         markers = self._publishers.get("depth/instance_markers")
-        if markers is not None and markers.get_subscription_count() > 0:
+        if self.settings.publish_markers and markers is not None and markers.get_subscription_count() > 0:
             markers.publish(instance_markers(result.instances, header))
         now = self.node.get_clock().now().nanoseconds * 1e-9
         self.stats.on_output(now - stamp_seconds(header.stamp), result.timings["inference"])

@@ -52,27 +52,38 @@ class InferenceWorker:
                 channel.reject(error)
         if not ready:
             return
+        published = set()  # frames whose depth is out
+
+        def publish_depth(position: int, result, batch=ready) -> None:
+            channel, frame, _ = batch[position]
+            channel.publish_depth(frame, result)
+            published.add(id(frame))
+
         try:
-            results = self.pipeline.process_batch([item for _, _, item in ready], self.instance_source)
+            results = self.pipeline.process_batch([item for _, _, item in ready], self.instance_source, publish_depth)
         except Exception as error:  # noqa: BLE001 - keep the node alive; find the frame that failed
             if len(ready) == 1:
                 channel, frame, _ = ready[0]
                 channel.reject(_processing_error(frame, error))
                 return
-            results = []
-            for channel, frame, item in ready:
-                try:
-                    results.append(self.pipeline.process_batch([item], self.instance_source)[0])
-                except Exception as single_error:  # noqa: BLE001
-                    channel.reject(_processing_error(frame, single_error))
-                    results.append(None)
+            results = [self._run_alone(entry, published) for entry in ready]
         for (channel, frame, _), result in zip(ready, results):
             if result is None:
                 continue
             try:
-                channel.publish(frame, result)
+                channel.publish_instances(frame, result)
             except Exception as error:  # noqa: BLE001
                 channel.reject(_processing_error(frame, error))
+
+    def _run_alone(self, entry, published: set):
+        """A frame of a failed batch on its own: its result, or None (rejected on its camera)."""
+        channel, frame, item = entry
+        try:
+            on_depth = None if id(frame) in published else (lambda _, result: channel.publish_depth(frame, result))
+            return self.pipeline.process_batch([item], self.instance_source, on_depth)[0]
+        except Exception as error:  # noqa: BLE001
+            channel.reject(_processing_error(frame, error))
+            return None
 
 
 def _processing_error(frame: Frame, error: Exception) -> InputError:

@@ -12,6 +12,7 @@ The node (depth_node.py) and replay evaluation (replay_eval.py) both run frames 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -117,10 +118,14 @@ class DepthPipeline:
         """rgb uint8 [H, W, 3]; K [3, 3] of that image or None; instance_labels [H, W] int for "topic"."""
         return self.process_batch([FrameInput(rgb, K, instance_labels)], instance_source)[0]
 
-    def process_batch(self, frames: list["FrameInput"], instance_source: str = "clusters") -> list[PipelineResult]:
+    def process_batch(self, frames: list["FrameInput"], instance_source: str = "clusters",
+                      on_depth: Callable[[int, PipelineResult], None] | None = None) -> list[PipelineResult]:
         """Several cameras' frames through one inference ([B, 3, h, w], B <= max_batch); one result each.
 
         Every result is what ``process`` gives for that frame alone; timings["inference"] is the batch's.
+        ``on_depth(index, result)`` is called for every frame as soon as its depth and K are ready, before
+        any instance statistics (result.instances is still empty then): the node publishes depth/image
+        there, so that its latency does not include the instances.
         """
         if not 1 <= len(frames) <= self.max_batch:
             raise ValueError(f"{len(frames)} frames in one batch; this model takes 1 to {self.max_batch}")
@@ -137,18 +142,27 @@ class DepthPipeline:
         start = time.perf_counter()
         depths, memberships = self.backend.infer(batch)  # [B, 1, h, w], [B, N, h/4, w/4]
         inference = time.perf_counter() - start
-        return [self._finish(frame, geometry, depths[index, 0], memberships[index], instance_source,
-                             {"preprocess": preprocess, "inference": inference})
-                for index, (frame, geometry) in enumerate(zip(frames, geometries))]
+        results = [self._depth_result(frame, geometry, depths[index, 0], {"preprocess": preprocess, "inference": inference})
+                   for index, (frame, geometry) in enumerate(zip(frames, geometries))]
+        if on_depth is not None:
+            for index, result in enumerate(results):
+                on_depth(index, result)
+        for index, (frame, result) in enumerate(zip(frames, results)):
+            start = time.perf_counter()
+            if instance_source == "clusters" or (instance_source == "topic" and frame.instance_labels is not None):
+                result.instances = self._instances(result.depth, memberships[index], result.geometry, result.K,
+                                                   frame.instance_labels, instance_source)
+            result.timings["instances"] = time.perf_counter() - start
+        return results
 
     def _input_buffer(self, size: int) -> np.ndarray:
         if size not in self._inputs:  # no per-frame allocation
             self._inputs[size] = np.empty((size, 3, *self.model_size), dtype=np.float32)
         return self._inputs[size]
 
-    def _finish(self, frame: "FrameInput", geometry: InputGeometry, depth: np.ndarray, membership: np.ndarray,
-                instance_source: str, timings: dict[str, float]) -> PipelineResult:
-        """One frame's model outputs depth [h, w], membership [N, h/4, w/4] -> its PipelineResult."""
+    def _depth_result(self, frame: "FrameInput", geometry: InputGeometry, depth: np.ndarray,
+                      timings: dict[str, float]) -> PipelineResult:
+        """One frame's model depth [h, w] -> its PipelineResult without instances (depth on the output grid, K)."""
         start = time.perf_counter()
         depth = np.clip(depth, self.min_depth, self.max_depth)  # [h, w], a new array
         if self.config.output_resolution == "input":
@@ -161,13 +175,7 @@ class DepthPipeline:
             depth[int(np.floor(v1)) + 1:, :] = np.nan
         K_out = self.output_K(frame.rgb.shape[:2], frame.K)
         timings["postprocess"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        instances = []
-        if instance_source == "clusters" or (instance_source == "topic" and frame.instance_labels is not None):
-            instances = self._instances(depth, membership, geometry, K_out, frame.instance_labels, instance_source)
-        timings["instances"] = time.perf_counter() - start
-        return PipelineResult(depth.astype(np.float32, copy=False), K_out, instances, timings, geometry)
+        return PipelineResult(depth.astype(np.float32, copy=False), K_out, [], timings, geometry)
 
     def _instances(self, depth, membership, geometry, K_out, instance_labels, source) -> list[Instance]:
         """membership [N, h/4, w/4] -> regions on the depth image's grid -> statistics."""
@@ -194,7 +202,7 @@ class DepthPipeline:
         import cv2
 
         if self.config.output_resolution == "input":
-            return geometry.to_camera(coarse, nearest=nearest, fill=0)
+            return geometry.to_camera(coarse, nearest=nearest, fill=coarse.dtype.type(0))  # keeps the dtype: no copy
         interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
         return cv2.resize(coarse, (shape[1], shape[0]), interpolation=interpolation)
 
