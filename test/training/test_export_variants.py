@@ -127,6 +127,10 @@ def test_asymmetric_int8_is_refused_by_the_engine_builder(fp32, tmp_path):
     with pytest.raises(ValueError, match="carries int8, not fp16.*model.int8.fp16.onnx"):
         check_build_source(quantized, "fp16")
     assert check_build_source(quantized, None)[0] == "int8"
+    cpu_only = write_int8(path, tmp_path / "cpu.onnx", list(scenes(1, seed=100)), activations="uint8")
+    assert not check_tensorrt_compatibility(cpu_only).ok  # ONNX Runtime's uint8 activations: CPU only
+    with pytest.raises(ValueError, match=r"zero point type INT32; TensorRT quantizes to INT8/FP8/INT4 only.*\(and \d+ more\)"):
+        check_build_source(cpu_only, "int8")
     assert check_build_source(path, "fp32")[:2] == ("fp32", file_sha256(path))
     assert contract.META_PRECISION not in onnx_precision.onnx_metadata(path)
 

@@ -215,14 +215,20 @@ def write_int8(
     out_path: str | Path,
     calibration_images: Iterable[np.ndarray],
     op_types: Iterable[str] = DEFAULT_INT8_OPS,
+    activations: str = "int8",
 ) -> Path:
     """Static INT8 quantisation with ONNX Runtime's tools into the form TensorRT's explicit quantization takes.
 
     Symmetric everywhere (zero points int8 0): per-channel int8 weight scales (output channels, axis 0
     of a Conv weight) and per-tensor int8 activation scales from the symmetric max |x| over
-    ``calibration_images`` (float32 [3, H, W] in [0, 1], dataset frames or synthetic scenes). ONNX
-    Runtime's CPU default would be uint8 activations with a zero point, which TensorRT rejects.
+    ``calibration_images`` (float32 [3, H, W] in [0, 1], dataset frames or synthetic scenes).
+    ``activations="uint8"`` writes ONNX Runtime's CPU default instead (uint8 activations with a zero
+    point, int32 biases): faster on CPUs without VNNI, but TensorRT rejects it (kept for that comparison
+    in bench/export_variants.py).
     """
+    if activations not in ("int8", "uint8"):
+        raise ValueError(f"activations must be 'int8' (TensorRT and ONNX Runtime) or 'uint8' (ONNX Runtime only), got {activations!r}")
+    symmetric = activations == "int8"
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static  # noqa: PLC0415
     from onnxruntime.quantization.shape_inference import quant_pre_process  # noqa: PLC0415
 
@@ -237,15 +243,18 @@ def write_int8(
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(op_types),
             per_channel=True,
-            activation_type=QuantType.QInt8,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
             # Biases stay float32: ONNX Runtime would quantize them to int32, which TensorRT does not take.
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibTensorRangeSymmetric": True,
-                           "QuantizeBias": False},
+            extra_options=(
+                {"ActivationSymmetric": True, "WeightSymmetric": True, "CalibTensorRangeSymmetric": True, "QuantizeBias": False}
+                if symmetric else {"CalibTensorRangeSymmetric": False}
+            ),
         )
     quantized = onnx.load(str(out_path))
     _set_variant_metadata(quantized, source, "int8", fp32_path)
-    quantized.doc_string = (source.doc_string + " [INT8 symmetric Q/DQ variant]").strip()
+    kind = "INT8 symmetric Q/DQ variant" if symmetric else "ONNX Runtime uint8-activation Q/DQ variant, CPU only"
+    quantized.doc_string = (source.doc_string + f" [{kind}]").strip()
     onnx.save(quantized, str(out_path))
     return Path(out_path)
