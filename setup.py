@@ -24,7 +24,6 @@ setup(
     maintainer_email="maintainers@icm-depth-ros.dev",
     description="Monocular metric and per-instance depth (ICM network) for ROS 2",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             f"depth_node = {PACKAGE}.depth_node:main",

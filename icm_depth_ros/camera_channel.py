@@ -28,6 +28,7 @@ from icm_depth_ros.input_checks import (
     InputError, check_camera_info, decode_color_image, decode_compressed_image, decode_label_image, stamp_seconds,
 )
 from icm_depth_ros.instance_message import instance_markers, instances_to_cloud
+from icm_depth_ros.transport import InputSubscription
 
 LABEL_BUFFER = 16  # label images kept for stamp matching (about half a second at 30 Hz)
 _NAME_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # one segment of a ROS name
@@ -81,11 +82,9 @@ class CameraChannel:
         return self.node.resolve_topic_name(self._prefix + name)
 
     def open_outputs(self, qos) -> None:
-        outputs = {"depth/image": Image, "depth/camera_info": CameraInfo, "depth/instances": PointCloud2}
-        if self.settings.publish_colorized:
-            outputs["depth/colorized"] = Image
-        if self.settings.publish_markers:
-            outputs["depth/instance_markers"] = MarkerArray
+        # colorized and markers always exist: publish_colorized / publish_markers switch them live
+        outputs = {"depth/image": Image, "depth/camera_info": CameraInfo, "depth/instances": PointCloud2,
+                   "depth/colorized": Image, "depth/instance_markers": MarkerArray}
         self._publishers = {topic: self.node.create_lifecycle_publisher(kind, self._prefix + topic, qos)
                             for topic, kind in outputs.items()}
 
@@ -94,23 +93,32 @@ class CameraChannel:
             self.node.destroy_lifecycle_publisher(publisher)
         self._publishers = {}
 
-    def subscribe(self, qos) -> list[str]:
-        """Create this camera's subscriptions; returns their topic names."""
-        node, prefix = self.node, self._prefix
-        if self.settings.use_compressed:
-            self._subscriptions.append(node.create_subscription(CompressedImage, prefix + "image/compressed",
-                                                                self.on_compressed, qos))
-        else:
-            self._subscriptions.append(node.create_subscription(Image, prefix + "image", self.on_image, qos))
-        self._subscriptions.append(node.create_subscription(CameraInfo, prefix + "camera_info", self.on_camera_info, qos))
+    def subscribe(self) -> list[str]:
+        """Create this camera's subscriptions (reliability per input_qos, transport.py); returns
+        'topic (qos)' for each."""
+        inputs = [("image/compressed", CompressedImage, self.on_compressed) if self.settings.use_compressed
+                  else ("image", Image, self.on_image), ("camera_info", CameraInfo, self.on_camera_info)]
         if self.settings.instance_source == "topic":
-            self._subscriptions.append(node.create_subscription(Image, prefix + "instances", self.on_labels, qos))
-        return [subscription.topic_name for subscription in self._subscriptions]
+            inputs.append(("instances", Image, self.on_labels))
+        self._subscriptions = [InputSubscription(self.node, kind, self._prefix + topic, callback,
+                                                 self.settings.input_qos, self.settings.input_qos_depth)
+                               for topic, kind, callback in inputs]
+        return [f"{s.topic_name} ({s.describe()})" for s in self._subscriptions]
+
+    def refresh_subscriptions(self) -> None:
+        """input_qos auto: follow the publishers' reliability as they come and go."""
+        for subscription in self._subscriptions:
+            subscription.refresh()
 
     def unsubscribe(self) -> None:
         for subscription in self._subscriptions:
-            self.node.destroy_subscription(subscription)
+            subscription.destroy()
         self._subscriptions = []
+
+    def update_settings(self, settings) -> None:
+        """New node settings while running (parameters applied live, ros_parameters.py)."""
+        self.settings = settings
+        self._throttle.period_s = settings.error_throttle_s
 
     # ---- inputs (executor thread: cheap checks, then hand over) ------------------------------------
     def on_image(self, msg: Image) -> None:

@@ -13,10 +13,9 @@ import sys
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.signals import SignalHandlerOptions
 
 from icm_depth_ros.camera_channel import CameraChannel, camera_names
 from icm_depth_ros.frame_scheduler import RoundRobinFrames
@@ -24,14 +23,20 @@ from icm_depth_ros.inference import ModelLoadError
 from icm_depth_ros.inference_worker import InferenceWorker
 from icm_depth_ros.node_parameters import PARAMETERS, parse_parameters
 from icm_depth_ros.pipeline import DepthPipeline
+from icm_depth_ros.ros_parameters import ParameterError, ParameterUpdates, declare_node_parameters
+from icm_depth_ros.signal_stop import SignalStop, spin_until_stopped
+from icm_depth_ros.transport import apply_default_fastdds_profile, output_qos
+
+QOS_REFRESH_S = 1.0  # input_qos auto: how often the publishers' reliability is looked at
 
 
 class DepthNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__("depth_node", **kwargs)
-        for name, (default, allowed, meaning) in PARAMETERS.items():
-            text = meaning + (f" (one of: {', '.join(allowed)})" if allowed else "")
-            self.declare_parameter(name, default, ParameterDescriptor(description=text))
+        for warning in declare_node_parameters(self):  # ParameterError: a value of the wrong type
+            self.get_logger().warning(warning)
+        self.add_on_set_parameters_callback(ParameterUpdates(self))
+        self._qos_timer = None
         self.autostart = self.get_parameter("autostart").value
         self.pipeline: DepthPipeline | None = None
         self.settings = None
@@ -49,7 +54,7 @@ class DepthNode(LifecycleNode):
         except (ValueError, ModelLoadError) as error:
             self.get_logger().error(f"configure failed: {error}")
             return TransitionCallbackReturn.FAILURE
-        qos = self._qos(self.settings.output_qos, self.settings.output_qos_depth)
+        qos = output_qos(self.settings.output_qos, self.settings.output_qos_depth)
         frames = RoundRobinFrames(len(cameras))
         self.channels = [CameraChannel(self, name, index, frames, self.settings, self.pipeline)
                          for index, name in enumerate(cameras)]
@@ -68,12 +73,12 @@ class DepthNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        qos = self._qos(self.settings.input_qos, self.settings.input_qos_depth)
         frames = RoundRobinFrames(len(self.channels))  # a fresh set of slots: none left from a deactivation
         topics = []
         for channel in self.channels:
             channel.frames = frames
-            topics += channel.subscribe(qos)
+            topics += channel.subscribe()
+        self._qos_timer = self.create_timer(QOS_REFRESH_S, self._refresh_input_qos)
         if self.settings.publish_diagnostics:
             self._timer = self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics)
         self._worker = InferenceWorker(self.pipeline, self.channels, frames, self.settings.instance_source)
@@ -100,6 +105,9 @@ class DepthNode(LifecycleNode):
     def _stop_inputs(self) -> None:
         for channel in self.channels:
             channel.unsubscribe()
+        if self._qos_timer is not None:
+            self.destroy_timer(self._qos_timer)
+            self._qos_timer = None
         if self._timer is not None:
             self.destroy_timer(self._timer)
             self._timer = None
@@ -107,13 +115,9 @@ class DepthNode(LifecycleNode):
             self._worker.stop(timeout=10.0)
             self._worker = None
 
-    @staticmethod
-    def _qos(profile: str, depth: int) -> QoSProfile:
-        if profile == "sensor_data":  # REP 2003: best effort, keep last
-            qos = QoSProfile(**{k: getattr(qos_profile_sensor_data, k) for k in ("reliability", "durability")},
-                             history=HistoryPolicy.KEEP_LAST, depth=depth)
-            return qos
-        return QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=depth)
+    def _refresh_input_qos(self) -> None:
+        for channel in self.channels:
+            channel.refresh_subscriptions()
 
     def _publish_diagnostics(self) -> None:
         """One status per camera (its rates, counts, latency, inference time)."""
@@ -125,22 +129,35 @@ class DepthNode(LifecycleNode):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = DepthNode()
+    """Run the node until SIGINT/SIGTERM (any number: exit 0, no traceback); 1 when it cannot start."""
+    transport = apply_default_fastdds_profile()  # before rclpy.init: Fast DDS reads it when the participant starts
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = SignalStop().install()
+    try:
+        node = DepthNode()
+    except ParameterError as error:
+        rclpy.logging.get_logger("depth_node").fatal(f"{error}; exiting")
+        rclpy.try_shutdown()
+        return 1
+    node.get_logger().info(transport.message)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
         if node.autostart:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 node.get_logger().fatal("depth_node could not configure (see the error above); exiting")
                 return 1
             node.trigger_activate()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        spin_until_stopped(executor, stop, node.context)
+    except ExternalShutdownException:
         pass
     finally:
+        if stop.received:
+            node.get_logger().info(f"{stop.received[0]} received: shutting down")
         node._stop_inputs()
+        executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        rclpy.try_shutdown()
     return 0
 
 

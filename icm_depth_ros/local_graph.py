@@ -10,13 +10,16 @@ import signal
 import subprocess
 from pathlib import Path
 
-SHM_PROFILE = Path(__file__).resolve().parents[1] / "config" / "fastdds_shm.xml"
+# What depth_node applies to itself (transport.py); given to both sides here, as a camera driver on the
+# same host should have it, so that best-effort 1.4 MB images arrive whole.
+FASTDDS_PROFILE = Path(__file__).resolve().parents[1] / "config" / "fastdds_shm_udp.xml"
 
 
 def local_ros_environment(domain_id: int | None = None, shm: bool = True,
                           base: dict[str, str] | None = None) -> dict[str, str]:
     """``base`` (default os.environ) plus a private ROS_DOMAIN_ID (random 100-230 unless given),
-    localhost-only discovery, Fast DDS, unbuffered output and, with ``shm``, the shared-memory profile."""
+    localhost-only discovery, Fast DDS, unbuffered output and, with ``shm``, the package's Fast DDS profile
+    (16 MB shared memory + UDPv4) for every process of the graph."""
     env = dict(os.environ if base is None else base)
     env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else random.randint(100, 230))
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
@@ -24,7 +27,7 @@ def local_ros_environment(domain_id: int | None = None, shm: bool = True,
     env["PYTHONUNBUFFERED"] = "1"
     env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
     if shm:
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(SHM_PROFILE)
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(FASTDDS_PROFILE)
     return env
 
 

@@ -1,6 +1,9 @@
 """Every parameter of depth_node in one table: name, default (which fixes the type), allowed values, meaning.
 
-config/depth.yaml and docs/node.md mirror this table; test/node/test_launch_config.py checks they agree.
+config/depth.yaml and the README mirror this table; test/node/test_launch_config.py checks they agree.
+Also here, free of rclpy: which parameters a running node applies at once (LIVE_PARAMETERS), the type a
+value must have (``coerce_value``: an integer is taken for a double) and the value checks (``check_values``).
+The ROS side (declaring, the params file's unknown names, run-time sets) is ros_parameters.py.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from icm_depth_ros.geometry import RESIZE_POLICIES
 from icm_depth_ros.pipeline import INSTANCE_SOURCES, OUTPUT_RESOLUTIONS, PipelineConfig
 
 QOS_PROFILES = ("sensor_data", "reliable")
+INPUT_QOS_PROFILES = ("auto", *QOS_PROFILES)  # auto: follow the publishers (transport.py)
 
 # name: (default, allowed values or None, meaning)
 PARAMETERS: dict[str, tuple[object, tuple | None, str]] = {
@@ -33,7 +37,7 @@ PARAMETERS: dict[str, tuple[object, tuple | None, str]] = {
     "instance_label_divisor": (0, None, "topic: labels are class * divisor + instance (panoptic); 0 = class unknown (-1)"),
     "instance_timeout_s": (0.2, None, "topic: how long to wait for the label image with the frame's stamp"),
     "use_compressed": (False, None, "subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image"),
-    "input_qos": ("sensor_data", QOS_PROFILES, "QoS of the image, camera_info and instances subscriptions"),
+    "input_qos": ("auto", INPUT_QOS_PROFILES, "reliability of the image, camera_info and instances subscriptions; auto = reliable when every publisher offers reliable (lost fragments of large images are resent), else best effort"),
     "input_qos_depth": (1, None, "subscription history depth (1: only the newest frame waits)"),
     "output_qos": ("reliable", QOS_PROFILES, "QoS of the published topics"),
     "output_qos_depth": (2, None, "publisher history depth"),
@@ -84,8 +88,37 @@ NON_NEGATIVE = ("inference_threads", "input_height", "input_width", "min_instanc
                 "instance_label_divisor", "min_depth", "max_depth", "error_throttle_s")
 
 
-def parse_parameters(values: dict[str, object]) -> tuple[PipelineConfig, NodeSettings]:
-    """Parameter values by name -> configs; ValueError names the parameter and what is allowed."""
+# Applied by a configured node between two frames; every other parameter is read at configure
+# (STARTUP_PARAMETERS: when the process starts).
+LIVE_PARAMETERS = frozenset({
+    "min_depth", "max_depth", "min_instance_pixels", "max_instances", "instance_label_divisor", "instance_timeout_s",
+    "publish_colorized", "publish_markers", "max_input_pixels", "require_camera_info", "reject_out_of_order",
+    "error_throttle_s",
+})
+STARTUP_PARAMETERS = frozenset({"autostart"})
+TYPE_NAMES = {bool: "bool", int: "integer", float: "double", str: "string", list: "string array"}
+
+
+def type_name(value) -> str:
+    return TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def coerce_value(name: str, value):
+    """``value`` as the type of ``name``'s default (an integer for a double becomes a float);
+    ValueError, one line naming the parameter, the value and the type wanted, when it cannot be."""
+    default = PARAMETERS[name][0]
+    if type(value) is type(default):
+        if isinstance(default, list) and not all(isinstance(item, str) for item in value):
+            raise ValueError(f"parameter {name}={value!r} must be a list of strings")
+        return value
+    if isinstance(default, float) and type(value) is int:
+        return float(value)
+    example = f" (e.g. {name}: {default!r})" if not isinstance(default, list) else ' (e.g. ["front", "left"])'
+    raise ValueError(f"parameter {name}={value!r} has type {type_name(value)}; it must be {type_name(default)}{example}")
+
+
+def check_values(values: dict[str, object]) -> None:
+    """ValueError naming the first parameter whose value is not allowed, and what is."""
     for name, (_, allowed, _) in PARAMETERS.items():
         if allowed is not None and values[name] not in allowed:
             raise ValueError(f"parameter {name}={values[name]!r} is not one of {', '.join(allowed)}")
@@ -95,6 +128,11 @@ def parse_parameters(values: dict[str, object]) -> tuple[PipelineConfig, NodeSet
     for name in NON_NEGATIVE:
         if not values[name] >= 0:
             raise ValueError(f"parameter {name}={values[name]!r} must be >= 0")
+
+
+def parse_parameters(values: dict[str, object]) -> tuple[PipelineConfig, NodeSettings]:
+    """Parameter values by name -> configs; ValueError names the parameter and what is allowed."""
+    check_values(values)
     if not values["model_path"]:
         raise ValueError("parameter model_path is empty: set it to an exported .onnx file or a TensorRT .engine")
     pipeline = PipelineConfig(**{field: values[name] for name, field in PIPELINE_PARAMETERS.items()})

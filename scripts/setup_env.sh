@@ -7,7 +7,20 @@ venv="$root/.venv"
 stamp="$venv/.requirements.sha256"
 want="$(cat "$root/requirements.txt" "$root/constraints.txt" | sha256sum | cut -d' ' -f1)"
 
+# depth_node and replay_eval on PATH: this package itself, editable (no copy of the sources; colcon builds
+# of the same tree are unaffected). Output only when it fails.
+install_package() {
+  [ -x "$venv/bin/replay_eval" ] && [ -x "$venv/bin/depth_node" ] && return 0
+  local log
+  if ! log="$("$venv/bin/python" -m pip install --no-deps --no-build-isolation -e "$root" 2>&1)"; then
+    echo "$log" >&2
+    echo "setup_env: installing the console scripts (pip install -e $root) failed" >&2
+    return 1
+  fi
+}
+
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ]; then
+  install_package
   exit 0
 fi
 python_bin="${PYTHON:-python3}"
@@ -19,4 +32,5 @@ echo "setup_env: installing pinned requirements into $venv (first run takes a fe
 "$python_bin" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip install --quiet -r "$root/requirements.txt" -c "$root/constraints.txt"
+install_package
 echo "$want" > "$stamp"

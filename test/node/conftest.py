@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from icm_depth_ros.local_graph import SHM_PROFILE, local_ros_environment, stop_process
+from icm_depth_ros.local_graph import FASTDDS_PROFILE, local_ros_environment, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_SIZE = (96, 320)
@@ -189,7 +189,7 @@ def graph(tmp_path):
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     nodes: list[NodeProcess] = []
     previous_profile = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")
-    os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(SHM_PROFILE)  # the probe uses the same transport
+    os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(FASTDDS_PROFILE)  # the probe uses the same transport
     probe = GraphProbe(domain_id)
 
     def start_node(parameters: dict, command: list[str] | None = None, node_env: dict | None = None) -> NodeProcess:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from icm_depth_ros.node_parameters import PARAMETERS
+from icm_depth_ros.node_parameters import LIVE_PARAMETERS, PARAMETERS, STARTUP_PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,25 +42,63 @@ def test_readme_table_lists_every_parameter_and_topic():
 def test_launch_file_refers_to_what_the_package_installs():
     launch = load_launch_module()
     assert launch.PACKAGE == "icm_depth_ros" and launch.EXECUTABLE == "depth_node"
-    assert (ROOT / launch.PARAMS_FILE).is_file() and (ROOT / launch.SHM_PROFILE).is_file()
+    assert (ROOT / launch.PARAMS_FILE).is_file() and (ROOT / launch.FASTDDS_PROFILE).is_file()
     assert "depth_node = icm_depth_ros.depth_node:main" in (ROOT / "setup.py").read_text().replace('f"', "").replace(
         "{PACKAGE}", "icm_depth_ros")
     assert set(launch.OVERRIDABLE_PARAMETERS) <= set(PARAMETERS)
-    specs = launch.node_settings("front, left,/right", "image_raw", "camera_info")
+    specs = launch.node_settings("front, left,/right", "image_raw", "camera_info", process_per_camera=True)
     assert [s["namespace"] for s in specs] == ["front", "left", "right"]
-    assert specs[0]["remappings"] == [("image", "image_raw")]
-    assert launch.node_settings("", "image", "camera_info") == [{"namespace": "", "remappings": []}]
+    assert specs[0]["remappings"] == [("image", "image_raw")] and specs[0]["parameters"] == {}
+    assert launch.node_settings("", "image", "camera_info") == [{"namespace": "", "remappings": [], "parameters": {}}]
+    (one,) = launch.node_settings("front, left,/right", "image_raw", "camera_info")  # default: one node for all
+    assert one["namespace"] == "" and one["parameters"] == {"cameras": ["front", "left", "right"]}
+    assert one["remappings"] == [("front/image", "front/image_raw"), ("left/image", "left/image_raw"),
+                                 ("right/image", "right/image_raw")]
+    assert "cameras" in PARAMETERS and PARAMETERS["cameras"][0] == [""]
     assert launch.parameter_overrides({"model_path": "/m.onnx", "backend": ""}) == {"model_path": "/m.onnx"}
 
 
-def test_shm_profile_is_shared_memory_only_with_a_16_mb_segment():
+def test_fastdds_profile_has_a_16_mb_shared_memory_segment_and_udp_for_other_hosts():
     import xml.etree.ElementTree as ElementTree
 
-    root = ElementTree.parse(ROOT / "config" / "fastdds_shm.xml").getroot()
+    from icm_depth_ros.transport import package_profile
+
+    assert package_profile() == ROOT / "config" / "fastdds_shm_udp.xml"
+    root = ElementTree.parse(package_profile()).getroot()
     ns = {"d": "http://www.eprosima.com"}
-    assert root.find(".//d:transport_descriptor/d:type", ns).text == "SHM"
-    assert int(root.find(".//d:transport_descriptor/d:segment_size", ns).text) == 16 * 1024 * 1024
-    assert root.find(".//d:useBuiltinTransports", ns).text == "false"
+    kinds = {d.find("d:transport_id", ns).text: d for d in root.findall(".//d:transport_descriptor", ns)}
+    used = [t.text for t in root.findall(".//d:participant/d:rtps/d:userTransports/d:transport_id", ns)]
+    assert sorted(kinds[name].find("d:type", ns).text for name in used) == ["SHM", "UDPv4"]
+    shm = next(kinds[name] for name in used if kinds[name].find("d:type", ns).text == "SHM")
+    assert int(shm.find("d:segment_size", ns).text) == 16 * 1024 * 1024
+    assert root.find(".//d:participant", ns).get("is_default_profile") == "true"
+    assert root.find(".//d:useBuiltinTransports", ns).text == "false"  # replaced by the two above, not added to
+
+
+def test_launch_arguments_are_described_and_a_missing_params_file_stops_the_launch(tmp_path):
+    launch = load_launch_module()
+    assert set(launch.ARGUMENTS) == {"params_file", "model_path", "backend", "cameras", "process_per_camera",
+                                     "image_topic", "camera_info_topic", "shm_transport"}
+    assert all(len(description) > 20 for _, description in launch.ARGUMENTS.values())
+    params = tmp_path / "mine.yaml"
+    params.write_text("/**:\n  ros__parameters: {}\n")
+    assert launch.checked_params_file(str(params)) == str(params)
+    with pytest.raises(FileNotFoundError, match="params_file:=.*missing.yaml does not exist"):
+        launch.checked_params_file(str(tmp_path / "missing.yaml"))
+    assert launch.node_environment("true") == {}
+    assert launch.node_environment("false") == {"ICM_DEPTH_ROS_FASTDDS_PROFILE": "off"}
+    code = "\n".join(line for line in (ROOT / "launch" / "depth.launch.py").read_text().splitlines()
+                     if not line.lstrip().startswith("#"))
+    assert "SetEnvironmentVariable" not in code  # a user's FASTDDS_DEFAULT_PROFILES_FILE stays as it is
+
+
+def test_readme_parameter_table_says_which_parameters_apply_live():
+    rows = [line.split("|") for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `")]
+    applied = {cells[1].strip().strip("`"): cells[4].strip() for cells in rows if cells[1].strip().strip("`") in PARAMETERS}
+    assert set(applied) == set(PARAMETERS)
+    for name, when in applied.items():
+        expected = "live" if name in LIVE_PARAMETERS else "start-up" if name in STARTUP_PARAMETERS else "configure"
+        assert when == expected, (name, when)
 
 
 def test_launch_description_where_launch_is_installed():
@@ -93,7 +131,7 @@ def test_installed_depth_node_runs_from_the_colcon_install_tree(tmp_path, graph,
     prefix = tmp_path / "install" / "icm_depth_ros"
     executable = prefix / "lib" / "icm_depth_ros" / "depth_node"
     site = next((prefix / "lib").glob("python3*/site-packages"))
-    assert (prefix / "share" / "icm_depth_ros" / "config" / "fastdds_shm.xml").is_file()
+    assert (prefix / "share" / "icm_depth_ros" / "config" / "fastdds_shm_udp.xml").is_file()
     start_node, probe, domain_id = graph
     from conftest import MODEL_SIZE, make_image, ros_environment, stamp_of
 
