@@ -6,8 +6,8 @@
 For each input size: batch 1, the median over --frames timed frames after --warmup untimed ones, on
 synthetic "val" road scenes; the same thread count for every backend (torch.set_num_threads and ONNX
 Runtime's intra-op threads). PyTorch runs in eval mode under torch.no_grad(); the ONNX graphs come from
-training/exporting/onnx_export.py and the INT8 one from training/exporting/variants.py (calibrated on synthetic "train"
-scenes). Without --checkpoint the network is ResNet-18 with random weights (seed 0), which times the same
+training/exporting/onnx_export.py and the INT8 one from training/exporting/variants.py (symmetric Q/DQ, the file an
+int8 TensorRT engine is built from, calibrated on synthetic "train" scenes). Without --checkpoint the network is ResNet-18 with random weights (seed 0), which times the same
 as a trained one. The backends take turns in ROUNDS blocks, so that a change of machine load during the run
 reaches all of them. Also reported: speed-up against eager, the mean relative depth difference against
 eager (a check that the graphs compute the same thing) and the process's peak resident memory.
