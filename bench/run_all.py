@@ -1,6 +1,6 @@
 """Run every benchmark of the project, one after another, and write OUT/benchmarks.json and OUT/benchmarks.md.
 
-    python bench/run_all.py [--quick] [--out bench_report] [--only inference node_realtime ...]
+    python bench/run_all.py [--quick] [--out docs/bench_report] [--summary docs/benchmarks.md] [--only inference ...]
 
 Each script runs as its own process with --json (sequentially, so that they do not compete for the CPU);
 its JSON object, command line, wall time and the load average before it started go into the report, with
@@ -26,7 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from markdown_report import render_markdown  # noqa: E402
+from markdown_report import render_markdown, render_realtime_summary  # noqa: E402
+
+SUMMARY_BEGIN = "<!-- bench/run_all.py: real-time tables (regenerated; edit outside these markers) -->"
+SUMMARY_END = "<!-- end of bench/run_all.py tables -->"
 
 # name: (script, full-run arguments, quick-run arguments). Order = run order, cheapest-to-disturb first.
 # Full-run estimates on an idle 2-core machine in the comments; --quick keeps every benchmark but with
@@ -47,10 +50,20 @@ SETTINGS = {
         ["--model-size", "352x1216", "--frames", "20", "--threads", "2"],
         ["--model-size", "192x640", "--frames", "3", "--threads", "2"],
     ),
-    "node_realtime": (  # ~1 min: 10 s of frames at 30 Hz, 10 s drain, node start-up
+    "node_realtime": (  # ~1 min: echo floor, then the node; 10 s of 1242x375 frames at 30 Hz each, 5 s drain
         "node_realtime.py",
-        ["--model-size", "96x320", "--frames", "300", "--rate", "30"],
-        ["--model-size", "96x320", "--frames", "90", "--rate", "30"],
+        ["--model", "models/demo/icm_demo.onnx", "--frames", "300", "--rate", "30"],
+        ["--model", "models/demo/icm_demo.onnx", "--frames", "90", "--rate", "30"],
+    ),
+    "node_realtime_heavy": (  # ~2 min: a random ResNet-18 exported at 352x1216 (PyTorch), floor, node, 20 s at 30 Hz
+        "node_realtime.py",
+        ["--model-size", "352x1216", "--frames", "600", "--rate", "30"],
+        ["--model-size", "352x1216", "--frames", "150", "--rate", "30"],
+    ),
+    "node_multicamera": (  # ~2 min: 3 cameras x 10 Hz for 15 s: echo floor, one node for all, one node per camera
+        "node_realtime.py",
+        ["--model", "models/demo/icm_demo.onnx", "--cameras", "front,left,right", "--frames", "150", "--rate", "10"],
+        ["--model", "models/demo/icm_demo.onnx", "--cameras", "front,left,right", "--frames", "40", "--rate", "10"],
     ),
     "icm_loss_share": (  # ~2 min: 11 interleaved training steps at batch 4
         "icm_loss_share.py",
@@ -126,10 +139,28 @@ def run_benchmark(name: str, script: str, arguments: list[str], time_limit_s: fl
     return {**entry, "status": "ok", "result": result}
 
 
+REALTIME_BENCHMARKS = ("node_realtime", "node_realtime_heavy", "node_multicamera")
+
+
+def update_summary(path: Path, block: str) -> None:
+    """Put ``block`` between SUMMARY_BEGIN and SUMMARY_END in ``path`` (appended at the end the first time)."""
+    text = path.read_text() if path.exists() else ""
+    marked = f"{SUMMARY_BEGIN}\n{block.rstrip()}\n{SUMMARY_END}"
+    if SUMMARY_BEGIN in text and SUMMARY_END in text:
+        before, rest = text.split(SUMMARY_BEGIN, 1)
+        after = rest.split(SUMMARY_END, 1)[1]
+        text = before + marked + after
+    else:
+        text = text.rstrip() + ("\n\n" if text else "") + marked + "\n"
+    path.write_text(text)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few frames / steps each (about 4 minutes)")
-    parser.add_argument("--out", type=Path, default=Path("bench_report"), help="folder for benchmarks.json / .md")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_report", help="folder for benchmarks.json / .md")
+    parser.add_argument("--summary", type=Path, default=ROOT / "docs" / "benchmarks.md",
+                        help="page whose real-time block (between run_all's markers) is replaced; '' = none")
     parser.add_argument("--only", nargs="+", choices=list(SETTINGS), help="run only these benchmarks")
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"
@@ -152,6 +183,9 @@ def main(argv=None) -> int:
 
     (args.out / "benchmarks.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "benchmarks.md").write_text(render_markdown(report))
+    if str(args.summary) and any(name in report["benchmarks"] for name in REALTIME_BENCHMARKS):
+        update_summary(args.summary, render_realtime_summary(report))
+        print(f"updated the real-time tables in {args.summary}")
     failed = [name for name, entry in report["benchmarks"].items() if entry["status"] != "ok"]
     print(f"wrote {args.out / 'benchmarks.json'} and {args.out / 'benchmarks.md'} in {report['total_seconds']:.0f} s"
           + (f"; FAILED: {', '.join(failed)}" if failed else "; all benchmarks ran"))

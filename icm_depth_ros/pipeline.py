@@ -127,6 +127,18 @@ class DepthPipeline:
         any instance statistics (result.instances is still empty then): the node publishes depth/image
         there, so that its latency does not include the instances.
         """
+        depth_results = self.depth_batch(frames)
+        if on_depth is not None:
+            for index, (result, _) in enumerate(depth_results):
+                on_depth(index, result)
+        return [self.add_instances(frame, result, membership, instance_source)
+                for frame, (result, membership) in zip(frames, depth_results)]
+
+    def depth_batch(self, frames: list["FrameInput"]) -> list[tuple[PipelineResult, np.ndarray]]:
+        """The first half of process_batch: [(result without instances, membership [N, h/4, w/4])] per frame.
+
+        The memberships are copies: a backend may reuse its output buffers for the next inference.
+        """
         if not 1 <= len(frames) <= self.max_batch:
             raise ValueError(f"{len(frames)} frames in one batch; this model takes 1 to {self.max_batch}")
         start = time.perf_counter()
@@ -142,18 +154,19 @@ class DepthPipeline:
         start = time.perf_counter()
         depths, memberships = self.backend.infer(batch)  # [B, 1, h, w], [B, N, h/4, w/4]
         inference = time.perf_counter() - start
-        results = [self._depth_result(frame, geometry, depths[index, 0], {"preprocess": preprocess, "inference": inference})
-                   for index, (frame, geometry) in enumerate(zip(frames, geometries))]
-        if on_depth is not None:
-            for index, result in enumerate(results):
-                on_depth(index, result)
-        for index, (frame, result) in enumerate(zip(frames, results)):
-            start = time.perf_counter()
-            if instance_source == "clusters" or (instance_source == "topic" and frame.instance_labels is not None):
-                result.instances = self._instances(result.depth, memberships[index], result.geometry, result.K,
-                                                   frame.instance_labels, instance_source)
-            result.timings["instances"] = time.perf_counter() - start
-        return results
+        return [(self._depth_result(frame, geometry, depths[index, 0], {"preprocess": preprocess, "inference": inference}),
+                 np.array(memberships[index]))
+                for index, (frame, geometry) in enumerate(zip(frames, geometries))]
+
+    def add_instances(self, frame: "FrameInput", result: PipelineResult, membership: np.ndarray,
+                      instance_source: str = "clusters") -> PipelineResult:
+        """The second half of process_batch: ``result``'s instances (and timings["instances"]) filled in."""
+        start = time.perf_counter()
+        if instance_source == "clusters" or (instance_source == "topic" and frame.instance_labels is not None):
+            result.instances = self._instances(result.depth, membership, result.geometry, result.K,
+                                               frame.instance_labels, instance_source)
+        result.timings["instances"] = time.perf_counter() - start
+        return result
 
     def _input_buffer(self, size: int) -> np.ndarray:
         if size not in self._inputs:  # no per-frame allocation

@@ -34,6 +34,28 @@ def inference_size(eager: float, fp32: float, int8: float) -> dict:
             "export_s": 3.0, "quantise_int8_s": 5.0, "peak_rss_mb_so_far": 900.0}
 
 
+def realtime_result(targets, floor, latency, inference, cameras=None, rate=30.0) -> dict:
+    """bench/node_realtime.py's JSON: the echo floor and each target with the same figures on every camera."""
+    names = cameras or [""]
+
+    def camera(p50, p99, extra=None):
+        return {"sent": 270, "published": 200, "processed_share": 200 / 270, "latency_p50_ms": p50,
+                "latency_p99_ms": p99, **(extra or {})}
+
+    node_figures = {"node_inference_p50_ms": inference[0], "node_inference_p99_ms": inference[1],
+                    "instances_latency_p50_ms": latency[0] + 9, "instances_latency_p99_ms": latency[1] + 9}
+    result = {"model": "m.onnx", "camera_size": "375x1242", "rate_hz": rate, "frames_per_camera": 300,
+              "cameras": names, "node_parameters": [], "load_average_start": 0.5, "load_average_end": 0.7,
+              "targets": {"echo": {"processes": 1, "cpu_s": 1.0, "rss_start_mb": 100.0, "rss_end_mb": 100.0,
+                                   "rss_peak_mb": 101.0, "cameras": {n: camera(*floor) for n in names}}}}
+    for target in targets:
+        processes = len(names) if target == "per_camera" else 1
+        result["targets"][target] = {"processes": processes, "cpu_s": 5.0 * processes, "rss_start_mb": 300.0 * processes,
+                                     "rss_end_mb": 300.0 * processes, "rss_peak_mb": 333.0 * processes,
+                                     "cameras": {n: camera(*latency, node_figures) for n in names}}
+    return result
+
+
 CANNED = {
     "mode": "full", "command": "python bench/run_all.py", "total_seconds": 600.0, "machine": MACHINE,
     "benchmarks": {
@@ -45,10 +67,9 @@ CANNED = {
                              "median_ms": {"conversion": 0.1, "preprocess": 2.0, "inference": 200.0},
                              "bare_inference_ms": 200.0, "overhead_ms": 12.0, "overhead_ratio": 0.06,
                              "peak_rss_mb": 800.0}),
-        "node_realtime": ok({"frames_sent": 300, "rate_hz": 30.0, "frames_published_by_node": 150,
-                             "processed_rate_hz": 15.0, "dropped_frames_node": "150", "latency_p50_ms": 40.0,
-                             "latency_p99_ms": 70.0, "inference_p50_ms_node": "30.0", "rss_start_mb": 300.0,
-                             "rss_end_mb": 301.0, "rss_peak_mb": 333.0}),
+        "node_realtime": ok(realtime_result(["node"], floor=(5.0, 6.0), latency=(14.0, 30.0), inference=(8.0, 12.0))),
+        "node_multicamera": ok(realtime_result(["node", "per_camera"], floor=(5.0, 8.0), latency=(20.0, 60.0),
+                                               inference=(10.0, 30.0), cameras=["front", "left"], rate=10.0)),
         "icm_loss_share": ok({"encoder": "resnet18", "batch": 4, "size": "192x640", "threads": 2, "step_s": 2.0,
                               "icm_terms_s": 0.1, "step_without_icm_s": 1.9, "icm_share_pct": 5.0,
                               "icm_share_by_difference_pct": 5.0, "peak_rss_mb": 1500.0}),
@@ -73,12 +94,19 @@ def test_markdown_has_every_section_with_its_figures():
     assert "| PyTorch eager | 400.0 | 401.0 | 1.00x |" in markdown
     # node overhead 6 % against a 10 % goal; real time p99 70 ms > 2 x 30 ms inference
     assert "| 200.0 | 12.00 | 6.0 % | met |" in markdown
-    assert "| 150 | 15.0 | 150 | 40.0 | 70.0 | 30.0 | **not met** | 300 | 301 | 333 |" in markdown
+    # real time: p50 14 <= 5 + 8 + 5, p99 30 > 6 + 12 + 10; 200 of 270 frames < 95 % of min(30 Hz, 1 / 8 ms)
+    assert ("| node | 200 / 270 | 14.0 | 30.0 | 23.0 | 39.0 | 8.0 | 12.0 | 18.0: met | 28.0: **not met** | "
+            "95 %: **not met** | 1.12 |") in markdown
+    assert "| echo | 200 / 270 | 5.0 | 6.0 |" in markdown
+    # several cameras: 400 frames either way; one process 300 MiB <= 1.3 x (600 / 2)
+    assert "| node front | 200 / 270 | 20.0 | 60.0 |" in markdown and "| per_camera left | 200 / 270 |" in markdown
+    assert "| 400 | 400 | met | 300 | 390: met | 5.0 | 10.0 |" in markdown
     assert "| 2000.0 | 100.0 | 5.00 % | 1900.0 | 5.00 % | met |" in markdown
     assert "| scenes | 192x640 | 40 | 12.5 | 14.0 | met |" in markdown
     # memory gathers every process's peak
     assert "| inference | benchmark process | 1234 |" in markdown
-    assert "| node_realtime | depth node process | 333 |" in markdown
+    assert "| node_realtime | node (1 process) | 333 |" in markdown
+    assert "| node_multicamera | per_camera (2 processes) | 666 |" in markdown
     # the failed benchmark: marked in its section, stderr under Failures
     train = markdown.split("## Training throughput")[1].split("## Memory")[0]
     assert "**FAILED** (exit status 1)" in train
@@ -126,3 +154,19 @@ def test_inference_json_tiny_run():
     assert size["pytorch_eager"]["speedup_vs_eager"] == 1.0
     assert size["onnxruntime_fp32"]["depth_rel_diff_vs_eager"] < 1e-4  # same graph, same weights
     assert report["peak_rss_mb"] > 100
+
+
+def test_summary_block_is_replaced_between_the_markers(tmp_path):
+    from markdown_report import render_realtime_summary
+    from run_all import SUMMARY_BEGIN, SUMMARY_END, update_summary
+
+    page = tmp_path / "benchmarks.md"
+    page.write_text("# Benchmarks\n\nHand-written section.\n")
+    update_summary(page, "first")
+    update_summary(page, render_realtime_summary(CANNED))
+    text = page.read_text()
+    assert text.startswith("# Benchmarks\n\nHand-written section.\n") and text.count(SUMMARY_BEGIN) == 1
+    block = text.split(SUMMARY_BEGIN)[1].split(SUMMARY_END)[0]
+    assert "first" not in block and "### Real time: one camera at 30 Hz against the transport floor" in block
+    assert "### Several cameras: one process for all against one process per camera" in block
+    assert "Heavy case" not in block and "352x1216 ResNet-18 (random weights)\n\nNot run." in block
