@@ -2,12 +2,13 @@
 
     contract.py             graph I/O names, ONNX metadata keys, ModelInfo, ModelLoadError
     fingerprint.py          engine files and the fingerprint JSON beside each engine
+    onnx_precision.py       the precision and identity an ONNX file carries, variant names, symmetric Q/DQ
     onnxruntime_backend.py  ONNX Runtime (CPU or CUDA provider)
     engine_builder.py       ONNX -> TensorRT engine + fingerprint (export and the node's rebuild)
     tensorrt_backend.py     fingerprint check, rebuild decision, engine load and inference
     selection.py            open_backend: a backend by name ("auto", "onnxruntime", "tensorrt")
 
-Imports run down this list: no module imports one below it. No PyTorch, no ROS.
+Imports run up this list: a module imports only modules above it (test_backends.py checks). No PyTorch, no ROS.
 """
 from icm_depth_ros.inference.contract import ModelLoadError
 from icm_depth_ros.inference.selection import BACKENDS, ONNXRUNTIME_PROVIDERS, PRECISIONS, open_backend
