@@ -12,6 +12,7 @@ double can compute into the output buffers: the call sequence is checked end to 
 from __future__ import annotations
 
 import ctypes
+import importlib.machinery
 import inspect
 import types
 
@@ -22,6 +23,7 @@ class CheckedCudaRuntime(types.ModuleType):
 
     def __init__(self, real, version: str):
         super().__init__("cuda.bindings.runtime")
+        self.__spec__ = importlib.machinery.ModuleSpec("cuda.bindings.runtime", None)
         self._real, self.version = real, version
         self.calls: list[tuple[str, dict]] = []
         self.buffers: dict[int, ctypes.Array] = {}  # address -> memory, host and "device" alike

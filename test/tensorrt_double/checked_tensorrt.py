@@ -14,6 +14,7 @@ Real enums, ``Dims`` and pure-Python helpers (``nptype``) are the real ones. Eve
 """
 from __future__ import annotations
 
+import importlib.machinery
 import types
 
 import numpy as np
@@ -29,6 +30,7 @@ BUFFER_TYPES = ("buffer", "typing_extensions.Buffer", "bytes", "collections.abc.
 class CheckedTensorRT(types.ModuleType):
     def __init__(self, real, behaviour: dict | None = None):
         super().__init__("tensorrt")
+        self.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)  # importlib.util.find_spec asks for it
         self._real = real
         self._behaviour = dict(behaviour or {})
         self._classes: dict[str, CheckedClass] = {}

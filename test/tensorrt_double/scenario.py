@@ -5,7 +5,7 @@
 The request names the TensorRT and cuda-bindings versions the process was started with (see
 setup_bindings.environment), the fake driver (GPU name, compute capability, CUDA version) and a list
 of actions: "build" (icm_depth_ros.inference.engine_builder.build_engine), "open" (the node's
-open_backend("tensorrt", ...) and one inference), "snippet" (code run with ``trt`` and ``cudart``, to
+open_backend("tensorrt", ...) and one inference), "export" (training/export.py's main), "snippet" (code run with ``trt`` and ``cudart``, to
 prove the doubles catch mistakes). For each action the result holds the calls made on the doubles.
 Only the driver (libcuda) is faked outright: the GPU queries in fingerprint.py.
 """
@@ -163,6 +163,17 @@ def run_action(action: dict, trt, cudart, state: dict) -> dict:
         expected = 1.0 + image.mean(axis=1, keepdims=True)
         return {"description": backend.description, "depth_max_error": float(np.max(np.abs(depth - expected))),
                 "membership_sum": float(membership.sum(axis=1).mean()), "depth_shape": list(depth.shape)}
+    if action["kind"] == "export":  # the command: training/export.py's main with these arguments
+        import contextlib
+        import io
+
+        from training import export
+
+        state["network_input_shape"] = action["input_shape"]
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = export.main(action["argv"])
+        return {"exit_code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
     if action["kind"] == "snippet":
         exec(action["code"], {"trt": trt, "cudart": cudart, "np": np})  # noqa: S102 - the test's own code
         return {}

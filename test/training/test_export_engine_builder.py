@@ -129,3 +129,48 @@ def test_an_fp32_file_is_refused_for_an_fp16_engine_before_tensorrt_is_needed(mo
     with pytest.raises(ValueError, match=r"carries fp32, not fp16.*model\.fp16\.onnx"):
         build_engine(models["static"]["fp32"], tmp_path / "m.engine", "fp16")
     assert not (tmp_path / "m.engine").exists()
+
+
+@pytest.fixture(scope="module")
+def export_runs(models, tmp_path_factory):
+    """training/export.py --onnx ... --engine ... --precision fp16 | int8 with TensorRT 11.4's bindings."""
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("export_cli")
+    shutil.copy(models["static"]["fp32"], folder / "model.onnx")  # no variants beside it yet
+    calib = folder / "calib"
+    calib.mkdir()
+    for index in range(3):
+        cv2.imwrite(str(calib / f"{index}.png"), np.random.default_rng(index).integers(0, 255, (40, 70, 3), np.uint8))
+    shape = [1, 3, HEIGHT, WIDTH]
+    actions = [
+        {"kind": "export", "input_shape": shape, "argv": ["--onnx", str(folder / "model.onnx"), "--engine",
+                                                          str(folder / "fp16.engine"), "--precision", "fp16"]},
+        {"kind": "export", "input_shape": shape, "argv": ["--onnx", str(folder / "model.onnx"), "--engine",
+                                                          str(folder / "int8.engine"), "--precision", "int8",
+                                                          "--calib", str(calib)]},
+        {"kind": "export", "input_shape": shape, "argv": ["--onnx", str(folder / "model.onnx"), "--engine",
+                                                          str(folder / "again.engine"), "--precision", "fp16"]},
+    ]
+    report = run_scenario("11.4.0.106", "13.5.0", actions)
+    return folder, report["results"]
+
+
+def test_export_command_writes_the_variant_and_builds_from_it(export_runs):
+    from icm_depth_ros.inference.onnx_precision import file_precision, model_sha256
+
+    folder, (fp16, int8, again) = export_runs
+    for result in (fp16, int8, again):
+        assert result["ok"] and result["exit_code"] == 0, (result.get("traceback"), result.get("stderr"))
+    assert arguments(fp16, "OnnxParser.parse_from_file") == [{"model": str(folder / "model.fp16.onnx")}]
+    assert arguments(int8, "OnnxParser.parse_from_file") == [{"model": str(folder / "model.int8.onnx")}]
+    assert "calibrated on 3 images" in int8["stdout"] and "TensorRT operator and Q/DQ check passed" in int8["stdout"]
+    assert f"building from the existing fp16 variant {folder / 'model.fp16.onnx'}" in again["stdout"]
+    assert file_precision(folder / "model.int8.onnx") == "int8"
+    for name, precision in (("fp16", "fp16"), ("int8", "int8")):
+        fingerprint = fingerprints.read_fingerprint(folder / f"{name}.engine")
+        assert fingerprint["precision"] == precision and fingerprint["tensorrt_version"] == "11.4.0.106"
+        assert fingerprint["onnx_sha256"] == model_sha256(folder / "model.onnx")
