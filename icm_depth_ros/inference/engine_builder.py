@@ -30,7 +30,6 @@ from pathlib import Path
 from icm_depth_ros.inference import contract
 from icm_depth_ros.inference import fingerprint as fingerprints
 from icm_depth_ros.inference import onnx_precision
-from icm_depth_ros.inference.onnx_precision import onnx_metadata  # noqa: F401 - tensorrt_backend's import
 
 DEFAULT_WORKSPACE_GIB = 4.0
 SUPPORTED_TENSORRT = "TensorRT 10.3 or newer 10.x, or 11.x"

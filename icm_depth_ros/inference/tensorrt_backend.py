@@ -26,10 +26,9 @@ from icm_depth_ros.inference import onnx_precision
 from icm_depth_ros.inference.contract import (
     DEPTH_OUTPUT, INPUT_NAME, MEMBERSHIP_OUTPUT, ModelInfo, ModelLoadError, check_io_names,
 )
-from icm_depth_ros.inference.engine_builder import (
-    SUPPORTED_TENSORRT, build_engine, onnx_metadata, tensorrt_version_supported,
-)
+from icm_depth_ros.inference.engine_builder import SUPPORTED_TENSORRT, build_engine, tensorrt_version_supported
 from icm_depth_ros.inference.fingerprint import is_engine_path
+from icm_depth_ros.inference.onnx_precision import onnx_metadata
 
 
 def engine_decision(engine_path: Path, found: dict | None, mismatches: list[str], onnx_path: str,
@@ -122,7 +121,8 @@ def stream_handle(stream) -> int:
     """The CUstream value of a cuda-python ``cudaStream_t`` as an int, for ``execute_async_v3``.
 
     Read through ``getPtr()`` (the address of the handle), which cuda-bindings 12.x and 13.x both
-    have, instead of the implicit ``int(stream)`` conversion that 13.x deprecates.
+    have, instead of handing TensorRT the object and relying on an implicit ``int()`` conversion
+    (deprecated in cuda-bindings 13 by NVIDIA's notes; 13.5.0 emitted no warning for it here).
     """
     return ctypes.c_void_p.from_address(stream.getPtr()).value or 0
 
@@ -156,7 +156,10 @@ class TensorRTBackend:
         expected["precision"] = precision
         source = build_source(onnx_path, precision)
         if source and Path(source).is_file():  # the engine must come from this very model
-            expected["onnx_sha256"] = onnx_precision.model_sha256(source)
+            try:
+                expected["onnx_sha256"] = onnx_precision.model_sha256(source)
+            except ValueError as error:  # not a readable ONNX file
+                raise ModelLoadError(str(error)) from None
         found, mismatches = None, []
         if engine_path.is_file() and fingerprints.fingerprint_path(engine_path).is_file():
             try:
