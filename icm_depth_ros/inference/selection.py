@@ -11,7 +11,7 @@ from pathlib import Path
 
 from icm_depth_ros.inference.contract import ModelLoadError
 from icm_depth_ros.inference.fingerprint import is_engine_path, sibling_onnx
-from icm_depth_ros.inference.onnxruntime_backend import ONNXRUNTIME_PROVIDERS, OnnxRuntimeBackend
+from icm_depth_ros.inference.onnxruntime_backend import ONNXRUNTIME_PROVIDERS, OnnxRuntimeBackend  # noqa: F401 - re-exported
 from icm_depth_ros.inference.tensorrt_backend import TensorRTBackend
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
