@@ -160,7 +160,12 @@ def build(args: argparse.Namespace, onnx_path: Path) -> int:
     from training.exporting import tensorrt_build  # noqa: PLC0415
 
     source = Path(onnx_path)
-    if onnx_precision.file_precision(source) != args.precision:
+    carried = onnx_precision.file_precision(source)
+    if carried not in (args.precision, "fp32"):
+        print(f"error: {source} is the {carried} variant; give the fp32 export to build a {args.precision} engine",
+              file=sys.stderr)
+        return 1
+    if carried != args.precision:
         given = {"fp16": args.fp16_out, "int8": args.int8_out}.get(args.precision)
         source = Path(given) if given else onnx_precision.variant_path(onnx_path, args.precision)
         if source.is_file():
