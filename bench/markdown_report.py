@@ -193,6 +193,23 @@ def realtime_multicamera_section(report: dict) -> list[str]:
     return realtime_section(report, "node_multicamera")
 
 
+def node_transport_section(report: dict) -> list[str]:
+    """bench/node_transport.py: one row per transport set-up."""
+    result, lines = result_of(report, "node_transport")
+    if result is None:
+        return lines
+    rows = []
+    for name, entry in result["scenarios"].items():
+        peer = entry.get("udp_peer_received")
+        rows.append((name, entry["camera_profile"], entry["camera_publisher_qos"], entry["frames_sent"],
+                     entry.get("received_by_node", entry.get("received")), number(entry["delivered_fraction"], ".1%"),
+                     entry.get("answered", "-"), entry.get("dropped_in_slot", "-"),
+                     f"{number(entry['latency_p50_ms'])} / {number(entry.get('latency_p99_ms'))}",
+                     f"{peer['depth/image']} ({number(entry['udp_peer_fraction_of_processed'], '.0%')})" if peer else "-"))
+    return lines + table(("set-up", "camera transport", "camera QoS", "sent", "received", "delivered", "answered",
+                          "dropped in slot", "latency p50 / p99 ms", "UDP-only peer got (of processed)"), rows)
+
+
 def icm_share_section(report: dict) -> list[str]:
     result, lines = result_of(report, "icm_loss_share")
     if result is None:
@@ -259,6 +276,7 @@ SECTIONS = (
     ("Real time: one camera at 30 Hz against the transport floor", realtime_section),
     ("Real time, heavy case: 352x1216 ResNet-18 (random weights)", realtime_heavy_section),
     ("Several cameras: one process for all against one process per camera", realtime_multicamera_section),
+    ("Transport: 1242x375 frames at 30 Hz per Fast DDS set-up", node_transport_section),
     ("ICM loss share of a training step", icm_share_section),
     ("Synthetic data rate", synthetic_section),
     ("Training throughput with and without the ICM terms", train_section),

@@ -65,6 +65,11 @@ SETTINGS = {
         ["--model", "models/demo/icm_demo.onnx", "--cameras", "front,left,right", "--frames", "150", "--rate", "10"],
         ["--model", "models/demo/icm_demo.onnx", "--cameras", "front,left,right", "--frames", "40", "--rate", "10"],
     ),
+    "node_transport": (  # ~3 min: 6 transport set-ups x 10 s of 1242x375 frames at 30 Hz, node start-up each
+        "node_transport.py",
+        ["--model", "models/demo/icm_demo.onnx", "--frames", "300", "--rate", "30"],
+        ["--model", "models/demo/icm_demo.onnx", "--frames", "60", "--rate", "30"],
+    ),
     "icm_loss_share": (  # ~2 min: 11 interleaved training steps at batch 4
         "icm_loss_share.py",
         ["--batch", "4", "--size", "192x640", "--steps", "5"],

@@ -31,7 +31,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--size", default="375x1242", help="HEIGHTxWIDTH of the rgb8 images")
     parser.add_argument("--publisher-qos", choices=("reliable", "sensor_data"), default="reliable")
     parser.add_argument("--only-receive", action="store_true", help="publish nothing; count outputs for --seconds")
-    parser.add_argument("--seconds", type=float, default=20.0, help="--only-receive: how long to listen")
+    parser.add_argument("--seconds", type=float, default=20.0, help="--only-receive / --count-images: how long")
+    parser.add_argument("--count-images", choices=("reliable", "sensor_data"),
+                        help="be the node's stand-in instead: subscribe to 'image' (keep last 1, this reliability) "
+                             "and count what arrives; no model, so this is the transport alone")
+    parser.add_argument("--no-node", action="store_true", help="publish without waiting for a node's depth/image")
     parser.add_argument("--discovery-timeout", type=float, default=30.0)
     parser.add_argument("--drain", type=float, default=3.0, help="seconds to wait for the last outputs")
     args = parser.parse_args(argv)
@@ -67,15 +71,23 @@ def run(args) -> dict:
 
     node.create_subscription(DiagnosticArray, "/diagnostics", record_diagnostics, 10)
     sent: dict[tuple[int, int], float] = {}
+    images: list[float] = []  # --count-images: stamp -> arrival, seconds
+    if args.count_images:
+        from rclpy.qos import ReliabilityPolicy
+
+        reliability = ReliabilityPolicy.RELIABLE if args.count_images == "reliable" else ReliabilityPolicy.BEST_EFFORT
+        node.create_subscription(Image, "image", lambda m: images.append(
+            time.time() - m.header.stamp.sec - m.header.stamp.nanosec * 1e-9), QoSProfile(depth=1, reliability=reliability))
     try:
-        if args.only_receive:
+        if args.only_receive or args.count_images:
             spin_for(node, args.seconds)
         else:
             qos = QoSProfile(depth=10) if args.publisher_qos == "reliable" else qos_profile_sensor_data
             image_publisher = node.create_publisher(Image, "image", qos)
             info_publisher = node.create_publisher(CameraInfo, "camera_info", qos)
             deadline = time.monotonic() + args.discovery_timeout
-            while image_publisher.get_subscription_count() == 0 or node.count_publishers("depth/image") == 0:
+            while image_publisher.get_subscription_count() == 0 or (
+                    not args.no_node and node.count_publishers("depth/image") == 0):
                 if time.monotonic() > deadline:
                     raise SystemExit("transport_client: the node's image subscription was not discovered in "
                                      f"{args.discovery_timeout} s")
@@ -99,6 +111,10 @@ def run(args) -> dict:
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
+    if args.count_images:
+        latencies = np.array(images) * 1e3
+        return {"images_received": len(images), "reliability": args.count_images,
+                "latency_p50_ms": round(float(np.percentile(latencies, 50)), 1) if images else None}
     return {**summarize(sent, arrivals, args), "node": node_counts}
 
 
