@@ -19,8 +19,15 @@ install_package() {
   fi
 }
 
+# The real TensorRT / cuda-bindings Python wheels the test doubles are checked against (pinned in
+# test/tensorrt_double/setup_bindings.py), each in a folder of its own under .venv; reused when present.
+prepare_test_bindings() {
+  "$venv/bin/python" "$root/test/tensorrt_double/setup_bindings.py"
+}
+
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ]; then
   install_package
+  prepare_test_bindings
   exit 0
 fi
 python_bin="${PYTHON:-python3}"
@@ -33,4 +40,5 @@ echo "setup_env: installing pinned requirements into $venv (first run takes a fe
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip install --quiet -r "$root/requirements.txt" -c "$root/constraints.txt"
 install_package
+prepare_test_bindings
 echo "$want" > "$stamp"

@@ -5,9 +5,10 @@ links against ``libnvinfer.so.N``, ``libnvonnxparser.so.N`` and ``libnvinfer_plu
 it needs only the few factory symbols ``nm -D --undefined-only`` lists (createInferBuilder_INTERNAL,
 ...). Stub libraries defining them (returning NULL), compiled with the machine's gcc, make the module
 import and expose that version's exact API; nothing in it can run. Each version goes into its own
-folder under the cache (``ICM_BINDINGS_CACHE``, default ~/.cache/icm_depth_ros/bindings), installed
-with ``pip install --no-deps --target``; later runs reuse it. One process can load only one
-tensorrt.so, so every version is imported in a subprocess of its own (``environment``).
+folder under the cache (``ICM_BINDINGS_CACHE``, default .venv/tensorrt-test-bindings), installed
+with ``pip install --no-deps --target`` by the setup step (``python test/tensorrt_double/setup_bindings.py``,
+which scripts/setup_env.sh runs); tests only read the cache and never download. One process can load
+only one tensorrt.so, so every version is imported in a subprocess of its own (``environment``).
 """
 from __future__ import annotations
 
@@ -22,14 +23,20 @@ TENSORRT_VERSIONS = ("10.3.0", "10.13.3.9", "11.4.0.106")  # JetPack 6, JetPack 
 CUDA_BINDINGS_VERSIONS = ("12.9.6", "13.5.0")  # the CUDA 12 line (JetPack 6, Python 3.10) and the CUDA 13 line
 TEST_ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = TEST_ROOT.parent
-CACHE = Path(os.environ.get("ICM_BINDINGS_CACHE", Path.home() / ".cache" / "icm_depth_ros" / "bindings"))
+CACHE = Path(os.environ.get("ICM_BINDINGS_CACHE", REPOSITORY / ".venv" / "tensorrt-test-bindings"))
 
 
-def pip_target(package: str, version: str) -> Path:
-    """``package==version`` installed (no dependencies) into a folder of its own; reused when present."""
+def pip_target(package: str, version: str, fetch: bool = False) -> Path:
+    """``package==version`` installed (no dependencies) into a folder of its own; reused when present.
+
+    Only the setup step fetches (``fetch=True``); a test finding the folder missing says how to make it.
+    """
     target = CACHE / f"{package}-{version}"
     if (target / ".installed").is_file():
         return target
+    if not fetch:
+        raise RuntimeError(f"{package}=={version} is not prepared in {CACHE}: run bash scripts/setup_env.sh "
+                           "(it fetches the pinned bindings wheels and builds their stub libraries)")
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check",
@@ -110,3 +117,16 @@ def run_scenario(tensorrt_version: str, cuda_bindings_version: str, actions: lis
     if result.returncode != 0:
         raise RuntimeError(f"scenario for TensorRT {tensorrt_version} failed:\n{result.stdout}\n{result.stderr}")
     return json.loads(result.stdout)
+
+
+def prepare_all() -> None:
+    """The setup step: fetch every pinned bindings version and build its stub libraries (idempotent)."""
+    for version in TENSORRT_VERSIONS:
+        stub_libraries(pip_target("tensorrt-cu12-bindings", version, fetch=True))
+    for version in CUDA_BINDINGS_VERSIONS:
+        if installed_cuda_bindings() != version:
+            pip_target("cuda-bindings", version, fetch=True)
+
+
+if __name__ == "__main__":
+    prepare_all()
