@@ -185,6 +185,28 @@ def realtime_section(report: dict, name: str = "node_realtime", heavy: bool = Fa
     return lines
 
 
+def instance_statistics_section(report: dict) -> list[str]:
+    result, lines = result_of(report, "instance_statistics")
+    if result is None:
+        return lines
+    return lines + table(("case", "instances", "new median ms", "new min ms", "previous median ms", "previous min ms",
+                          f"goal <= {result['goal_ms']:g} ms"),
+                         [(name, f["instances"], number(f["new_median_ms"], ".2f"), number(f["new_min_ms"], ".2f"),
+                           number(f["previous_median_ms"], ".2f"), number(f["previous_min_ms"], ".2f"),
+                           verdict(f["goal_met"])) for name, f in result["cases"].items()])
+
+
+def ort_spinning_section(report: dict) -> list[str]:
+    result, lines = result_of(report, "ort_spinning")
+    if result is None:
+        return lines
+    return lines + table(("ONNX Runtime setting", "inference alone ms", "inference beside ms", "inferences/s",
+                          "instance statistics beside ms", "statistics/s"),
+                         [(name, number(f["inference_alone_ms"]), number(f["inference_beside_ms"]),
+                           number(f["inference_per_s"]), number(f["instances_beside_ms"]), number(f["instances_per_s"]))
+                          for name, f in result["settings"].items()])
+
+
 def realtime_heavy_section(report: dict) -> list[str]:
     return realtime_section(report, "node_realtime_heavy", heavy=True)
 
@@ -273,6 +295,8 @@ SECTIONS = (
     ("Inference per frame: PyTorch eager, ONNX Runtime fp32, ONNX Runtime INT8", inference_section),
     ("Export variants: accuracy and speed (fp32 / fp16 / INT8)", export_variants_section),
     ("Node overhead", node_overhead_section),
+    ("Instance statistics, 64 instances at 1242x375", instance_statistics_section),
+    ("ONNX Runtime threads beside the node's instance thread", ort_spinning_section),
     ("Real time: one camera at 30 Hz against the transport floor", realtime_section),
     ("Real time, heavy case: 352x1216 ResNet-18 (random weights)", realtime_heavy_section),
     ("Several cameras: one process for all against one process per camera", realtime_multicamera_section),
@@ -294,7 +318,8 @@ def render_realtime_summary(report: dict) -> str:
              f"{', '.join(f'{v:.2f}' for v in machine['load_average_start'])}. Full report: "
              "[bench_report/benchmarks.md](bench_report/benchmarks.md).", ""]
     for title, section in SECTIONS:
-        if section in (realtime_section, realtime_heavy_section, realtime_multicamera_section):
+        if section in (instance_statistics_section, ort_spinning_section, realtime_section, realtime_heavy_section,
+                       realtime_multicamera_section):
             lines += [f"### {title}", "", *section(report)]
     return "\n".join(lines).rstrip() + "\n"
 

@@ -50,6 +50,12 @@ SETTINGS = {
         ["--model-size", "352x1216", "--frames", "20", "--threads", "2"],
         ["--model-size", "192x640", "--frames", "3", "--threads", "2"],
     ),
+    "instance_statistics": (  # ~10 s: 64 instances at 1242x375, new and previous implementation
+        "instance_statistics.py", ["--repeats", "30"], ["--repeats", "5"],
+    ),
+    "ort_spinning": (  # ~30 s: ONNX Runtime thread settings beside the instance thread's work
+        "ort_spinning.py", ["--seconds", "4"], ["--seconds", "1"],
+    ),
     "node_realtime": (  # ~1 min: echo floor, then the node; 10 s of 1242x375 frames at 30 Hz each, 5 s drain
         "node_realtime.py",
         ["--model", "models/demo/icm_demo.onnx", "--frames", "300", "--rate", "30"],

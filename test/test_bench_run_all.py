@@ -169,4 +169,4 @@ def test_summary_block_is_replaced_between_the_markers(tmp_path):
     block = text.split(SUMMARY_BEGIN)[1].split(SUMMARY_END)[0]
     assert "first" not in block and "### Real time: one camera at 30 Hz against the transport floor" in block
     assert "### Several cameras: one process for all against one process per camera" in block
-    assert "Heavy case" not in block and "352x1216 ResNet-18 (random weights)\n\nNot run." in block
+    assert "352x1216 ResNet-18 (random weights)\n\nNot run." in block and "64 instances at 1242x375\n\nNot run." in block
