@@ -158,6 +158,7 @@ def main(args=None) -> int:
         executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
+        stop.ignore_further()
     return 0
 
 

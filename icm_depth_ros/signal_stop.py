@@ -5,7 +5,8 @@ SIGINT, so a second Ctrl-C (``ros2 launch`` forwards one on top of the terminal'
 of the clean-up and ends the process with a traceback and status -2. Instead, ``rclpy.init`` is called
 with ``SignalHandlerOptions.NO`` (rclpy Humble and later) and ``SignalStop`` installs handlers that only
 record the request; ``spin_until_stopped`` spins in short slices and returns once a signal came, and
-the clean-up then runs with further signals recorded, not raised.
+the clean-up then runs with further signals recorded, not raised, and ignored once it is done (a late one
+during interpreter finalization would otherwise end the process with status -2: seen under ros2 launch).
 """
 from __future__ import annotations
 
@@ -35,6 +36,12 @@ class SignalStop:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
         self._previous = {}
+
+    def ignore_further(self) -> None:
+        """From here on SIGINT/SIGTERM are ignored: the process is ending anyway, and one arriving while the
+        interpreter finalizes (where Python restores the default handlers it set) would kill it with -2."""
+        for number in self.SIGNALS:
+            signal.signal(number, signal.SIG_IGN)
 
     def _handle(self, number, frame) -> None:
         self.received.append(signal.Signals(number).name)

@@ -41,3 +41,17 @@ def test_signals_end_the_node_cleanly(graph, onnx_model, signals):
     assert "Traceback" not in log and "KeyboardInterrupt" not in log, log
     # Pending signals are handled in signal-number order, so the first logged may be either.
     assert any(f"{signal.Signals(number).name} received: shutting down" in log for number in signals), log
+
+
+def test_signals_that_keep_coming_until_the_process_is_gone(graph, onnx_model):
+    """ros2 launch forwards SIGINT while the node is already exiting: one arriving during interpreter
+    finalization must not end it with -2 (seen under the real ros2 launch before the fix)."""
+    start_node, probe, _ = graph
+    node = busy_node(start_node, probe, onnx_model)
+    node.process.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 20
+    while node.process.poll() is None and time.monotonic() < deadline:
+        node.process.send_signal(signal.SIGINT)
+        time.sleep(0.002)
+    assert node.process.wait(timeout=5) == 0, node.log()
+    assert "Traceback" not in node.log()
