@@ -57,6 +57,8 @@ def write_run(folder, name, abs_rel, finished=True, steps=100, checksum=1.0):
             record.update({f"feature_grad/loss_icm_{s}": 0.1 * s for s in (1, 2, 3)})
             record.update({f"weight/loss_icm_{s}": 1.0 for s in (1, 2, 3)})
         records.append(record)
+    if finished:  # held-out evaluations at steps 50 and 100: abs_rel moved by -0.02 in the last 50 steps
+        records += [{"step": 50, "val": {"abs_rel": abs_rel + 0.02}}, {"step": 100, "val": {"abs_rel": abs_rel}}]
     (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     if finished:
         metrics = {m: 0.5 for m in METRICS}
@@ -84,6 +86,7 @@ def test_report_tables_from_run_folders(tmp_path):
     assert "- paper: II better than I in abs_rel: **contradicted**" in text
     assert "- paper: III better than II in d1_instance: **cannot tell** (interval spans 0)" in text
     assert "| III + ICM warm-up (deviation) | 0 | in progress (step 50) |" in text
+    assert "| I (parallel, SIlog) | 1 | 100 | 0.4000 | 0.5000 | 0.5000 | 0.5000 | 0.5000 | 0.5000 | -0.0200 |" in text
     # term analysis: first 10 % holds step 10; gradient ratio (0.1 + 0.2 + 0.3) / 0.1 = 6
     assert "| III (sequential, SIlog + ICM) | first 10 % | 3 | 4 | 1 | 2 | 3 | 0.1 | 0.1 | 0.2 | 0.3 | 6 |" in text
     assert "| I (parallel, SIlog) | last 10 % | 3 | 4 |  |  |  | 0.1 |  |  |  | 0 |" in text

@@ -118,18 +118,25 @@ def difference_table(runs: dict) -> str:
     return "\n".join(lines)
 
 
+def last_change(run: dict, column: str = "abs_rel") -> str:
+    """abs_rel of the last evaluation minus the one before (how flat the curve has become)."""
+    values = [r["val"][column] for r in run["records"] if "val" in r and column in r["val"]]
+    return f"{values[-1] - values[-2]:+.4f}" if len(values) > 1 else ""
+
+
 def run_table(runs: dict) -> str:
-    lines = ["| method | seed | steps | " + " | ".join(COLUMNS) + " |", "|---|---:|---:|" + "---:|" * len(COLUMNS)]
+    lines = ["| method | seed | steps | " + " | ".join(COLUMNS) + " | abs_rel change since the previous evaluation |",
+             "|---|---:|---:|" + "---:|" * (len(COLUMNS) + 1)]
     for method in methods_present(runs):
         for seed in sorted(s for m, s in runs if m == method):
             run = runs[(method, seed)]
             if run["report"] is None:
                 lines.append(f"| {METHODS[method]} | {seed} | in progress (step {last_step(run)}) |"
-                             + " |" * len(COLUMNS))
+                             + " |" * (len(COLUMNS) + 1))
                 continue
             metrics = run["report"]["metrics"]
             lines.append(f"| {METHODS[method]} | {seed} | {run['report']['step']} | "
-                         + " | ".join(f"{metrics[c]:.4f}" for c in COLUMNS) + " |")
+                         + " | ".join(f"{metrics[c]:.4f}" for c in COLUMNS) + f" | {last_change(run)} |")
     return "\n".join(lines)
 
 
