@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few frames / steps each (about 4 minutes)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_report", help="folder for benchmarks.json / .md")
-    parser.add_argument("--summary", type=Path, default=ROOT / "docs" / "benchmarks.md",
+    parser.add_argument("--summary", type=str, default=str(ROOT / "docs" / "benchmarks.md"),
                         help="page whose real-time block (between run_all's markers) is replaced; '' = none")
     parser.add_argument("--only", nargs="+", choices=list(SETTINGS), help="run only these benchmarks")
     args = parser.parse_args(argv)
@@ -194,8 +194,8 @@ def main(argv=None) -> int:
 
     (args.out / "benchmarks.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "benchmarks.md").write_text(render_markdown(report))
-    if str(args.summary) and any(name in report["benchmarks"] for name in REALTIME_BENCHMARKS):
-        update_summary(args.summary, render_realtime_summary(report))
+    if args.summary and any(name in report["benchmarks"] for name in REALTIME_BENCHMARKS):  # Path("") would be "."
+        update_summary(Path(args.summary), render_realtime_summary(report))
         print(f"updated the real-time tables in {args.summary}")
     failed = [name for name, entry in report["benchmarks"].items() if entry["status"] != "ok"]
     print(f"wrote {args.out / 'benchmarks.json'} and {args.out / 'benchmarks.md'} in {report['total_seconds']:.0f} s"

@@ -170,3 +170,16 @@ def test_summary_block_is_replaced_between_the_markers(tmp_path):
     assert "first" not in block and "### Real time: one camera at 30 Hz against the transport floor" in block
     assert "### Several cameras: one process for all against one process per camera" in block
     assert "352x1216 ResNet-18 (random weights)\n\nNot run." in block and "64 instances at 1242x375\n\nNot run." in block
+
+
+def test_empty_summary_writes_the_report_and_no_page(tmp_path, monkeypatch):
+    import run_all
+
+    page = tmp_path / "page.md"
+    monkeypatch.setattr(run_all, "run_benchmark", lambda name, *args: CANNED["benchmarks"][name])
+    monkeypatch.setattr(run_all, "machine_facts", lambda: dict(MACHINE))
+    assert run_all.main(["--only", "node_realtime", "--out", str(tmp_path / "out"), "--summary", ""]) == 0
+    assert "| node_realtime | node (1 process) |" in (tmp_path / "out" / "benchmarks.md").read_text()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]  # no page written, no crash on Path("")
+    assert run_all.main(["--only", "node_realtime", "--out", str(tmp_path / "out"), "--summary", str(page)]) == 0
+    assert "### Real time: one camera at 30 Hz" in page.read_text()
