@@ -37,22 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from json_output import run_and_report  # noqa: E402
 
-from icm_depth_ros.local_graph import FASTDDS_PROFILE, local_ros_environment, stop_process  # noqa: E402
+from icm_depth_ros.local_graph import (  # noqa: E402
+    FASTDDS_PROFILE, UDP_ONLY_PROFILE, default_fastdds_environment, stop_process,
+)
 
 CLIENT = ROOT / "bench" / "transport_client.py"
-UDP_ONLY_PROFILE = """<?xml version="1.0" encoding="UTF-8"?>
-<dds xmlns="http://www.eprosima.com"><profiles>
-  <transport_descriptors><transport_descriptor>
-    <transport_id>udp_only</transport_id><type>UDPv4</type>
-  </transport_descriptor></transport_descriptors>
-  <participant profile_name="udp_only_participant" is_default_profile="true"><rtps>
-    <userTransports><transport_id>udp_only</transport_id></userTransports>
-    <useBuiltinTransports>false</useBuiltinTransports>
-  </rtps></participant>
-</profiles></dds>
-"""
-FASTDDS_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_BUILTIN_TRANSPORTS",
-                     "ICM_DEPTH_ROS_FASTDDS_PROFILE")
 # name: (node given the package profile explicitly, camera given it, camera publisher QoS, UDP-only peer)
 SCENARIOS = {
     "plain": (False, False, "reliable", False),
@@ -91,10 +80,7 @@ def measure(args: argparse.Namespace) -> dict:
 
 
 def clean_environment() -> dict:
-    env = local_ros_environment(random.randint(100, 200), shm=False)
-    for variable in FASTDDS_VARIABLES:
-        env.pop(variable, None)
-    return env
+    return default_fastdds_environment(random.randint(100, 200))
 
 
 def run_scenario(name: str, args, folder: Path) -> dict:

@@ -31,6 +31,33 @@ def local_ros_environment(domain_id: int | None = None, shm: bool = True,
     return env
 
 
+# The variables by which a user chooses a Fast DDS configuration (transport.py leaves the choice to them).
+FASTDDS_CHOICE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE",
+                            "FASTDDS_BUILTIN_TRANSPORTS", "ICM_DEPTH_ROS_FASTDDS_PROFILE")
+
+# A participant with UDPv4 only: stands in for a process on another host (or in a container without this
+# host's /dev/shm), which shares no memory segment with the node.
+UDP_ONLY_PROFILE = """<?xml version="1.0" encoding="UTF-8"?>
+<dds xmlns="http://www.eprosima.com"><profiles>
+  <transport_descriptors><transport_descriptor>
+    <transport_id>udp_only</transport_id><type>UDPv4</type>
+  </transport_descriptor></transport_descriptors>
+  <participant profile_name="udp_only_participant" is_default_profile="true"><rtps>
+    <userTransports><transport_id>udp_only</transport_id></userTransports>
+    <useBuiltinTransports>false</useBuiltinTransports>
+  </rtps></participant>
+</profiles></dds>
+"""
+
+
+def default_fastdds_environment(domain_id: int | None = None) -> dict[str, str]:
+    """A private localhost graph with no Fast DDS configuration chosen: what a user's shell has."""
+    env = local_ros_environment(domain_id, shm=False)
+    for variable in FASTDDS_CHOICE_VARIABLES:
+        env.pop(variable, None)
+    return env
+
+
 def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> int | None:
     """SIGINT (a node shuts down cleanly), then kill if it has not exited within ``timeout`` seconds."""
     if process.poll() is None:

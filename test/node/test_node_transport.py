@@ -4,39 +4,22 @@ reaches a node started with `python -m icm_depth_ros.depth_node`, and a client w
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import NodeProcess, ros_environment
+from conftest import NodeProcess
+
+from icm_depth_ros.local_graph import UDP_ONLY_PROFILE, default_fastdds_environment
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 # The shipped demo model (MobileNetV3, 96x320) keeps up with 5 Hz on two shared cores, so that every frame the
 # transport delivers is answered; the tests' ResNet-18 drops some in its latest-frame slot (by design).
 DEMO_MODEL = ROOT / "models" / "demo" / "icm_demo.onnx"
-UDP_ONLY_PROFILE = """<?xml version="1.0" encoding="UTF-8"?>
-<dds xmlns="http://www.eprosima.com"><profiles>
-  <transport_descriptors><transport_descriptor>
-    <transport_id>udp_only</transport_id><type>UDPv4</type>
-  </transport_descriptor></transport_descriptors>
-  <participant profile_name="udp_only_participant" is_default_profile="true"><rtps>
-    <userTransports><transport_id>udp_only</transport_id></userTransports>
-    <useBuiltinTransports>false</useBuiltinTransports>
-  </rtps></participant>
-</profiles></dds>
-"""
-
-
-def default_environment() -> dict:
-    """A private localhost graph with no Fast DDS configuration chosen: what a user's shell has."""
-    env = ros_environment(shm=False)
-    for name in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_BUILTIN_TRANSPORTS",
-                 "ICM_DEPTH_ROS_FASTDDS_PROFILE"):
-        env.pop(name, None)
-    return env
 
 
 def run_client(env: dict, *args: str, timeout: float = 120) -> dict:
@@ -61,7 +44,7 @@ def node_process(tmp_path):
 
 
 def test_default_fastdds_camera_at_5_hz_is_answered(node_process):
-    env = default_environment()
+    env = default_fastdds_environment(random.randint(100, 200))
     node = node_process({"model_path": DEMO_MODEL, "backend": "onnxruntime"}, env)
     assert node.wait_for_log("active", 60), node.log()
     assert "transport: Fast DDS profile" in node.log() and "fastdds_shm_udp.xml" in node.log()
@@ -73,7 +56,7 @@ def test_default_fastdds_camera_at_5_hz_is_answered(node_process):
 
 
 def test_udp_only_peer_receives_outputs_of_a_node_started_the_launch_files_way(node_process, tmp_path):
-    env = default_environment()  # the launch file sets no Fast DDS variable: the node chooses
+    env = default_fastdds_environment(random.randint(100, 200))  # the launch file sets no Fast DDS variable: the node chooses
     command = [sys.executable, "-m", "icm_depth_ros.depth_node", "--ros-args", "--params-file",
                str(ROOT / "config" / "depth.yaml")]
     node = node_process({"model_path": DEMO_MODEL, "backend": "onnxruntime"}, env, command)
