@@ -75,89 +75,85 @@ def instance_statistics(
     class_divisor > 0 reads panoptic labels (label = class * divisor + instance); else class is -1.
     Instances come sorted by id; those under ``min_pixels`` pixels are left out.
 
-    All instances at once (no per-instance mask over the image): one stable sort of the pixels by
-    instance groups each instance's pixels in raster order, then every sum is a segment reduction.
+    All instances at once, touching each pixel of the label image once: the label image becomes runs
+    (row pieces of one label), the runs are grouped by instance, and only the labelled pixels are then
+    gathered, instance after instance in raster order; every sum is a segment reduction over them and the
+    two order statistics come from one np.partition per instance.
     """
     if depth.shape != labels.shape:
         raise ValueError(f"depth {depth.shape} and instance labels {labels.shape} differ in size")
-    width = labels.shape[1]
-    compact, ids, counts = _compact_labels(labels.ravel())  # [H*W] 0..n; ids [n]: compact i is label ids[i - 1]
-    keep = np.flatnonzero(counts[1:] >= max(min_pixels, 1)) + 1  # compact ids reported
-    if keep.size == 0:
+    runs = _label_runs(labels)
+    if runs is None:
         return []
-    order = np.argsort(compact, kind="stable")[counts[0]:]  # [P] instance pixels grouped by id, raster order
-    # Every id 1..n has pixels, so these segment starts rise strictly: reduceat sums exactly one id each.
-    ends = np.cumsum(counts[1:])  # [n]
-    starts = ends - counts[1:]
-    rows, cols = np.divmod(order, width)  # [P] each
-    z = depth.ravel()[order]  # [P] float32
+    ids, run_instance, run_starts, run_lengths = runs  # ids [n] ascending; per run [R]: compact id, start, length
+    width = labels.shape[1]
+    # Runs of one instance together, each instance's runs in raster order (a radix sort of small ints).
+    order = np.argsort(run_instance, kind="stable")
+    run_instance, run_starts, run_lengths = run_instance[order], run_starts[order], run_lengths[order]
+    counts = np.bincount(run_instance, weights=run_lengths, minlength=ids.size).astype(np.int64)  # [n] pixels
+    run_rows, run_cols = np.divmod(run_starts, width)  # [R]
+    first_run = np.searchsorted(run_instance, np.arange(ids.size))  # [n] every instance has >= 1 run
+
+    # The labelled pixels, grouped: pixel k of run r is flat index run_starts[r] + k.
+    run_offsets = np.cumsum(run_lengths) - run_lengths  # [R] where each run begins among the gathered pixels
+    pixels = np.repeat(run_starts - run_offsets, run_lengths)  # [P] flat index - position
+    positions = np.arange(pixels.size, dtype=np.int64)
+    pixels += positions
+    z = depth.ravel()[pixels]  # [P] float32, NaN = no estimate
     valid = np.isfinite(z)
-    z_valid = np.where(valid, z, 0.0).astype(np.float64)
-    valid_counts = np.add.reduceat(valid, starts, dtype=np.int64)  # [n]
-    z_sums = np.add.reduceat(z_valid, starts)
-    u_z_sums = np.add.reduceat(cols * z_valid, starts)
-    v_z_sums = np.add.reduceat(rows * z_valid, starts)
-    u0, u1 = np.minimum.reduceat(cols, starts), np.maximum.reduceat(cols, starts) + 1
-    v0, v1 = rows[starts], rows[ends - 1] + 1  # raster order: the first and last pixel hold the rows
-    firm_sums = np.add.reduceat(firmness.ravel()[order], starts, dtype=np.float64) if firmness is not None else None
-    z_finite = z[valid]  # [P'] the depths with an estimate, still grouped by id
-    finite_ends = np.cumsum(valid_counts)
-    instances = []
-    for label in keep:
-        index = label - 1
-        count, n_valid = int(counts[label]), int(valid_counts[index])
-        if n_valid:
-            values = np.sort(z_finite[finite_ends[index] - n_valid:finite_ends[index]])
-            median, near = (_sorted_percentile(values, p) for p in (50.0, NEAR_PERCENTILE))
-            mean_z = z_sums[index] / n_valid
-            centroid = _centroid_from_means(u_z_sums[index] / n_valid, v_z_sums[index] / n_valid, mean_z, K)
+    z_valid = np.where(valid, z, np.float32(0.0)).astype(np.float64)  # [P]
+    instance_starts = run_offsets[first_run]  # [n] strictly rising
+    valid_counts = np.add.reduceat(valid, instance_starts, dtype=np.int64)  # [n]
+    run_z = np.add.reduceat(z_valid, run_offsets)  # [R] sum of z per run
+    z_sums = np.add.reduceat(run_z, first_run)  # [n]
+    # sum of u z over a run = sum of (position - run offset + run column) z
+    run_uz = np.add.reduceat(positions * z_valid, run_offsets) + (run_cols - run_offsets) * run_z
+    u_z_sums = np.add.reduceat(run_uz, first_run)
+    v_z_sums = np.add.reduceat(run_rows * run_z, first_run)  # a run lies in one row
+    u0 = np.minimum.reduceat(run_cols, first_run)
+    u1 = np.maximum.reduceat(run_cols + run_lengths, first_run)
+    v0 = run_rows[first_run]  # raster order: an instance's first run holds its top row, its last the bottom
+    v1 = run_rows[np.append(first_run[1:], run_rows.size) - 1] + 1
+    firm_sums = (np.add.reduceat(firmness.ravel()[pixels], instance_starts, dtype=np.float64)
+                 if firmness is not None else counts.astype(np.float64))
+
+    keep = np.flatnonzero(counts >= max(min_pixels, 1))
+    for start, end in zip(instance_starts[keep].tolist(), (instance_starts[keep] + counts[keep]).tolist()):
+        z[start:end].sort()  # z is our gathered copy: each instance's depths ascending, NaN last
+    median, near = (_sorted_percentile(z, instance_starts, valid_counts, p) for p in (50.0, NEAR_PERCENTILE))
+    with np.errstate(invalid="ignore", divide="ignore"):  # no valid pixel: NaN centroid, as the reference
+        n_valid = valid_counts.astype(np.float64)
+        mean_z, mean_uz, mean_vz = z_sums / n_valid, u_z_sums / n_valid, v_z_sums / n_valid
+        if K is None:
+            x = y = np.full(ids.size, np.nan)
         else:
-            median = near = np.nan
-            centroid = (np.nan, np.nan, np.nan)
-        firm = float(firm_sums[index] / count) if firm_sums is not None else 1.0
-        instance_id = int(ids[index])
-        instances.append(Instance(
-            id=instance_id,
-            class_id=instance_id // class_divisor if class_divisor > 0 else -1,
-            bbox=(int(u0[index]), int(v0[index]), int(u1[index]), int(v1[index])),
-            median_depth=float(median),
-            near_depth=float(near),
-            centroid=centroid,
-            pixel_count=count,
-            confidence=firm * (n_valid / count),
-        ))
-    return instances
+            fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+            x, y = (mean_uz - cx * mean_z) / fx, (mean_vz - cy * mean_z) / fy
+    mean_z[valid_counts == 0] = np.nan
+    confidence = firm_sums / counts * (valid_counts / counts)
+    classes = ids // class_divisor if class_divisor > 0 else np.full(ids.size, -1)
+    columns = [a[keep].tolist() for a in (ids, classes, u0, v0, u1, v1, median, near, x, y, mean_z, counts, confidence)]
+    return [Instance(id=i, class_id=c, bbox=(a, b, e, f), median_depth=m, near_depth=q, centroid=(cx_, cy_, cz),
+                     pixel_count=n, confidence=w)
+            for i, c, a, b, e, f, m, q, cx_, cy_, cz, n, w in zip(*columns)]
 
 
-def _compact_labels(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Labels [P] (any integers, 0 = none) -> (compact [P] 0..n in the smallest unsigned type, ids [n]
-    ascending, counts [n + 1] pixels per compact id, background first)."""
-    low, high = int(flat.min()), int(flat.max())
-    if low >= 0 and high <= 4 * flat.size:  # dense ids: one histogram finds the ones present
-        if flat.dtype in (np.uint8, np.uint16):  # OpenCV's histogram skips the int64 copy np.bincount makes
-            histogram = cv2.calcHist([flat.reshape(1, -1)], [0], None, [high + 1], [0, high + 1]).ravel()
-            histogram = histogram.astype(np.int64)  # float32 counts are exact below 2**24 pixels
-        else:
-            histogram = np.bincount(flat, minlength=high + 1)
-        ids = np.flatnonzero(histogram[1:]) + 1
-        counts = np.concatenate([histogram[:1], histogram[ids]])
-        if ids.size == high:  # ids 1..high all present: the labels are already compact
-            return flat.astype(_index_type(high), copy=False), ids, counts
-        lookup = np.zeros(high + 1, dtype=_index_type(ids.size))
-        lookup[ids] = np.arange(1, ids.size + 1)
-        return lookup[flat], ids, counts
-    ids, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)  # sparse huge or negative ids
-    zero = np.searchsorted(ids, 0)
-    has_zero = zero < ids.size and ids[zero] == 0
-    compact = inverse.astype(np.int64) + 1
-    if has_zero:  # background -> 0, the ids above it move down by one
-        compact[inverse == zero] = 0
-        compact[inverse > zero] -= 1
-        ids, background = np.delete(ids, zero), counts[zero]
-        counts = np.delete(counts, zero)
-    else:
-        background = 0
-    return compact.astype(_index_type(ids.size)), ids, np.concatenate([[background], counts])
+def _label_runs(labels: np.ndarray):
+    """labels [H, W] -> (ids [n] ascending, and per run of one nonzero label within a row [R]: compact id
+    0..n-1, flat start, length), or None when no pixel is labelled."""
+    flat = labels.ravel()
+    breaks = np.empty(flat.size, dtype=bool)  # [H*W] a run begins here
+    breaks[0] = True
+    np.not_equal(flat[1:], flat[:-1], out=breaks[1:])
+    breaks[::labels.shape[1]] = True  # runs never wrap to the next row
+    starts = np.flatnonzero(breaks)  # [R0]
+    lengths = np.diff(starts, append=flat.size)
+    run_labels = flat[starts]
+    labelled = run_labels != 0
+    if not labelled.any():
+        return None
+    ids, run_instance = np.unique(run_labels[labelled], return_inverse=True)
+    return ids, run_instance.astype(_index_type(ids.size)), starts[labelled], lengths[labelled]
 
 
 def _index_type(largest: int) -> np.dtype:
@@ -165,17 +161,13 @@ def _index_type(largest: int) -> np.dtype:
     return np.dtype(np.uint8 if largest < 256 else np.uint16 if largest < 65536 else np.int64)
 
 
-def _sorted_percentile(values: np.ndarray, percent: float) -> float:
-    """np.percentile(values, percent) (its default linear method, float64) of ascending ``values``."""
-    position = percent / 100.0 * (values.size - 1)
-    low = int(np.floor(position))
-    a, b, t = float(values[low]), float(values[min(low + 1, values.size - 1)]), position - low
-    return b - (b - a) * (1.0 - t) if t >= 0.5 else a + (b - a) * t  # numpy's lerp, the same rounding
-
-
-def _centroid_from_means(mean_uz: float, mean_vz: float, mean_z: float, K: np.ndarray | None) -> tuple[float, float, float]:
-    """Mean of the back-projected points X = (u - cx) z / fx, Y = (v - cy) z / fy, Z = z, from mean(u z), mean(v z), mean(z)."""
-    if K is None:
-        return (np.nan, np.nan, float(mean_z))
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    return (float((mean_uz - cx * mean_z) / fx), float((mean_vz - cy * mean_z) / fy), float(mean_z))
+def _sorted_percentile(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray, percent: float) -> np.ndarray:
+    """np.percentile(segment, percent) (its default linear method, float64) of every ascending segment
+    values[starts[i]:starts[i] + sizes[i]]; NaN where a segment is empty."""
+    position = percent / 100.0 * np.maximum(sizes - 1, 0)  # [n]
+    low = np.floor(position).astype(np.int64)
+    a = values[starts + low].astype(np.float64)
+    b = values[starts + np.minimum(low + 1, np.maximum(sizes - 1, 0))].astype(np.float64)
+    t = position - low
+    result = np.where(t >= 0.5, b - (b - a) * (1.0 - t), a + (b - a) * t)  # numpy's lerp, the same rounding
+    return np.where(sizes > 0, result, np.nan)
