@@ -201,7 +201,7 @@ def paper_orderings(runs: dict) -> str:
         shown = difference.format() if difference.count else "no paired seeds yet"
         claim = f"{METHODS[later].split(' (')[0]} better than {METHODS[earlier].split(' (')[0]} in {column}"
         lines.append(f"- paper: {claim}: {word}; {METHODS[later].split(' (')[0]} − "
-                     f"{METHODS[earlier].split(' (')[0]} = {shown} ({len(seeds)} paired seeds)")
+                     f"{METHODS[earlier].split(' (')[0]} = {shown}; paired seeds: {len(seeds)}")
     return "\n".join(lines)
 
 
