@@ -101,10 +101,13 @@ def instance_statistics(
     pixels += positions
     z = depth.ravel()[pixels]  # [P] float32, NaN = no estimate
     valid = np.isfinite(z)
-    z_valid = np.where(valid, z, np.float32(0.0)).astype(np.float64)  # [P]
+    # float32 with float64 sums (reduceat casts chunk by chunk): no 8-byte copy of every pixel to allocate
+    z_valid = np.where(valid, z, np.float32(0.0))  # [P] float32, 0 where no estimate
     instance_starts = run_offsets[first_run]  # [n] strictly rising
-    valid_counts = np.add.reduceat(valid, instance_starts, dtype=np.int64)  # [n]
-    run_z = np.add.reduceat(z_valid, run_offsets)  # [R] sum of z per run
+    invalid = np.flatnonzero(~valid)  # usually few: count them per instance instead of summing P booleans
+    valid_counts = counts - np.bincount(np.searchsorted(instance_starts, invalid, side="right") - 1,
+                                        minlength=ids.size)  # [n]
+    run_z = np.add.reduceat(z_valid, run_offsets, dtype=np.float64)  # [R] sum of z per run
     z_sums = np.add.reduceat(run_z, first_run)  # [n]
     # sum of u z over a run = sum of (position - run offset + run column) z
     run_uz = np.add.reduceat(positions * z_valid, run_offsets) + (run_cols - run_offsets) * run_z
@@ -152,8 +155,19 @@ def _label_runs(labels: np.ndarray):
     labelled = run_labels != 0
     if not labelled.any():
         return None
-    ids, run_instance = np.unique(run_labels[labelled], return_inverse=True)
-    return ids, run_instance.astype(_index_type(ids.size)), starts[labelled], lengths[labelled]
+    run_labels = run_labels[labelled]
+    low, high = int(run_labels.min()), int(run_labels.max())
+    if low > 0 and high <= 4 * flat.size:  # dense enough for a lookup table (no sort of the runs)
+        present = np.zeros(high + 1, dtype=bool)
+        present[run_labels] = True
+        ids = np.flatnonzero(present)
+        lookup = np.zeros(high + 1, dtype=_index_type(ids.size))
+        lookup[ids] = np.arange(ids.size)
+        run_instance = lookup[run_labels]
+    else:  # negative or huge sparse ids
+        ids, run_instance = np.unique(run_labels, return_inverse=True)
+        run_instance = run_instance.astype(_index_type(ids.size))
+    return ids, run_instance, starts[labelled], lengths[labelled]
 
 
 def _index_type(largest: int) -> np.dtype:
