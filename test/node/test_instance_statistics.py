@@ -180,3 +180,18 @@ def test_edge_cases_match_the_reference():
     assert instance_statistics(depth, cases["background only"], K) == []
     with pytest.raises(ValueError, match="differ in size"):
         instance_statistics(depth, np.zeros((10, 10), np.int32), K)
+
+
+def test_full_coverage_and_huge_ids_match_the_reference():
+    """The node's case (every pixel in some region, runs crossing nothing but row ends) and ids too sparse
+    for a lookup table (> 4 x the pixel count), with min_pixels dropping instances between kept ones."""
+    depth = depth_map(7)
+    rng = np.random.default_rng(7)
+    blocks = rng.integers(1, 40, size=(24, 78)).astype(np.int64)  # [24, 78] every cell labelled
+    full = np.kron(blocks, np.ones((16, 16), np.int64))[:SIZE[0], :SIZE[1]]
+    median_size = int(np.median(np.bincount(full.ravel())[1:]))  # about half the instances are dropped
+    for labels in (full, full * 10_000_000 + 7):
+        new = instance_statistics(depth, labels, K, None, median_size)
+        old = reference_instance_statistics(depth, labels, K, None, median_size)
+        assert 10 < len(old) < 30
+        assert_same(new, old)
