@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 MODEL_SIZE = (96, 320)
 
 
-@pytest.fixture(scope="session")
-def onnx_model(tmp_path_factory) -> Path:
+def export_test_model(folder: Path, name: str, dynamic_batch: bool = False) -> Path:
+    """The tests' random ResNet-18 ICMDepthNet (seed 0) exported to ``folder/name`` at MODEL_SIZE."""
     torch = pytest.importorskip("torch")
     from training.exporting.onnx_export import export_onnx
     from training.model import ICMDepthNet
@@ -33,25 +33,20 @@ def onnx_model(tmp_path_factory) -> Path:
     model = ICMDepthNet("resnet18", img_size=MODEL_SIZE).eval()
     with torch.no_grad():
         model.predictors[0].head.weight.normal_(0.0, 0.05)  # zero-initialised: depth would be constant
-    path = tmp_path_factory.mktemp("model") / "icm_test.onnx"
-    export_onnx(model, path, *MODEL_SIZE, config_name="node_test_random_resnet18")
+    path = folder / name
+    export_onnx(model, path, *MODEL_SIZE, config_name="node_test_random_resnet18", dynamic_batch=dynamic_batch)
     return path
+
+
+@pytest.fixture(scope="session")
+def onnx_model(tmp_path_factory) -> Path:
+    return export_test_model(tmp_path_factory.mktemp("model"), "icm_test.onnx")
 
 
 @pytest.fixture(scope="session")
 def dynamic_batch_model(tmp_path_factory) -> Path:
     """The same network as ``onnx_model`` (same seed and weights), exported with a dynamic batch dimension."""
-    torch = pytest.importorskip("torch")
-    from training.exporting.onnx_export import export_onnx
-    from training.model import ICMDepthNet
-
-    torch.manual_seed(0)
-    model = ICMDepthNet("resnet18", img_size=MODEL_SIZE).eval()
-    with torch.no_grad():
-        model.predictors[0].head.weight.normal_(0.0, 0.05)
-    path = tmp_path_factory.mktemp("model") / "icm_test_dynamic_batch.onnx"
-    export_onnx(model, path, *MODEL_SIZE, config_name="node_test_random_resnet18", dynamic_batch=True)
-    return path
+    return export_test_model(tmp_path_factory.mktemp("model"), "icm_test_dynamic_batch.onnx", dynamic_batch=True)
 
 
 def ros_environment(domain_id: int | None = None, shm: bool = True) -> dict[str, str]:
