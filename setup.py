@@ -1,10 +1,12 @@
 """ament_python package: the ROS 2 node (icm_depth_ros/) plus launch and config files.
 
 training/ is not installed with the node: a vehicle runs the node on an exported model without PyTorch.
+One compiled module, the per-instance statistics kernel (C++17, CPython API only: no NumPy headers); where it
+is not built, icm_depth_ros.instances computes the same numbers with NumPy, slower.
 """
 from glob import glob
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 PACKAGE = "icm_depth_ros"
 
@@ -18,8 +20,10 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
     ],
+    ext_modules=[Extension(f"{PACKAGE}._instance_kernel", [f"{PACKAGE}/_instance_kernel.cpp"],
+                           extra_compile_args=["-std=c++17", "-O3"], language="c++")],
     install_requires=["setuptools"],
-    zip_safe=True,
+    zip_safe=False,
     maintainer="icm_depth_ros maintainers",
     maintainer_email="maintainers@icm-depth-ros.dev",
     description="Monocular metric and per-instance depth (ICM network) for ROS 2",

@@ -5,18 +5,26 @@ depth image's: depth [H, W] float32 metres (NaN = no estimate), labels [H, W] in
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 from scipy import ndimage
 
+try:
+    from icm_depth_ros import _instance_kernel as _kernel  # built by setup.py (colcon build, pip install)
+except ImportError:  # a source tree that was never built: the NumPy path gives the same numbers
+    _kernel = None
+
 NEAR_PERCENTILE = 10.0  # "near depth": the 10th percentile, robust to a few stray pixels in front
 
 
-@dataclass(frozen=True)
-class Instance:
-    """One instance in one frame. bbox is (u0, v0, u1, v1) in depth-image pixels, u1/v1 exclusive."""
+class Instance(NamedTuple):
+    """One instance in one frame. bbox is (u0, v0, u1, v1) in depth-image pixels, u1/v1 exclusive.
+
+    A NamedTuple (immutable, compared field by field): a frame makes up to max_instances of them, and a
+    tuple is built several times faster than a frozen dataclass.
+    """
 
     id: int
     class_id: int  # -1 where unknown (network clusters have no semantic class)
@@ -74,17 +82,68 @@ def instance_statistics(
     confidence = mean firmness over the instance x the fraction of its pixels with a depth estimate.
     class_divisor > 0 reads panoptic labels (label = class * divisor + instance); else class is -1.
     Instances come sorted by id; those under ``min_pixels`` pixels are left out.
+    median_depth and near_depth are np.percentile's (linear method) of the instance's finite depths.
+
+    The compiled kernel (_instance_kernel.cpp, built with the package) does it in two passes over the image;
+    where it is not built, the same numbers come from NumPy segment reductions (_numpy_columns), slower.
+    """
+    if depth.shape != labels.shape:
+        raise ValueError(f"depth {depth.shape} and instance labels {labels.shape} differ in size")
+    use_kernel = _kernel is not None and labels.dtype.kind in "iub"
+    columns = (_kernel_columns if use_kernel else _numpy_columns)(depth, labels, firmness, max(min_pixels, 1))
+    if columns is None:
+        return []
+    ids, counts, valid_counts, u0, v0, u1, v1, z_sums, u_z_sums, v_z_sums, firm_sums, median, near = columns
+    with np.errstate(invalid="ignore", divide="ignore"):  # no valid pixel: NaN centroid, as the reference
+        n_valid = valid_counts.astype(np.float64)
+        mean_z, mean_uz, mean_vz = z_sums / n_valid, u_z_sums / n_valid, v_z_sums / n_valid
+        if K is None:
+            x = y = np.full(ids.size, np.nan)
+        else:
+            fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+            x, y = (mean_uz - cx * mean_z) / fx, (mean_vz - cy * mean_z) / fy
+    mean_z[valid_counts == 0] = np.nan
+    confidence = firm_sums / counts * (valid_counts / counts)
+    classes = ids // class_divisor if class_divisor > 0 else np.full(ids.size, -1)
+    columns = [np.asarray(a).tolist() for a in (ids, classes, u0, v0, u1, v1, median, near, x, y, mean_z, counts,
+                                                 confidence)]
+    return [Instance(id=i, class_id=c, bbox=(a, b, e, f), median_depth=m, near_depth=q, centroid=(cx_, cy_, cz),
+                     pixel_count=n, confidence=w)
+            for i, c, a, b, e, f, m, q, cx_, cy_, cz, n, w in zip(*columns)]
+
+
+def _kernel_columns(depth: np.ndarray, labels: np.ndarray, firmness: np.ndarray | None, min_pixels: int):
+    """instance_statistics' per-instance columns (kept instances only) from the compiled kernel, or None."""
+    depth = np.ascontiguousarray(depth, dtype=np.float32)
+    firmness = None if firmness is None else np.ascontiguousarray(firmness, dtype=np.float32)
+    rows = _kernel.statistics(depth, np.ascontiguousarray(labels), firmness, depth.shape[1], min_pixels, NEAR_PERCENTILE)
+    ids = None
+    if rows is None:  # negative or huge sparse ids: compact them to 1..n for the kernel's table
+        ids = np.unique(labels)
+        ids = ids[ids != 0]
+        compact = (np.searchsorted(ids, labels) + 1).astype(np.int32)
+        compact[labels == 0] = 0
+        rows = _kernel.statistics(depth, compact, firmness, depth.shape[1], min_pixels, NEAR_PERCENTILE)
+    if not rows:
+        return None
+    rows = np.frombuffer(rows, dtype=np.float64).reshape(-1, _kernel.FIELDS)
+    label = rows[:, 0].astype(np.int64)
+    label = label if ids is None else ids[label - 1].astype(np.int64)
+    counts, valid_counts, u0, v0, u1, v1 = (rows[:, k].astype(np.int64) for k in range(1, 7))
+    return (label, counts, valid_counts, u0, v0, u1, v1, *(rows[:, k] for k in range(7, 13)))
+
+
+def _numpy_columns(depth: np.ndarray, labels: np.ndarray, firmness: np.ndarray | None, min_pixels: int):
+    """The same columns as _kernel_columns with NumPy only, or None when no pixel is labelled.
 
     All instances at once, touching each pixel of the label image once: the label image becomes runs
     (row pieces of one label), the runs are grouped by instance, and only the labelled pixels are then
     gathered, instance after instance in raster order; every sum is a segment reduction over them and the
-    two order statistics come from one np.partition per instance.
+    two order statistics come from one in-place sort per instance.
     """
-    if depth.shape != labels.shape:
-        raise ValueError(f"depth {depth.shape} and instance labels {labels.shape} differ in size")
     runs = _label_runs(labels)
     if runs is None:
-        return []
+        return None
     ids, run_instance, run_starts, run_lengths = runs  # ids [n] ascending; per run [R]: compact id, start, length
     width = labels.shape[1]
     # Runs of one instance together, each instance's runs in raster order (a radix sort of small ints).
@@ -120,31 +179,18 @@ def instance_statistics(
     firm_sums = (np.add.reduceat(firmness.ravel()[pixels], instance_starts, dtype=np.float64)
                  if firmness is not None else counts.astype(np.float64))
 
-    keep = np.flatnonzero(counts >= max(min_pixels, 1))
+    keep = np.flatnonzero(counts >= min_pixels)
     for start, end in zip(instance_starts[keep].tolist(), (instance_starts[keep] + counts[keep]).tolist()):
         z[start:end].sort()  # z is our gathered copy: each instance's depths ascending, NaN last
     median, near = (_sorted_percentile(z, instance_starts, valid_counts, p) for p in (50.0, NEAR_PERCENTILE))
-    with np.errstate(invalid="ignore", divide="ignore"):  # no valid pixel: NaN centroid, as the reference
-        n_valid = valid_counts.astype(np.float64)
-        mean_z, mean_uz, mean_vz = z_sums / n_valid, u_z_sums / n_valid, v_z_sums / n_valid
-        if K is None:
-            x = y = np.full(ids.size, np.nan)
-        else:
-            fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-            x, y = (mean_uz - cx * mean_z) / fx, (mean_vz - cy * mean_z) / fy
-    mean_z[valid_counts == 0] = np.nan
-    confidence = firm_sums / counts * (valid_counts / counts)
-    classes = ids // class_divisor if class_divisor > 0 else np.full(ids.size, -1)
-    columns = [a[keep].tolist() for a in (ids, classes, u0, v0, u1, v1, median, near, x, y, mean_z, counts, confidence)]
-    return [Instance(id=i, class_id=c, bbox=(a, b, e, f), median_depth=m, near_depth=q, centroid=(cx_, cy_, cz),
-                     pixel_count=n, confidence=w)
-            for i, c, a, b, e, f, m, q, cx_, cy_, cz, n, w in zip(*columns)]
+    return tuple(a[keep] for a in (ids, counts, valid_counts, u0, v0, u1, v1, z_sums, u_z_sums, v_z_sums, firm_sums,
+                                   median, near))
 
 
 def _label_runs(labels: np.ndarray):
     """labels [H, W] -> (ids [n] ascending, and per run of one nonzero label within a row [R]: compact id
     0..n-1, flat start, length), or None when no pixel is labelled."""
-    flat = labels.ravel()
+    flat = labels.ravel().view(np.uint8) if labels.dtype == bool else labels.ravel()
     breaks = np.empty(flat.size, dtype=bool)  # [H*W] a run begins here
     breaks[0] = True
     np.not_equal(flat[1:], flat[:-1], out=breaks[1:])

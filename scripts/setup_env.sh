@@ -8,9 +8,14 @@ stamp="$venv/.requirements.sha256"
 want="$(cat "$root/requirements.txt" "$root/constraints.txt" | sha256sum | cut -d' ' -f1)"
 
 # depth_node and replay_eval on PATH: this package itself, editable (no copy of the sources; colcon builds
-# of the same tree are unaffected). Output only when it fails.
+# of the same tree are unaffected), which also compiles the instance statistics kernel in place; again
+# whenever the kernel's source is newer than the built module. Output only when it fails.
 install_package() {
-  [ -x "$venv/bin/replay_eval" ] && [ -x "$venv/bin/depth_node" ] && return 0
+  local kernel built
+  kernel="$root/icm_depth_ros/_instance_kernel.cpp"
+  built="$(ls "$root"/icm_depth_ros/_instance_kernel.*.so 2>/dev/null | head -n 1)"
+  [ -x "$venv/bin/replay_eval" ] && [ -x "$venv/bin/depth_node" ] && [ -n "$built" ] && [ "$built" -nt "$kernel" ] \
+    && return 0
   local log
   if ! log="$("$venv/bin/python" -m pip install --no-deps --no-build-isolation -e "$root" 2>&1)"; then
     echo "$log" >&2

@@ -60,6 +60,14 @@ def test_colcon_build_installs_executables_launch_and_config(tmp_path):
         assert (share / source.parent.name / source.name).is_file(), source.name
     site = next((prefix / "lib").glob("python3*/site-packages"))
     assert (site / PACKAGE / "__init__.py").is_file()
+    # The compiled instance statistics kernel is built and installed, and the node's import finds it there.
+    assert list((site / PACKAGE).glob("_instance_kernel.*.so")), sorted(p.name for p in (site / PACKAGE).iterdir())
+    probe = subprocess.run(
+        [sys.executable, "-c", f"import {PACKAGE}.instances as m; print(m._kernel.__file__)"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(site)},
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip().startswith(str(site)), probe.stdout
     # training/ is not installed: a vehicle runs the node without PyTorch.
     assert not (site / "training").exists()
     assert sys.version_info[:2] == (3, 11)

@@ -1,8 +1,10 @@
-"""Per-instance statistics: the vectorised instances.instance_statistics against the implementation it replaced.
+"""Per-instance statistics: instances.instance_statistics against the implementation it replaced.
 
 ``reference_instance_statistics`` below is a verbatim copy of the per-instance loop the node published
 with before issue 13 (commit 794d4b4); the new code must give the same depth, bbox, centroid, median,
-near, confidence, counts, ids and classes on fixed inputs, to float tolerance.
+near, confidence, counts, ids and classes on fixed inputs, to float tolerance. Every comparison runs twice:
+through the compiled kernel (icm_depth_ros/_instance_kernel.cpp, built by the setup step) and through the
+NumPy path that serves where the kernel is not built.
 """
 from __future__ import annotations
 
@@ -10,7 +12,20 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from icm_depth_ros import instances
 from icm_depth_ros.instances import NEAR_PERCENTILE, Instance, cluster_regions, instance_statistics
+
+
+@pytest.fixture(params=["kernel", "numpy"])
+def implementation(request, monkeypatch):
+    """A comparison once with the compiled kernel, once with the NumPy path."""
+    if request.param == "kernel":
+        assert instances._kernel is not None, (
+            "icm_depth_ros/_instance_kernel is not built: run scripts/setup_env.sh (pip install -e .) or colcon build")
+    else:
+        monkeypatch.setattr(instances, "_kernel", None)
+    return request.param
+
 
 def reference_instance_statistics(
     depth: np.ndarray,
@@ -142,6 +157,7 @@ def assert_same(new: list[Instance], old: list[Instance]) -> None:
                                err_msg="centroid")
 
 
+@pytest.mark.usefixtures("implementation")
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("with_k", [True, False])
 def test_cluster_instances_match_the_reference(seed, with_k):
@@ -153,6 +169,7 @@ def test_cluster_instances_match_the_reference(seed, with_k):
     assert_same(new, old)
 
 
+@pytest.mark.usefixtures("implementation")
 @pytest.mark.parametrize("seed", [3, 4])
 def test_panoptic_topic_instances_match_the_reference(seed):
     depth = depth_map(seed)
@@ -163,6 +180,7 @@ def test_panoptic_topic_instances_match_the_reference(seed):
     assert_same(new, old)
 
 
+@pytest.mark.usefixtures("implementation")
 def test_edge_cases_match_the_reference():
     depth = depth_map(5)
     cases = {
@@ -182,6 +200,7 @@ def test_edge_cases_match_the_reference():
         instance_statistics(depth, np.zeros((10, 10), np.int32), K)
 
 
+@pytest.mark.usefixtures("implementation")
 def test_full_coverage_and_huge_ids_match_the_reference():
     """The node's case (every pixel in some region, runs crossing nothing but row ends) and ids too sparse
     for a lookup table (> 4 x the pixel count), with min_pixels dropping instances between kept ones."""
@@ -195,3 +214,42 @@ def test_full_coverage_and_huge_ids_match_the_reference():
         old = reference_instance_statistics(depth, labels, K, None, median_size)
         assert 10 < len(old) < 30
         assert_same(new, old)
+
+
+@pytest.mark.usefixtures("implementation")
+def test_label_types_and_depth_values_match_the_reference():
+    """Every integer width and bools, non-contiguous and float64 inputs, inf and negative depths."""
+    depth = depth_map(8)
+    depth[100:110, 300:500] = np.inf
+    depth[200:210, 600:700] = -depth[200:210, 600:700]  # negative depths order before the positive ones
+    labels = panoptic_labels(8, 30) % 1000 % 100  # 0..29
+    cases = {dtype: labels.astype(dtype) for dtype in (np.int8, np.uint8, np.int16, np.uint16, np.int32,
+                                                      np.uint32, np.int64, np.uint64)}
+    for dtype, case in cases.items():
+        assert_same(instance_statistics(depth, case, K, None, 1), reference_instance_statistics(depth, case, K, None, 1))
+    mask = labels > 0  # a bool mask is one instance, id 1 (scipy's find_objects, in the reference, takes no bools)
+    assert_same(instance_statistics(depth, mask, K, None, 1),
+                reference_instance_statistics(depth, mask.astype(np.uint8), K, None, 1))
+    strided = np.zeros((SIZE[0], 2 * SIZE[1]), np.int32)
+    strided[:, ::2] = labels
+    firmness = np.random.default_rng(8).random(SIZE)  # float64
+    assert_same(instance_statistics(depth.astype(np.float64), strided[:, ::2], K, firmness, 20),
+                reference_instance_statistics(depth.astype(np.float64), labels, K, firmness, 20))
+
+
+def test_kernel_refuses_bad_buffers_by_name():
+    kernel = instances._kernel
+    assert kernel is not None, "icm_depth_ros/_instance_kernel is not built"
+    depth, labels = np.zeros((4, 6), np.float32), np.ones((4, 6), np.int32)
+    with pytest.raises(TypeError, match="float32"):
+        kernel.statistics(depth.astype(np.float64), labels, None, 6, 1, 10.0)
+    with pytest.raises(ValueError, match="same number of pixels"):
+        kernel.statistics(depth, labels[:2], None, 6, 1, 10.0)
+    with pytest.raises(ValueError, match="width 5"):
+        kernel.statistics(depth, labels, None, 5, 1, 10.0)
+    with pytest.raises(TypeError, match="struct format 'f'"):
+        kernel.statistics(depth, depth, None, 6, 1, 10.0)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        kernel.statistics(depth, np.ones((4, 12), np.int32)[:, ::2], None, 6, 1, 10.0)
+    assert kernel.statistics(depth, -labels, None, 6, 1, 10.0) is None  # negative ids: the caller compacts
+    assert kernel.statistics(depth, np.zeros((4, 6), np.uint8), None, 6, 1, 10.0) == b""
