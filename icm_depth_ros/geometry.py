@@ -92,7 +92,8 @@ class InputGeometry:
         outside_u = (u_model < u0) | (u_model > u1)
         outside_v = (v_model < v0) | (v_model > v1)
         if outside_u.any() or outside_v.any():
-            out = out.astype(np.result_type(out.dtype, np.asarray(fill).dtype), copy=False)
+            # A Python fill is a weak scalar (NEP 50): NaN keeps a float32 map float32, no 8-byte copy.
+            out = out.astype(np.result_type(out.dtype, fill), copy=False)
             out[:, outside_u] = fill
             out[outside_v, :] = fill
         return out

@@ -35,6 +35,16 @@ def test_model_image_and_back_keep_a_smooth_ramp(policy):
     np.testing.assert_allclose(back[valid], ramp[valid], atol=1.5)
 
 
+def test_maps_keep_their_type_on_the_camera_grid():
+    """NaN outside a crop keeps a float32 depth float32 (no float64 copy per frame), and a label map keeps
+    its integer type with 0 outside."""
+    geometry = InputGeometry.build((375, 1242), (96, 96), "crop")  # most columns are cut off
+    depth = geometry.to_camera(np.full((96, 96), 7.0, np.float32))
+    assert depth.dtype == np.float32 and np.isnan(depth).any() and np.nanmax(depth) == 7.0
+    labels = geometry.to_camera(np.full((24, 24), 3, np.uint16), nearest=True, fill=np.uint16(0))
+    assert labels.dtype == np.uint16 and set(np.unique(labels)) == {0, 3}
+
+
 def test_instance_statistics_values():
     depth = np.full((40, 60), 20.0, np.float32)
     labels = np.zeros((40, 60), np.int32)
