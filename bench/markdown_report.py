@@ -215,6 +215,10 @@ def realtime_multicamera_section(report: dict) -> list[str]:
     return realtime_section(report, "node_multicamera")
 
 
+def realtime_batched_section(report: dict) -> list[str]:
+    return realtime_section(report, "node_multicamera_batched")
+
+
 def node_transport_section(report: dict) -> list[str]:
     """bench/node_transport.py: one row per transport set-up."""
     result, lines = result_of(report, "node_transport")
@@ -300,6 +304,8 @@ SECTIONS = (
     ("Real time: one camera at 30 Hz against the transport floor", realtime_section),
     ("Real time, heavy case: 352x1216 ResNet-18 (random weights)", realtime_heavy_section),
     ("Several cameras: one process for all against one process per camera", realtime_multicamera_section),
+    ("Several cameras, dynamic batch: one inference for the cameras' waiting frames (demo network, random weights)",
+     realtime_batched_section),
     ("Transport: 1242x375 frames at 30 Hz per Fast DDS set-up", node_transport_section),
     ("ICM loss share of a training step", icm_share_section),
     ("Synthetic data rate", synthetic_section),
@@ -319,7 +325,7 @@ def render_realtime_summary(report: dict) -> str:
              "[bench_report/benchmarks.md](bench_report/benchmarks.md).", ""]
     for title, section in SECTIONS:
         if section in (instance_statistics_section, ort_spinning_section, realtime_section, realtime_heavy_section,
-                       realtime_multicamera_section):
+                       realtime_multicamera_section, realtime_batched_section):
             lines += [f"### {title}", "", *section(report)]
     return "\n".join(lines).rstrip() + "\n"
 

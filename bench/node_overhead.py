@@ -35,6 +35,23 @@ def export_random_model(path: Path, height: int, width: int) -> Path:
     return path
 
 
+def export_config_model(path: Path, config_path: Path, dynamic_batch: bool = False) -> Path:
+    """The network a training config describes (e.g. the demo model's), random weights, at the config's size:
+    the same compute as a model trained with it; with ``dynamic_batch`` several cameras share one inference."""
+    import torch
+
+    from training.config import build_model, load_config
+    from training.exporting.onnx_export import export_onnx
+
+    torch.manual_seed(0)
+    config = load_config(config_path)
+    model = build_model(config, pretrained=False).eval()
+    height, width = config.model.img_size
+    export_onnx(model, path, height, width, config_name=f"bench_random_{Path(config_path).stem}",
+                dynamic_batch=dynamic_batch)
+    return path
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path)

@@ -7,14 +7,17 @@ in turn on the same frames: ``echo`` (bench/echo_node.py: publishes a same-size 
 the floor), ``node`` (one depth_node; with --cameras, one process serving every camera) and, with
 --cameras, ``per_camera`` (one depth_node process per camera namespace, as the launch file does on request).
 
-    python bench/node_realtime.py [--model M.onnx | --model-size 352x1216] [--frames 300] [--rate 30]
+    python bench/node_realtime.py [--model M.onnx | --model-size 352x1216 | --model-config C.yaml [--dynamic-batch]]
+        [--frames 300] [--rate 30]
         [--cameras front,left,right] [--targets echo node per_camera] [--node-param name:=value ...] [--json]
 
 Per target and camera: frames sent / published, processed share, latency p50/p99 after a 1 s warm-up
 (depth/image; depth/instances, published after it, separately),
 the node's own dropped/received counts and inference p50/p99 (/diagnostics); per target: CPU seconds
 of its processes over the run, RSS after warm-up / at the end / peak (summed over its processes).
-Without --model a random-weight ResNet-18 model is exported at --model-size (needs PyTorch).
+Without --model a random-weight ResNet-18 model is exported at --model-size, or with --model-config the
+network of that training config (random weights; --dynamic-batch: one inference for every waiting camera)
+(both need PyTorch).
 """
 from __future__ import annotations
 
@@ -43,6 +46,8 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path)
     parser.add_argument("--model-size", default="352x1216", help="HxW of the random model exported without --model")
+    parser.add_argument("--model-config", type=Path, help="export this training config's network (random weights)")
+    parser.add_argument("--dynamic-batch", action="store_true", help="--model-config: export with a dynamic batch")
     parser.add_argument("--camera-size", default="375x1242", help="HxW of the published frames")
     parser.add_argument("--frames", type=int, default=300, help="frames per camera")
     parser.add_argument("--rate", type=float, default=30.0, help="Hz per camera")
@@ -55,10 +60,16 @@ def main(argv=None) -> dict:
 
 
 def measure(args: argparse.Namespace) -> dict:
-    from node_overhead import export_random_model
+    from node_overhead import export_config_model, export_random_model
 
-    model = args.model or export_random_model(Path(tempfile.mkdtemp()) / "bench.onnx",
-                                              *map(int, args.model_size.split("x")))
+    if args.dynamic_batch and not args.model_config:
+        raise SystemExit("node_realtime: --dynamic-batch needs --model-config (an exported --model has its batch fixed)")
+    if args.model:
+        model = args.model
+    elif args.model_config:
+        model = export_config_model(Path(tempfile.mkdtemp()) / "bench.onnx", args.model_config, args.dynamic_batch)
+    else:
+        model = export_random_model(Path(tempfile.mkdtemp()) / "bench.onnx", *map(int, args.model_size.split("x")))
     cameras = [c.strip() for c in args.cameras.split(",") if c.strip()]
     targets = args.targets or (["echo", "node", "per_camera"] if cameras else ["echo", "node"])
     env = local_ros_environment(random.randint(100, 200))
@@ -69,7 +80,9 @@ def measure(args: argparse.Namespace) -> dict:
     rclpy.init()
     try:
         harness = Harness(cameras, tuple(map(int, args.camera_size.split("x"))))
-        report = {"model": str(model), "camera_size": args.camera_size, "rate_hz": args.rate,
+        report = {"model": f"{args.model_config} (random weights)" if args.model_config else str(model),
+                  "dynamic_batch": args.dynamic_batch,
+                  "camera_size": args.camera_size, "rate_hz": args.rate,
                   "frames_per_camera": args.frames, "cameras": cameras or [""], "node_parameters": args.node_param,
                   "load_average_start": os.getloadavg()[0], "targets": {}}
         for target in targets:

@@ -71,6 +71,13 @@ SETTINGS = {
         ["--model", "models/demo/icm_demo.onnx", "--cameras", "front,left,right", "--frames", "150", "--rate", "10"],
         ["--model", "models/demo/icm_demo.onnx", "--cameras", "front,left,right", "--frames", "40", "--rate", "10"],
     ),
+    "node_multicamera_batched": (  # ~2 min: the same with the demo network exported with a dynamic batch (random weights)
+        "node_realtime.py",
+        ["--model-config", "training/configs/synthetic_mobilenetv3_demo_96x320.yaml", "--dynamic-batch",
+         "--cameras", "front,left,right", "--frames", "150", "--rate", "10", "--targets", "echo", "node"],
+        ["--model-config", "training/configs/synthetic_mobilenetv3_demo_96x320.yaml", "--dynamic-batch",
+         "--cameras", "front,left,right", "--frames", "40", "--rate", "10", "--targets", "echo", "node"],
+    ),
     "node_transport": (  # ~3 min: 6 transport set-ups x 10 s of 1242x375 frames at 30 Hz, node start-up each
         "node_transport.py",
         ["--model", "models/demo/icm_demo.onnx", "--frames", "300", "--rate", "30"],
@@ -150,7 +157,7 @@ def run_benchmark(name: str, script: str, arguments: list[str], time_limit_s: fl
     return {**entry, "status": "ok", "result": result}
 
 
-REALTIME_BENCHMARKS = ("node_realtime", "node_realtime_heavy", "node_multicamera")
+REALTIME_BENCHMARKS = ("node_realtime", "node_realtime_heavy", "node_multicamera", "node_multicamera_batched")
 
 
 def update_summary(path: Path, block: str) -> None:
