@@ -17,6 +17,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
 
+from icm_depth_ros import instances
 from icm_depth_ros.camera_channel import CameraChannel, camera_names
 from icm_depth_ros.frame_scheduler import RoundRobinFrames
 from icm_depth_ros.inference import ModelLoadError
@@ -70,6 +71,10 @@ class DepthNode(LifecycleNode):
             f"cameras: {', '.join(c.topic('image') for c in self.channels)} (batches of up to "
             f"{min(self.pipeline.max_batch, len(self.channels))})"
         )
+        if self.settings.instance_source != "none" and not instances.compiled_kernel_available():
+            self.get_logger().warning(
+                "instance statistics: the compiled kernel icm_depth_ros/_instance_kernel is not built, using "
+                "NumPy (same numbers, 2-3x slower); build the package (colcon build, or pip install -e .)")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:

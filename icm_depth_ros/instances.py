@@ -67,6 +67,11 @@ def cluster_regions(membership: np.ndarray, min_pixels: int, max_regions: int = 
     return new_ids[components], firmness
 
 
+def compiled_kernel_available() -> bool:
+    """Whether instance_statistics runs the compiled kernel (else the NumPy path: same numbers, slower)."""
+    return _kernel is not None
+
+
 def instance_statistics(
     depth: np.ndarray,
     labels: np.ndarray,

@@ -118,3 +118,27 @@ def test_run_time_sets_are_checked_applied_live_or_refused_with_the_way_to_apply
     assert probe.wait_for_subscriber(), node.log()
     assert depth_of_next_frame().shape == MODEL_SIZE  # the model's grid now
     assert "Traceback" not in node.log()
+
+
+def test_node_says_when_instance_statistics_run_without_the_compiled_kernel(graph, onnx_model, tmp_path):
+    """A source tree that was never built still works, and the log says it is the slow path and how to fix it;
+    a built package says nothing."""
+    start_node, probe, _ = graph
+    unbuilt = [sys.executable, "-c", "import sys; sys.modules['icm_depth_ros._instance_kernel'] = None; "
+               "from icm_depth_ros.depth_node import main; main()"]
+    parameters = {"model_path": onnx_model, "backend": "onnxruntime"}
+    node = start_node(parameters, command=unbuilt)
+    assert node.wait_for_log("active", 60), node.log()
+    assert ("instance statistics: the compiled kernel icm_depth_ros/_instance_kernel is not built, using NumPy "
+            "(same numbers, 2-3x slower); build the package (colcon build, or pip install -e .)") in node.log()
+    assert probe.wait_for_subscriber(), node.log()
+    rgb = np.random.default_rng(0).integers(0, 255, (*MODEL_SIZE, 3), dtype=np.uint8)
+    for seconds in range(1, 40):  # until the instances of one frame come back (the first frames may be lost)
+        probe.image_pub.publish(make_image(stamp_of(seconds), rgb, "rgb8"))
+        if probe.wait_for(lambda: len(probe.received["depth/instances"]) > 0, 0.5):
+            break
+    assert probe.received["depth/instances"], node.log()
+    node.stop()
+    built = start_node(parameters)
+    assert built.wait_for_log("active", 60), built.log()
+    assert "compiled kernel" not in built.log()
