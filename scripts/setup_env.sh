@@ -11,9 +11,12 @@ want="$(cat "$root/requirements.txt" "$root/constraints.txt" | sha256sum | cut -
 # of the same tree are unaffected), which also compiles the instance statistics kernel in place; again
 # whenever the kernel's source is newer than the built module. Output only when it fails.
 install_package() {
-  local kernel built
+  local kernel built candidate
   kernel="$root/icm_depth_ros/_instance_kernel.cpp"
-  built="$(ls "$root"/icm_depth_ros/_instance_kernel.*.so 2>/dev/null | head -n 1)"
+  built=""
+  for candidate in "$root"/icm_depth_ros/_instance_kernel.*.so; do  # the pattern itself when none is built
+    [ -f "$candidate" ] && built="$candidate"
+  done
   [ -x "$venv/bin/replay_eval" ] && [ -x "$venv/bin/depth_node" ] && [ -n "$built" ] && [ "$built" -nt "$kernel" ] \
     && return 0
   local log
