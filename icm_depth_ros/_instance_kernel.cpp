@@ -1,4 +1,4 @@
-// Per-instance depth statistics in two passes over the image: the compiled path of
+// Per-instance depth statistics in one pass over the image (after a min/max pass over the labels): the compiled path of
 // icm_depth_ros.instances.instance_statistics (that module documents the statistics; this file only computes
 // them). Plain CPython API and the buffer protocol: no NumPy headers, so any NumPy the node runs with works.
 //
@@ -146,11 +146,12 @@ ICM_IMAGE_LOOP void order_statistics(const InstanceKeys& keys, int64_t n, const 
   }
 }
 
-// One pixel of a run: its depth into the lane's sums and, when finite, its key into the run's stretch.
+// One of four interleaved partial sums of a run.
 struct Lane {
   double z = 0.0, uz = 0.0, firmness = 0.0;
 };
 
+// One pixel of a run: its depth into the lane's sums and, when finite, its key into the run's stretch.
 inline void add_pixel(const float* z, const float* firmness, int64_t k, Lane* lane, uint32_t* out, int64_t* written) {
   uint32_t bits;
   std::memcpy(&bits, z + k, sizeof bits);

@@ -89,7 +89,7 @@ def instance_statistics(
     Instances come sorted by id; those under ``min_pixels`` pixels are left out.
     median_depth and near_depth are np.percentile's (linear method) of the instance's finite depths.
 
-    The compiled kernel (_instance_kernel.cpp, built with the package) does it in two passes over the image;
+    The compiled kernel (_instance_kernel.cpp, built with the package) does it in one pass over the image;
     where it is not built, the same numbers come from NumPy segment reductions (_numpy_columns), slower.
     """
     if depth.shape != labels.shape:
