@@ -2,7 +2,7 @@
 
 training/ is not installed with the node: a vehicle runs the node on an exported model without PyTorch.
 One compiled module, the per-instance statistics kernel (C++17, CPython API only: no NumPy headers); where it
-is not built, icm_depth_ros.instances computes the same numbers with NumPy, slower.
+is not built, icm_depth_ros.instances.statistics computes the same numbers with NumPy, slower.
 """
 from glob import glob
 
@@ -20,7 +20,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
     ],
-    ext_modules=[Extension(f"{PACKAGE}._instance_kernel", [f"{PACKAGE}/_instance_kernel.cpp"],
+    ext_modules=[Extension(f"{PACKAGE}.instances._instance_kernel", [f"{PACKAGE}/instances/_instance_kernel.cpp"],
                            extra_compile_args=["-std=c++17", "-O3"], language="c++")],
     install_requires=["setuptools"],
     zip_safe=False,

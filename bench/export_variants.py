@@ -6,7 +6,7 @@
 Without --checkpoint the network is randomly initialised (seed 0, depth head perturbed so depth varies):
 its abs_rel and d1 against ground truth mean nothing, but the change against fp32 and the speed do.
 Validation scenes are the synthetic "val" split, INT8 calibration scenes the "train" split. Metrics are
-icm_depth_ros/metrics.py's (KITTI convention, prediction clamped to the model's depth range). The fp16 and
+icm_depth_ros/processing/metrics.py's (KITTI convention, prediction clamped to the model's depth range). The fp16 and
 INT8 files are the ones TensorRT builds fp16 / int8 engines from (training/exporting/variants.py): INT8 is
 symmetric Q/DQ (int8 activations and per-channel int8 weights, zero points 0), so the CPU figures here are
 those of the very file an int8 engine is built from; each file's TensorRT operator/Q/DQ check is reported.
@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from json_output import peak_rss_mb, print_json, stdout_to_stderr  # noqa: E402
-from icm_depth_ros.metrics import MetricMeans, clamp_prediction, depth_metrics, evaluation_mask  # noqa: E402
+from icm_depth_ros.processing.metrics import MetricMeans, clamp_prediction, depth_metrics, evaluation_mask  # noqa: E402
 from training.data import SYNTHETIC_SPLIT_SEEDS, SyntheticRoadScenes  # noqa: E402
 from icm_depth_ros.inference.onnx_precision import variant_path  # noqa: E402
 from training.exporting.onnx_export import (  # noqa: E402

@@ -1,6 +1,6 @@
 """instance_statistics at 1242x375 for 64 instances, against the per-instance loop it replaced (goal <= 2 ms).
 
-The inputs and the previous implementation are the ones test/node/test_instance_statistics.py compares
+The inputs and the previous implementation are the ones test/icm_depth_ros/instances/test_instance_statistics.py compares
 (64 cluster regions with firmness; 64 panoptic boxes). Median and minimum of --repeats calls each.
 
     python bench/instance_statistics.py [--repeats 30] [--json]
@@ -33,7 +33,7 @@ def measure(args: argparse.Namespace) -> dict:
         K, cluster_labels, depth_map, panoptic_labels, reference_instance_statistics,
     )
 
-    from icm_depth_ros.instances import instance_statistics
+    from icm_depth_ros.instances.statistics import instance_statistics
 
     depth = depth_map(0)
     labels, firmness = cluster_labels(0)

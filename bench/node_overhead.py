@@ -70,10 +70,10 @@ def measure(args: argparse.Namespace) -> dict:
     import rclpy
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-    from icm_depth_ros.image_conversion import fill_image
-    from icm_depth_ros.input_checks import decode_color_image
-    from icm_depth_ros.instance_message import instances_to_cloud
-    from icm_depth_ros.pipeline import DepthPipeline, PipelineConfig
+    from icm_depth_ros.processing.image_conversion import fill_image
+    from icm_depth_ros.node.input_checks import decode_color_image
+    from icm_depth_ros.instances.messages import instances_to_cloud
+    from icm_depth_ros.processing.pipeline import DepthPipeline, PipelineConfig
     from training.data.synthetic import render_scene
 
     pipeline = DepthPipeline.from_config(PipelineConfig(model_path=str(model), backend="onnxruntime",

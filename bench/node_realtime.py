@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from json_output import process_peak_rss_mb, run_and_report  # noqa: E402
 
-from icm_depth_ros.local_graph import local_ros_environment, stop_process  # noqa: E402
+from icm_depth_ros.node.local_graph import local_ros_environment, stop_process  # noqa: E402
 
 WARMUP_S = 1.0  # frames sent in the first second are not counted (ONNX Runtime's first runs are slow)
 DRAIN_S = 5.0  # after the last frame, wait this long for late outputs
@@ -117,7 +117,7 @@ class Harness:
         from rclpy.qos import qos_profile_sensor_data
         from sensor_msgs.msg import Image, PointCloud2
 
-        from icm_depth_ros.image_conversion import fill_image
+        from icm_depth_ros.processing.image_conversion import fill_image
         from training.data.synthetic import render_scene
 
         self.rclpy = rclpy

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from json_output import run_and_report  # noqa: E402
 
-from icm_depth_ros.local_graph import (  # noqa: E402
+from icm_depth_ros.node.local_graph import (  # noqa: E402
     FASTDDS_PROFILE, UDP_ONLY_PROFILE, default_fastdds_environment, stop_process,
 )
 

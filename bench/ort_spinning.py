@@ -35,7 +35,7 @@ def measure(args: argparse.Namespace) -> dict:
     import onnxruntime as ort
     from test_instance_statistics import K, cluster_labels, depth_map  # the fixed 64-instance inputs
 
-    from icm_depth_ros.instances import instance_statistics
+    from icm_depth_ros.instances.statistics import instance_statistics
 
     depth, (labels, firmness) = depth_map(0), cluster_labels(0)
     report = {"model": str(args.model), "seconds": args.seconds, "settings": {}}

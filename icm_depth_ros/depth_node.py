@@ -17,16 +17,16 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
 
-from icm_depth_ros import instances
-from icm_depth_ros.camera_channel import CameraChannel, camera_names
-from icm_depth_ros.frame_scheduler import RoundRobinFrames
+from icm_depth_ros.instances import statistics as instance_statistics_module
+from icm_depth_ros.node.camera_channel import CameraChannel, camera_names
+from icm_depth_ros.node.frame_scheduler import RoundRobinFrames
 from icm_depth_ros.inference import ModelLoadError
-from icm_depth_ros.inference_worker import InferenceWorker
-from icm_depth_ros.node_parameters import PARAMETERS, parse_parameters
-from icm_depth_ros.pipeline import DepthPipeline
-from icm_depth_ros.ros_parameters import ParameterError, ParameterUpdates, declare_node_parameters
-from icm_depth_ros.signal_stop import SignalStop, spin_until_stopped
-from icm_depth_ros.transport import apply_default_fastdds_profile, output_qos
+from icm_depth_ros.node.inference_worker import InferenceWorker
+from icm_depth_ros.node.node_parameters import PARAMETERS, parse_parameters
+from icm_depth_ros.processing.pipeline import DepthPipeline
+from icm_depth_ros.node.ros_parameters import ParameterError, ParameterUpdates, declare_node_parameters
+from icm_depth_ros.node.signal_stop import SignalStop, spin_until_stopped
+from icm_depth_ros.node.transport import apply_default_fastdds_profile, output_qos
 
 QOS_REFRESH_S = 1.0  # input_qos auto: how often the publishers' reliability is looked at
 
@@ -71,9 +71,9 @@ class DepthNode(LifecycleNode):
             f"cameras: {', '.join(c.topic('image') for c in self.channels)} (batches of up to "
             f"{min(self.pipeline.max_batch, len(self.channels))})"
         )
-        if self.settings.instance_source != "none" and not instances.compiled_kernel_available():
+        if self.settings.instance_source != "none" and not instance_statistics_module.compiled_kernel_available():
             self.get_logger().warning(
-                "instance statistics: the compiled kernel icm_depth_ros/_instance_kernel is not built, using "
+                "instance statistics: the compiled kernel icm_depth_ros/instances/_instance_kernel is not built, using "
                 "NumPy (same numbers, 2-3x slower); build the package (colcon build, or pip install -e .)")
         return TransitionCallbackReturn.SUCCESS
 

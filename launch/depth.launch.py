@@ -16,7 +16,7 @@ Arguments (ARGUMENTS below; `ros2 launch icm_depth_ros depth.launch.py --show-ar
     shm_transport      true: the node applies config/fastdds_shm_udp.xml (16 MB shared memory + UDPv4) unless
                        you chose a Fast DDS profile; false: Fast DDS defaults
 
-The Fast DDS profile is the node's own choice (icm_depth_ros/transport.py), made the same way however it is
+The Fast DDS profile is the node's own choice (icm_depth_ros/node/transport.py), made the same way however it is
 started; this file sets no environment variable, so a FASTDDS_DEFAULT_PROFILES_FILE you exported is kept.
 
 The launch imports live inside generate_launch_description so that the helpers below can be

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from icm_depth_ros.local_graph import local_ros_environment, stop_process  # noqa: E402
+from icm_depth_ros.node.local_graph import local_ros_environment, stop_process  # noqa: E402
 
 MODEL = ROOT / "models" / "demo" / "icm_demo.onnx"
 DRIVE_SEED = 90210  # not among the training (0..) or validation (1,000,000..) scene seeds

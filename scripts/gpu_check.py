@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 from icm_depth_ros.inference import onnx_precision, open_backend  # noqa: E402
 from icm_depth_ros.inference.contract import ModelInfo  # noqa: E402
-from icm_depth_ros.metrics import MetricMeans, clamp_prediction, depth_metrics, evaluation_mask  # noqa: E402
+from icm_depth_ros.processing.metrics import MetricMeans, clamp_prediction, depth_metrics, evaluation_mask  # noqa: E402
 
 PRECISIONS = ("fp32", "fp16", "int8")
 

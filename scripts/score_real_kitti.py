@@ -7,7 +7,7 @@
 FRAMES holds rgb/NAME.png (KITTI raw image_02, 1242 x 375) and depth/NAME.png (KITTI's annotated depth,
 uint16 / 256 m, 0 = none). Each image goes through the node's DepthPipeline (ONNX Runtime, the default
 resize_policy crop, depth on the camera grid) and is scored with the KITTI Eigen conventions
-(icm_depth_ros/metrics.py): 1e-3 < gt < 80 m inside Garg's crop, predictions clamped to [1e-3, 80] m
+(icm_depth_ros/processing/metrics.py): 1e-3 < gt < 80 m inside Garg's crop, predictions clamped to [1e-3, 80] m
 (no estimate counts as 80 m), per image, then the mean over images. "median-scaled" multiplies each
 prediction by median(gt) / median(pred) over the counted pixels first, which removes the global scale
 error and leaves the shape of the depth map (the usual self-supervised protocol).
@@ -25,8 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from icm_depth_ros.metrics import clamp_prediction, depth_metrics, evaluation_mask  # noqa: E402
-from icm_depth_ros.pipeline import DepthPipeline, PipelineConfig  # noqa: E402
+from icm_depth_ros.processing.metrics import clamp_prediction, depth_metrics, evaluation_mask  # noqa: E402
+from icm_depth_ros.processing.pipeline import DepthPipeline, PipelineConfig  # noqa: E402
 
 MIN_DEPTH, MAX_DEPTH = 1e-3, 80.0
 REPORTED = ("abs_rel", "sq_rel", "rmse", "rmse_log", "d1", "d2", "d3")

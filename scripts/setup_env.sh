@@ -12,9 +12,9 @@ want="$(cat "$root/requirements.txt" "$root/constraints.txt" | sha256sum | cut -
 # whenever the kernel's source is newer than the built module. Output only when it fails.
 install_package() {
   local kernel built candidate
-  kernel="$root/icm_depth_ros/_instance_kernel.cpp"
+  kernel="$root/icm_depth_ros/instances/_instance_kernel.cpp"
   built=""
-  for candidate in "$root"/icm_depth_ros/_instance_kernel.*.so; do  # the pattern itself when none is built
+  for candidate in "$root"/icm_depth_ros/instances/_instance_kernel.*.so; do  # the pattern itself when none is built
     [ -f "$candidate" ] && built="$candidate"
   done
   [ -x "$venv/bin/replay_eval" ] && [ -x "$venv/bin/depth_node" ] && [ -n "$built" ] && [ "$built" -nt "$kernel" ] \

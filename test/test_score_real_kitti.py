@@ -38,7 +38,7 @@ def test_model_card_states_the_real_frame_scores(result):
 
 
 def test_abs_rel_and_median_scaling_by_definition(result):
-    from icm_depth_ros.pipeline import DepthPipeline, PipelineConfig
+    from icm_depth_ros.processing.pipeline import DepthPipeline, PipelineConfig
 
     pipeline = DepthPipeline.from_config(PipelineConfig(model_path=str(ROOT / "models" / "demo" / "icm_demo.onnx"),
                                                         backend="onnxruntime"))

@@ -1,4 +1,4 @@
-"""Depth metrics for tensors: a thin layer over icm_depth_ros/metrics.py, the one definition.
+"""Depth metrics for tensors: a thin layer over icm_depth_ros/processing/metrics.py, the one definition.
 
 ``depth_metrics(pred, gt, valid)`` takes one image (tensors or arrays) and returns the nine figures of
 FACTS section 4; ``batch_figures`` evaluates a network output batch, adding instance / background d1
@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from icm_depth_ros.metrics import (
+from icm_depth_ros.processing.metrics import (
     EXTRA_NAMES,
     LOWER_IS_BETTER,
     METRIC_NAMES,
@@ -19,7 +19,7 @@ from icm_depth_ros.metrics import (
     evaluation_mask,
     image_figures,
 )
-from icm_depth_ros.metrics import depth_metrics as _depth_metrics
+from icm_depth_ros.processing.metrics import depth_metrics as _depth_metrics
 
 __all__ = ["EXTRA_NAMES", "LOWER_IS_BETTER", "METRIC_NAMES", "MetricMeans", "batch_figures", "depth_metrics"]
 

@@ -97,8 +97,8 @@ class PredictionBag:
         from sensor_msgs.msg import CameraInfo, Image
         from std_msgs.msg import Header
 
-        from icm_depth_ros.image_conversion import fill_image
-        from icm_depth_ros.instance_message import instances_to_cloud
+        from icm_depth_ros.processing.image_conversion import fill_image
+        from icm_depth_ros.instances.messages import instances_to_cloud
 
         stamp = image_msg.header.stamp
         header = Header(stamp=Time(sec=int(stamp.sec), nanosec=int(stamp.nanosec)), frame_id=image_msg.header.frame_id)

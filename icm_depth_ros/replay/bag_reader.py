@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from icm_depth_ros.image_conversion import COLOR_ENCODINGS, LABEL_ENCODINGS, image_to_array, to_rgb
+from icm_depth_ros.processing.image_conversion import COLOR_ENCODINGS, LABEL_ENCODINGS, image_to_array, to_rgb
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"

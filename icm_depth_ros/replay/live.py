@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from icm_depth_ros.image_conversion import image_to_array
-from icm_depth_ros.instances import Instance
+from icm_depth_ros.processing.image_conversion import image_to_array
+from icm_depth_ros.instances.statistics import Instance
 from icm_depth_ros.replay.bag_reader import BagSource, DecodeError, TopicSelection, default_typestore
 from icm_depth_ros.replay.evaluation import Evaluation, evenly_spaced
 from icm_depth_ros.replay.pairing import FrameAssembler, plan_frames
@@ -302,7 +302,7 @@ def _stamp_ns(stamp) -> int:
 
 def _cloud_instances(cloud) -> list[Instance]:
     """A depth/instances cloud -> Instance records (the fields the scorer reads are id and median)."""
-    from icm_depth_ros.instance_message import cloud_to_array
+    from icm_depth_ros.instances.messages import cloud_to_array
 
     return [Instance(id=int(row["id"]), class_id=int(row["class"]),
                      bbox=(int(row["u0"]), int(row["v0"]), int(row["u1"]), int(row["v1"])),

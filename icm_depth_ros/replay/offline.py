@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from icm_depth_ros.pipeline import DepthPipeline, PipelineConfig
+from icm_depth_ros.processing.pipeline import DepthPipeline, PipelineConfig
 from icm_depth_ros.replay.bag_output import PredictionBag, topic_namespace
 from icm_depth_ros.replay.bag_reader import BagSource, DecodeError, TopicSelection
 from icm_depth_ros.replay.evaluation import Evaluation, evenly_spaced

@@ -6,7 +6,7 @@ import csv
 import json
 from pathlib import Path
 
-from icm_depth_ros.metrics import EXTRA_NAMES, METRIC_NAMES
+from icm_depth_ros.processing.metrics import EXTRA_NAMES, METRIC_NAMES
 from icm_depth_ros.replay.evaluation import INSTANCE_COLUMNS
 from icm_depth_ros.replay.plots import contact_sheet, frame_panel, line_plot
 

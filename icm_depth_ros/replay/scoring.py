@@ -1,6 +1,6 @@
 """Score predicted depth against ground truth, frame by frame, with the project's one metric definition.
 
-Per frame: the KITTI figures of icm_depth_ros/metrics.py (``image_figures``: depth_metrics plus d1 over
+Per frame: the KITTI figures of icm_depth_ros/processing/metrics.py (``image_figures``: depth_metrics plus d1 over
 instance and background pixels when labels are present), after the BTS evaluation convention
 (valid 'min_depth < gt < max_depth' inside the crop, predictions clamped to that range).
 Over the drive: means over frames (``MetricMeans``), pixel error against ground-truth distance, and
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from icm_depth_ros.instances import Instance, instance_statistics
-from icm_depth_ros.metrics import MetricMeans, clamp_prediction, evaluation_mask, image_figures
+from icm_depth_ros.instances.statistics import Instance, instance_statistics
+from icm_depth_ros.processing.metrics import MetricMeans, clamp_prediction, evaluation_mask, image_figures
 
 DISTANCE_BANDS = ((0.0, 10.0), (10.0, 20.0), (20.0, 40.0), (40.0, 80.0))  # metres, [low, high)
 DISTANCE_BIN_WIDTH = 2.0  # metres: resolution of the error-against-distance curve

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from icm_depth_ros import metrics as np_metrics
-from icm_depth_ros.metrics import (
+from icm_depth_ros.processing import metrics as np_metrics
+from icm_depth_ros.processing.metrics import (
     MetricMeans,
     clamp_prediction,
     cluster_instance_alignment,

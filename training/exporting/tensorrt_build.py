@@ -23,15 +23,15 @@ from icm_depth_ros.inference.engine_builder import (  # noqa: F401 - re-exported
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 DEFAULT_CALIBRATION_IMAGES = 64  # enough for stable activation ranges on a conv net; each costs a forward pass
-CALIBRATION_POLICY = "crop"  # the node's default resize policy (icm_depth_ros/pipeline.py)
+CALIBRATION_POLICY = "crop"  # the node's default resize policy (icm_depth_ros/processing/pipeline.py)
 
 
 def load_calibration_images(directory: str | Path, height: int, width: int, limit: int = DEFAULT_CALIBRATION_IMAGES) -> list[np.ndarray]:
     """Up to ``limit`` images of ``directory`` (sorted by name) as float32 [3, height, width] RGB in [0, 1],
-    brought to the model size the way the node does (``icm_depth_ros.geometry``, crop policy): the INT8
+    brought to the model size the way the node does (``icm_depth_ros.processing.geometry``, crop policy): the INT8
     variant's calibration set."""
     import cv2  # noqa: PLC0415
-    from icm_depth_ros.geometry import InputGeometry  # noqa: PLC0415
+    from icm_depth_ros.processing.geometry import InputGeometry  # noqa: PLC0415
 
     directory = Path(directory)
     if not directory.is_dir():

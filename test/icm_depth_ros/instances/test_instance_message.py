@@ -1,0 +1,52 @@
+"""PointCloud2 layout of depth/instances, markers, and the statistics / throttle."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sensor_msgs")
+from sensor_msgs.msg import PointField  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from icm_depth_ros.node.frame_flow import FrameStatistics, ProblemThrottle  # noqa: E402
+from icm_depth_ros.instances.messages import cloud_to_array, instance_markers, instances_to_cloud  # noqa: E402
+from icm_depth_ros.instances.statistics import Instance  # noqa: E402
+
+INSTANCES = [
+    Instance(4, -1, (1, 2, 30, 40), 12.5, 9.0, (0.5, -0.2, 12.7), 900, 0.8),
+    Instance(9, 13, (50, 60, 70, 80), np.nan, np.nan, (np.nan, np.nan, np.nan), 12, 0.0),
+]
+
+
+def test_cloud_layout_and_round_trip():
+    header = Header(frame_id="cam")
+    cloud = instances_to_cloud(INSTANCES, header)
+    assert cloud.header.frame_id == "cam" and (cloud.height, cloud.width) == (1, 2)
+    assert cloud.point_step == 52 and cloud.row_step == 104 and len(cloud.data) == 104 and not cloud.is_dense
+    layout = [(f.name, f.offset, f.datatype) for f in cloud.fields]
+    assert layout[:4] == [("x", 0, PointField.FLOAT32), ("y", 4, PointField.FLOAT32), ("z", 8, PointField.FLOAT32),
+                          ("id", 12, PointField.INT32)]
+    assert ("pixel_count", 44, PointField.UINT32) in layout and ("confidence", 48, PointField.FLOAT32) in layout
+    rows = cloud_to_array(cloud)
+    assert rows["id"].tolist() == [4, 9] and rows["class"].tolist() == [-1, 13]
+    assert rows[0]["u1"] == 30 and rows[0]["median"] == pytest.approx(12.5) and np.isnan(rows[1]["median"])
+
+
+def test_markers_label_distances_and_skip_instances_without_a_position():
+    markers = instance_markers(INSTANCES, Header(frame_id="cam")).markers
+    assert markers[0].action == markers[0].DELETEALL
+    texts = [m.text for m in markers if m.type == m.TEXT_VIEW_FACING]
+    assert texts == ["#4 12.5 m"]
+
+
+def test_statistics_and_throttle():
+    stats = FrameStatistics()
+    for latency in np.linspace(0.01, 0.1, 100):
+        stats.on_input()
+        stats.on_output(latency, 0.005)
+    stats.on_dropped()
+    stats.on_rejected("step")
+    summary = stats.summary()
+    assert summary["dropped_frames"] == 1 and summary["rejected_frames"] == 1 and summary["processed_frames"] == 100
+    assert summary["latency_p50_ms"] == pytest.approx(55, abs=1) and summary["latency_p99_ms"] == pytest.approx(99, abs=1)
+    throttle = ProblemThrottle(60.0)
+    assert throttle.allow("a") == (True, 0) and throttle.allow("a") == (False, 0) and throttle.allow("b")[0]

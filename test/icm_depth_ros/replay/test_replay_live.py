@@ -1,0 +1,109 @@
+"""replay_eval --live against the real depth_node: two processes on a private ROS graph.
+
+The node runs in its own process (private ROS_DOMAIN_ID, localhost discovery); replay_eval --live in
+another plays a synthetic drive into it and scores what comes back. Every frame the node answered
+must score exactly as the offline mode scores that frame (same pipeline, same model, same pixels).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import MODEL_SIZE, NodeProcess, ros_environment
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+NUM_FRAMES = 6
+
+
+def frame_rows(path) -> dict[int, dict]:
+    with open(path) as handle:
+        return {int(row["frame"]): row for row in csv.DictReader(handle)}
+
+
+@pytest.mark.timeout(120)
+def test_live_run_against_the_node(tmp_path, onnx_model):
+    pytest.importorskip("rclpy")
+    from training.data.synthetic import render_sequence, write_bag
+
+    from icm_depth_ros.replay.bag_reader import TopicSelection
+    from icm_depth_ros.replay.offline import ReplayOptions, run_offline
+
+    bag = write_bag(tmp_path / "bag", render_sequence(NUM_FRAMES, MODEL_SIZE, seed=5), storage="mcap")
+    env = ros_environment()
+    node = NodeProcess({"model_path": onnx_model, "backend": "onnxruntime", "instance_source": "topic",
+                        "inference_threads": 1, "publish_colorized": False, "publish_markers": False},
+                       env, tmp_path / "node.log",
+                       command=[sys.executable, "-m", "icm_depth_ros.depth_node", "--ros-args", "-r", "__ns:=/replay"])
+    try:
+        assert node.wait_for_log("active", 60), node.log()
+        live = subprocess.run(
+            [sys.executable, "-m", "icm_depth_ros.replay_eval", str(bag), "--live", "--node-namespace", "/replay",
+             "--instances-topic", "/camera/instances", "--rate", "0.5", "--wait-for-node", "20", "--drain", "3",
+             "--out", str(tmp_path / "live")],
+            env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        node.stop()
+    assert live.returncode == 0, live.stderr + node.log()
+    assert "dropped" in live.stdout and "latency p50" in live.stdout and "abs_rel" in live.stdout
+
+    summary = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    counts, frames = summary["live"], summary["frames"]
+    assert counts["published"] == NUM_FRAMES and counts["unexpected"] == 0
+    assert counts["received"] + counts["dropped"] == NUM_FRAMES
+    assert frames["read"] == NUM_FRAMES and frames["scored"] == counts["received"] >= NUM_FRAMES // 2
+    assert frames["skipped_by_reason"].get("dropped", 0) == counts["dropped"]
+    latency = summary["latency"]["stamp_to_publication"]
+    assert latency["count"] == frames["scored"] and 0 < latency["p50_ms"] < 3000
+    assert sum(band["instances"] for band in summary["instance_error_by_distance"].values()) > 0
+
+    offline = run_offline(ReplayOptions(bag=str(bag), topics=TopicSelection(
+        "/camera/image_raw", "/camera/camera_info", "/camera/depth_gt", "/camera/instances"),
+        model_path=str(onnx_model), backend="onnxruntime", out=str(tmp_path / "offline"), progress=False))
+    assert offline["frames"]["scored"] == NUM_FRAMES
+    live_rows, offline_rows = frame_rows(tmp_path / "live" / "frames.csv"), frame_rows(tmp_path / "offline" / "frames.csv")
+    scored = [index for index, row in live_rows.items() if row["status"] == "scored"]
+    assert len(scored) == frames["scored"]
+    for index in scored:
+        for name in ("abs_rel", "rmse", "d1", "d1_instance"):
+            assert float(live_rows[index][name]) == pytest.approx(float(offline_rows[index][name]), rel=1e-5), (index, name)
+
+
+@pytest.mark.timeout(120)
+def test_live_run_of_a_real_bag_without_ground_truth_or_camera_info(tmp_path, onnx_model):
+    """The real T265 ROS 1 bag (mono8 848 x 800, no CameraInfo, no depth) played into the node: every frame
+    the node answers is reported (not scored), with its latency and its instances."""
+    from pathlib import Path
+
+    pytest.importorskip("rclpy")
+    bag = Path(__file__).resolve().parents[4] / "shared" / "real-samples" / "rosbag" / "kapture_t265_trimmed_locoffice.bag"
+    if not bag.is_file():
+        pytest.skip(f"real sample {bag} not available")
+    env = ros_environment()
+    node = NodeProcess({"model_path": onnx_model, "backend": "onnxruntime", "inference_threads": 1,
+                        "publish_colorized": False, "publish_markers": False},
+                       env, tmp_path / "node.log",
+                       command=[sys.executable, "-m", "icm_depth_ros.depth_node", "--ros-args", "-r", "__ns:=/t265"])
+    try:
+        assert node.wait_for_log("active", 60), node.log()
+        live = subprocess.run(
+            [sys.executable, "-m", "icm_depth_ros.replay_eval", str(bag), "--live", "--node-namespace", "/t265",
+             "--image-topic", "/camera/fisheye1/image_raw", "--camera-info-topic", "", "--depth-topic", "",
+             "--rate", "0.05", "--wait-for-node", "20", "--drain", "3", "--out", str(tmp_path / "live")],
+            env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        node.stop()
+    assert live.returncode == 0, live.stderr + node.log()
+    assert live.stderr.count("no ground-truth topic") == 1 and live.stderr.count("no camera_info topic") == 1
+    summary = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    counts, frames = summary["live"], summary["frames"]
+    assert counts["published"] == 3 and counts["received"] + counts["dropped"] == 3 and counts["received"] >= 1
+    assert frames["scored"] == 0 and frames["predicted_without_ground_truth"] == counts["received"]
+    assert summary["metrics"] == {} and summary["latency"]["stamp_to_publication"]["count"] == counts["received"]
+    with open(tmp_path / "live" / "instances.csv") as handle:
+        instances = list(csv.DictReader(handle))
+    assert instances and all(row["x"] == "nan" and float(row["z"]) > 0 for row in instances)
