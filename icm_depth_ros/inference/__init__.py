@@ -8,7 +8,8 @@
     tensorrt_backend.py     fingerprint check, rebuild decision, engine load and inference
     selection.py            open_backend: a backend by name ("auto", "onnxruntime", "tensorrt")
 
-Imports run up this list: a module imports only modules above it (test_backends.py checks). No PyTorch, no ROS.
+Imports run up this list: a module imports only modules above it (test/icm_depth_ros/test_layout.py
+checks). No other package of icm_depth_ros, no PyTorch, no ROS.
 """
 from icm_depth_ros.inference.contract import ModelLoadError
 from icm_depth_ros.inference.selection import BACKENDS, ONNXRUNTIME_PROVIDERS, PRECISIONS, open_backend

@@ -1,1 +1,9 @@
-"""placeholder"""
+"""Per-instance depth: which pixels form each object, its numbers, and the messages that carry them.
+
+    _instance_kernel.cpp  the statistics' compiled kernel (C++17, CPython API; built by setup.py / colcon)
+    statistics.py         regions (network clusters or a label image) -> Instance records; NumPy where unbuilt
+    messages.py           Instance records -> sensor_msgs/PointCloud2 and visualization_msgs/MarkerArray, and back
+
+Imports run up this list. No other package of icm_depth_ros is imported, and statistics.py imports no ROS
+(only messages.py knows the message packages; test/icm_depth_ros/test_layout.py checks).
+"""

@@ -1,4 +1,16 @@
-"""Replay evaluation (replay_eval.py): bag reading, stamp pairing, scoring, reports, live playback.
+"""Replay evaluation (../replay_eval.py): bag reading, stamp pairing, scoring, reports, live playback.
 
-No PyTorch and nothing from training/: it runs where the node runs.
+    bag_reader.py   the topics an evaluation needs, from rosbag2 (sqlite3, mcap) or ROS 1 bags, without ROS
+    pairing.py      image, ground truth, camera_info and labels paired by header stamp
+    scoring.py      predicted depth against ground truth, frame by frame (processing/metrics.py)
+    evaluation.py   what one run collects: frame rows, skip reasons, latencies, sample frames
+    plots.py        small PNG plots for report.md (OpenCV)
+    report.py       metrics.json, frames.csv, instances.csv, report.md
+    bag_output.py   --write-bag: the evaluated bag with the node's outputs added
+    offline.py      DepthPipeline over a bag's frames (no ROS graph)
+    live.py         a bag played into a ROS graph, a running depth_node's outputs scored
+
+Imports run up this list: a module imports only modules above it. From the rest of icm_depth_ros:
+processing/, instances/ and inference/, never node/ (test/icm_depth_ros/test_layout.py checks). No PyTorch
+and nothing from training/: it runs where the node runs.
 """

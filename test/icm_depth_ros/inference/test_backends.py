@@ -226,23 +226,3 @@ def test_scenario_models_have_the_doubles_cluster_count():
     from tensorrt_double import scenario
 
     assert scenario.NUM_CLUSTERS == NUM_CLUSTERS
-
-
-def test_inference_package_imports_run_one_way():
-    """Each module of icm_depth_ros/inference/ imports only modules listed above it in the package docstring."""
-    import ast
-
-    import icm_depth_ros.inference as package
-
-    folder = Path(package.__file__).parent
-    order = [line.split()[0][:-3] for line in package.__doc__.splitlines() if line.startswith("    ") and line.split()[0].endswith(".py")]
-    assert sorted(order) == sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__")
-    for index, module in enumerate(order):
-        tree = ast.parse((folder / f"{module}.py").read_text())
-        imported = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("icm_depth_ros.inference"):
-                imported.add(node.module.split(".")[2] if node.module.count(".") >= 2 else None)
-                imported.update(alias.name for alias in node.names if node.module == "icm_depth_ros.inference")
-        imported.discard(None)
-        assert imported <= set(order[:index]), f"{module} imports {sorted(imported - set(order[:index]))} from below it"
