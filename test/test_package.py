@@ -61,9 +61,9 @@ def test_colcon_build_installs_executables_launch_and_config(tmp_path):
     site = next((prefix / "lib").glob("python3*/site-packages"))
     assert (site / PACKAGE / "__init__.py").is_file()
     # The compiled instance statistics kernel is built and installed, and the node's import finds it there.
-    assert list((site / PACKAGE).glob("_instance_kernel.*.so")), sorted(p.name for p in (site / PACKAGE).iterdir())
+    assert list((site / PACKAGE / "instances").glob("_instance_kernel.*.so")), sorted(p.name for p in (site / PACKAGE / "instances").iterdir())
     probe = subprocess.run(
-        [sys.executable, "-c", f"import {PACKAGE}.instances as m; print(m._kernel.__file__)"],
+        [sys.executable, "-c", f"import {PACKAGE}.instances.statistics as m; print(m._kernel.__file__)"],
         cwd=tmp_path, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(site)},
     )
     assert probe.returncode == 0, probe.stderr
