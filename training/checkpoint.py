@@ -56,7 +56,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # a text file, a truncated file, a pickle with code: torch says it many ways
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"{path} is not a training checkpoint (torch.load: {type(error).__name__}: "
+                         f"{first_line[:160]})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not a training checkpoint: it holds a {type(state).__name__}, not a dict")
     missing = [key for key in ("model", "config", "step") if key not in state]
     if missing:
         raise ValueError(f"{path} is not a training checkpoint: missing key(s) {missing}")

@@ -1,132 +1,154 @@
-"""Every training/evaluation setting in one place: dataclasses with commented defaults.
+"""Every training/evaluation setting in one place: pydantic models with commented defaults and their ranges.
 
 A run's config is built in three layers, later ones winning:
     the defaults below  <-  one YAML file per recipe (training/configs/NAME.yaml)  <-  key=value overrides
 e.g. ``python training/train.py --config training/configs/X.yaml train.steps=200 model.update=parallel``.
-An unknown key is an error that names the key and the allowed keys. Classes elsewhere take numbers and
+The result is validated by pydantic (types, ranges, choices) before any work starts; an unknown key or a bad
+value is a ConfigError whose one line names the key, the value and what is allowed. Classes elsewhere take numbers and
 modules; ``build_model`` and ``build_criterion`` at the bottom are the only places that read a Config.
 """
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Optional, get_args
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 DATASETS = ("kitti_eigen", "cityscapes_dvps", "semkitti_dvps", "synthetic")
 EVAL_CROPS = ("none", "garg")
 UPDATE_MODES = ("sequential", "parallel")  # same as training.model.UPDATE_MODES, kept import-free
+ICM_REDUCTIONS = ("sum", "mean")  # same as training.losses.matcher.REDUCTIONS
+
+PositiveInt = Annotated[int, Field(ge=1)]
+Size = Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]  # [H, W]
 
 
-@dataclass
-class ModelConfig:
+def _exceeds_min_depth(cls, max_depth: float, info: ValidationInfo) -> float:
+    """max_depth is validated after min_depth (field order) and must exceed it."""
+    min_depth = info.data.get("min_depth")
+    if min_depth is not None and max_depth <= min_depth:
+        raise ValueError(f"must exceed min_depth ({min_depth})")
+    return max_depth
+
+
+class Section(BaseModel):
+    """Validation for every section: unknown keys are errors, assignments are checked, numbers may name strings."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, coerce_numbers_to_str=True)
+
+
+class ModelConfig(Section):
     """Keyword arguments of ICMDepthNet (saved as config["model"]; training/export.py rebuilds from it)."""
 
     encoder: str = "resnet18"  # timm name; the paper uses swin_large_patch4_window7_224, its ablation resnet50
-    img_size: list[int] = field(default_factory=lambda: [192, 640])  # [H, W], multiples of 32; also the data size
-    num_clusters: int = 32  # N (paper II-B)
-    dim: int = 256  # D, channels of F1..F3 and of the clusters
-    update: str = "sequential"  # "sequential" (paper, methods II/III) or "parallel" (method I)
-    iterations: int = 2  # cluster-update passes per scale, shared weights (iDisc)
-    min_depth: float = 1e-3  # metres; predictions are clamped to [min_depth, max_depth] at evaluation
-    max_depth: float = 80.0
-    init_depth: float = 10.0  # the depth head starts here: a plausible road-scene distance
+    img_size: Size = [192, 640]  # [H, W], multiples of 32 (the encoder's stride); also the data size
+    num_clusters: PositiveInt = 32  # N (paper II-B)
+    dim: PositiveInt = 256  # D, channels of F1..F3 and of the clusters
+    update: Literal[UPDATE_MODES] = "sequential"  # "sequential" (paper, methods II/III) or "parallel" (method I)
+    iterations: PositiveInt = 2  # cluster-update passes per scale, shared weights (iDisc)
+    min_depth: float = Field(1e-3, gt=0)  # metres; predictions are clamped to [min_depth, max_depth] at evaluation
+    max_depth: float = Field(80.0, gt=0)
+    init_depth: float = Field(10.0, gt=0)  # the depth head starts here: a plausible road-scene distance
+
+    @field_validator("img_size")
+    @classmethod
+    def _multiple_of_32(cls, size: list[int]) -> list[int]:
+        if any(side % 32 for side in size):
+            raise ValueError("both sides must be multiples of 32 (the encoder's output stride)")
+        return size
+
+    _max_exceeds_min = field_validator("max_depth")(_exceeds_min_depth)
 
 
-@dataclass
-class DataConfig:
-    dataset: str = "synthetic"  # one of DATASETS
-    root: str | None = None  # dataset folder; None with "synthetic" = scenes generated in memory
+class DataConfig(Section):
+    dataset: Literal[DATASETS] = "synthetic"
+    root: Optional[str] = None  # dataset folder; None with "synthetic" = scenes generated in memory
     train_split: str = "train"
     val_split: str = "val"
-    augment: bool = True  # training split only (FACTS section 3)
-    num_workers: int = 2
+    augment: bool = True  # training split only (iDisc's augmentation, docs/data.md)
+    num_workers: int = Field(2, ge=0)
     # Only for in-memory synthetic scenes (root None): how many, and from which seeds. The held-out set
     # uses a seed far from the training seed so no scene is shared.
-    train_length: int = 2000
-    train_seed: int = 0
-    val_length: int = 200
-    val_seed: int = 1_000_000
+    train_length: PositiveInt = 2000
+    train_seed: int = Field(0, ge=0)
+    val_length: PositiveInt = 200
+    val_seed: int = Field(1_000_000, ge=0)
 
 
-@dataclass
-class LossConfig:
+class LossConfig(Section):
     """Weights of the named terms (paper eq. 7: all 1). Method I/II of the ablation set the ICM terms to 0."""
 
-    silog: float = 1.0
-    icm_1: float = 1.0  # on A1 at F1 (1/16 of the input)
-    icm_2: float = 1.0  # on A1 at F2 (1/8)
-    icm_3: float = 1.0  # on A1 at F3 (1/4)
-    fuzziness: float = 2.0  # Fuzzy C-means m (paper eq. 4)
+    silog: float = Field(1.0, ge=0)
+    icm_1: float = Field(1.0, ge=0)  # on A1 at F1 (1/16 of the input)
+    icm_2: float = Field(1.0, ge=0)  # on A1 at F2 (1/8)
+    icm_3: float = Field(1.0, ge=0)  # on A1 at F3 (1/4)
+    fuzziness: float = Field(2.0, gt=1)  # Fuzzy C-means m (paper eq. 4); m = 1 divides by zero
     # Two deviations from the paper (issue 15), both off by default:
     # the ICM weights ramp linearly 0 -> 1 over this fraction of train.steps (0 = none, the paper) ...
-    icm_warmup: float = 0.0
+    icm_warmup: float = Field(0.0, ge=0, le=1)
     # ... and each ICM cost sums (the paper's eq. 5) or averages ("mean") over its scale's pixels.
-    icm_reduction: str = "sum"
+    icm_reduction: Literal[ICM_REDUCTIONS] = "sum"
 
 
-@dataclass
-class OptimConfig:
-    """iDisc's recipe (FACTS section 3)."""
+class OptimConfig(Section):
+    """iDisc's recipe (SysCV/idisc configs; docs/training.md)."""
 
-    lr: float = 2e-4  # neck, clusters, head
-    backbone_lr: float = 2e-5  # the (pretrained) encoder moves 10x slower
-    weight_decay: float = 0.05
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    pct_start: float = 0.3  # OneCycle: warm up over the first 30% of the steps
-    div_factor: float = 1.0  # OneCycle starts at lr / div_factor (iDisc: no warm-up ramp in lr)
-    final_div_factor: float = 10.0  # ... and ends at lr / (div_factor * final_div_factor)
-    grad_clip: float = 1.0  # max global L2 norm of the gradient; 0 = off
+    lr: float = Field(2e-4, gt=0)  # neck, clusters, head
+    backbone_lr: float = Field(2e-5, ge=0)  # the (pretrained) encoder moves 10x slower
+    weight_decay: float = Field(0.05, ge=0)
+    betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] = [0.9, 0.999]
+    pct_start: float = Field(0.3, gt=0, lt=1)  # OneCycle: warm up over the first 30% of the steps
+    div_factor: float = Field(1.0, gt=0)  # OneCycle starts at lr / div_factor (iDisc: no warm-up ramp in lr)
+    final_div_factor: float = Field(10.0, gt=0)  # ... and ends at lr / (div_factor * final_div_factor)
+    grad_clip: float = Field(1.0, ge=0)  # max global L2 norm of the gradient; 0 = off
 
 
-@dataclass
-class TrainConfig:
-    steps: int = 40_000  # optimiser steps (not micro-batches)
-    batch_size: int = 8  # per process and micro-batch
-    accumulate: int = 2  # micro-batches per optimiser step (iDisc: 8 x 2)
-    seed: int = 0
+class TrainConfig(Section):
+    steps: PositiveInt = 40_000  # optimiser steps (not micro-batches)
+    batch_size: PositiveInt = 8  # per process and micro-batch
+    accumulate: PositiveInt = 2  # micro-batches per optimiser step (iDisc: 8 x 2)
+    seed: int = Field(0, ge=0)
     amp: bool = True  # mixed precision (bf16 where supported, else fp16 + loss scaling); GPU only
-    encoder_weights: str | None = None  # local ImageNet weights for the encoder; nothing is downloaded
-    output_dir: str | None = None  # None = outputs/<config name>
-    log_every: int = 20  # steps between TensorBoard scalars
-    image_every: int = 500  # steps between TensorBoard pictures
-    eval_every: int = 2000  # steps between evaluations (and best-checkpoint updates)
-    save_every: int = 1000  # steps between last.pt writes (also written at eval and at the end)
-    max_nonfinite: int = 5  # this many non-finite losses in a row stop the run
-    eval_max_images: int = 0  # 0 = the whole validation split
+    encoder_weights: Optional[str] = None  # local ImageNet weights for the encoder; nothing is downloaded
+    output_dir: Optional[str] = None  # None = outputs/<config name>
+    log_every: PositiveInt = 20  # steps between TensorBoard scalars
+    image_every: int = Field(500, ge=0)  # steps between TensorBoard pictures; 0 = none
+    eval_every: PositiveInt = 2000  # steps between evaluations (and best-checkpoint updates)
+    save_every: PositiveInt = 1000  # steps between last.pt writes (also written at eval and at the end)
+    max_nonfinite: PositiveInt = 5  # this many non-finite losses in a row stop the run
+    eval_max_images: int = Field(0, ge=0)  # 0 = the whole validation split
     # At each log step, also the L2 norm of every loss term's gradient at the neck features F1..F3, which
     # SIlog and the ICM terms all act through (one extra partial backward pass per term).
     log_feature_gradients: bool = True
 
 
-@dataclass
-class EvalConfig:
-    """Dataset-specific evaluation region (FACTS section 4)."""
+class EvalConfig(Section):
+    """Dataset-specific evaluation region (docs/data.md, "Evaluation")."""
 
-    min_depth: float = 1e-3  # GT outside (min_depth, max_depth) is not evaluated
-    max_depth: float = 80.0
-    crop: str = "none"  # "garg" for KITTI Eigen
+    min_depth: float = Field(1e-3, gt=0)  # GT outside (min_depth, max_depth) is not evaluated
+    max_depth: float = Field(80.0, gt=0)
+    crop: Literal[EVAL_CROPS] = "none"  # "garg" for KITTI Eigen
     # Size of the image the crop fractions refer to, when the evaluated image is a bottom-centre crop of
     # it (KITTI's KB crop of 375 x 1242); None = the evaluated image itself.
-    full_size: list[int] | None = None
-    batch_size: int = 4
+    full_size: Optional[Size] = None
+    batch_size: PositiveInt = 4
+
+    _max_exceeds_min = field_validator("max_depth")(_exceeds_min_depth)
 
 
-@dataclass
-class Config:
+class Config(Section):
     name: str = "unnamed"  # the recipe; defaults to the YAML file's stem
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain containers only (loadable with torch.load(weights_only=True))."""
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
     @property
     def output_dir(self) -> Path:
@@ -137,79 +159,57 @@ class ConfigError(ValueError):
     """A config file or override that cannot be applied; the message says which key and what is allowed."""
 
 
-CHOICES = {
-    ("model", "update"): UPDATE_MODES,
-    ("data", "dataset"): DATASETS,
-    ("eval", "crop"): EVAL_CROPS,
-    ("loss", "icm_reduction"): ("sum", "mean"),  # same as training.losses.matcher.REDUCTIONS
-}
-
-
-def allowed_keys(config: Any = None, prefix: str = "") -> list[str]:
+def allowed_keys() -> list[str]:
     """Every settable dotted key, e.g. ['name', 'model.encoder', ...]."""
-    config = Config() if config is None else config
     keys = []
-    for item in dataclasses.fields(config):
-        value = getattr(config, item.name)
-        if dataclasses.is_dataclass(value):
-            keys += allowed_keys(value, f"{prefix}{item.name}.")
+    for name, item in Config.model_fields.items():
+        section = item.annotation
+        if isinstance(section, type) and issubclass(section, Section):
+            keys += [f"{name}.{leaf}" for leaf in section.model_fields]
         else:
-            keys.append(prefix + item.name)
+            keys.append(name)
     return keys
 
 
-def _coerce(key: str, value: Any, default: Any, field_type: str) -> Any:
-    """Check ``value`` against the field's type; YAML quirks (``1e-4`` is a string in YAML 1.1) are fixed."""
-    optional = "None" in field_type
-    if value is None:
-        if optional:
-            return None
-        raise ConfigError(f"config key {key!r} may not be null")
-    if field_type.startswith("bool"):
-        if isinstance(value, bool):
-            return value
-    elif field_type.startswith("int"):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif field_type.startswith("float"):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif field_type.startswith("list"):
-        if isinstance(value, (list, tuple)):
-            inner = float if "float" in field_type else int
-            try:
-                return [inner(v) for v in value]
-            except (TypeError, ValueError):
-                pass
-    elif field_type.startswith("str"):
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-    raise ConfigError(f"config key {key!r} expects {field_type}, got {value!r}")
-
-
-def set_key(config: Config, key: str, value: Any) -> None:
-    """Set dotted ``key`` (e.g. 'train.steps') after checking that it exists and the value fits."""
-    parts = key.split(".")
-    target = config
-    for part in parts[:-1]:
-        child = getattr(target, part, None) if dataclasses.is_dataclass(target) else None
-        if not dataclasses.is_dataclass(child):
-            raise ConfigError(f"unknown config key {key!r}; allowed keys: {', '.join(allowed_keys())}")
-        target = child
-    fields = {f.name: f for f in dataclasses.fields(target)} if dataclasses.is_dataclass(target) else {}
-    leaf = parts[-1]
-    if leaf not in fields or dataclasses.is_dataclass(getattr(target, leaf)):
+def _check_key(key: str) -> None:
+    if key not in allowed_keys():
         raise ConfigError(f"unknown config key {key!r}; allowed keys: {', '.join(allowed_keys())}")
-    value = _coerce(key, value, getattr(target, leaf), str(fields[leaf].type))
-    choices = CHOICES.get(tuple(parts))
-    if choices is not None and value not in choices:
-        raise ConfigError(f"config key {key!r} must be one of {list(choices)}, got {value!r}")
-    setattr(target, leaf, value)
+
+
+def _explain(error: ValidationError) -> ConfigError:
+    """pydantic's first error as one line that names the dotted key, the value and what is allowed."""
+    detail = error.errors()[0]
+    location = [str(part) for part in detail["loc"] if not isinstance(part, int)]
+    key = ".".join(location)
+    kind, value = detail["type"], detail.get("input")
+    if kind == "extra_forbidden":
+        return ConfigError(f"unknown config key {key!r}; allowed keys: {', '.join(allowed_keys())}")
+    if kind == "literal_error":
+        section, leaf = location[0], location[-1]
+        allowed = list(get_args(Config.model_fields[section].annotation.model_fields[leaf].annotation))
+        return ConfigError(f"config key {key!r} must be one of {allowed}, got {value!r}")
+    if kind in ("int_parsing", "int_from_float", "int_type"):
+        return ConfigError(f"config key {key!r} expects int (a whole number), got {value!r}")
+    if kind in ("float_parsing", "float_type"):
+        return ConfigError(f"config key {key!r} expects float, got {value!r}")
+    if kind in ("bool_parsing", "bool_type"):
+        return ConfigError(f"config key {key!r} expects true or false, got {value!r}")
+    if detail["loc"] and isinstance(detail["loc"][-1], int):
+        key_text = f"{key!r} (item {detail['loc'][-1]})"
+    else:
+        key_text = repr(key)
+    message = detail["msg"].removeprefix("Value error, ")
+    message = message[:1].lower() + message[1:]
+    shown = "" if kind.startswith("value_error") or isinstance(value, dict) else f", got {value!r}"
+    return ConfigError(f"config key {key_text}: {message}{shown}")
+
+
+def _merge(tree: dict, key: str, value: Any) -> None:
+    """Put ``value`` at dotted ``key`` of the nested ``tree``."""
+    *sections, leaf = key.split(".")
+    for section in sections:
+        tree = tree.setdefault(section, {})
+    tree[leaf] = value
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -222,42 +222,67 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _validate(tree: dict) -> Config:
+    for key in _flatten(tree):
+        _check_key(key)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as error:
+        raise _explain(error) from None
+
+
+def set_key(config: Config, key: str, value: Any) -> Config:
+    """``config`` with dotted ``key`` (e.g. 'train.steps') set, after checking the key and the whole config."""
+    _check_key(key)
+    tree = config.to_dict()
+    _merge(tree, key, value)
+    return _validate(tree)
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """'train.steps=200' -> ('train.steps', 200); the value is read as YAML ('[96,320]' is a list)."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} is not key=value (e.g. train.steps=200)")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML") from None
+    return key.strip(), value
 
 
 def from_dict(tree: dict, name: str | None = None) -> Config:
     """A Config from a (possibly nested, possibly partial) dict, e.g. one saved in a checkpoint."""
-    config = Config()
-    for key, value in _flatten(tree).items():
-        set_key(config, key, value)
+    tree = dict(tree)
     if name is not None and "name" not in tree:
-        config.name = name
-    return config
+        tree["name"] = name
+    return _validate(tree)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults <- YAML file ``path`` <- ``overrides`` ('key=value' strings)."""
+    """Defaults <- YAML file ``path`` <- ``overrides`` ('key=value' strings), validated once at the end."""
     tree, name = {}, None
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        tree = yaml.safe_load(path.read_text()) or {}
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            raise ConfigError(f"config file {path} is not YAML: {str(error).splitlines()[0]}") from None
         if not isinstance(tree, dict):
             raise ConfigError(f"config file {path} must hold a mapping, got {type(tree).__name__}")
         name = path.stem
-    try:
-        config = from_dict(tree, name)
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
+        try:
+            from_dict(tree, name)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from None
+        tree = {"name": name, **tree}
     for text in overrides:
-        set_key(config, *parse_override(text))
-    return config
+        key, value = parse_override(text)
+        _check_key(key)
+        _merge(tree, key, value)
+    return _validate(tree)
 
 
 def format_config(config: Config) -> str:
@@ -293,8 +318,6 @@ def build_criterion(config: Config):
     from training.losses import ICMCriterion
 
     loss = config.loss
-    if not 0.0 <= loss.icm_warmup <= 1.0:
-        raise ConfigError(f"config key 'loss.icm_warmup' is a fraction of train.steps in [0, 1], got {loss.icm_warmup}")
     return ICMCriterion(loss_weights(config), fuzziness=loss.fuzziness,
                         icm_warmup_steps=round(loss.icm_warmup * config.train.steps),
                         icm_reduction=loss.icm_reduction)

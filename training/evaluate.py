@@ -75,7 +75,7 @@ def run(checkpoint: str | Path, config_path: str | None, overrides: list[str], o
     config = load_config(config_path, overrides) if config_path else from_dict(state["config"])
     if config_path is None:
         for text in overrides:
-            set_key(config, *parse_override(text))
+            config = set_key(config, *parse_override(text))
     if config.to_dict()["model"] != saved.to_dict()["model"]:
         print(f"note: the network is rebuilt from the checkpoint's model settings {saved.to_dict()['model']}",
               file=sys.stderr)

@@ -37,6 +37,7 @@ from training.config import (
     build_model,
     format_config,
     load_config,
+    set_key,
 )
 from training.engine import (
     amp_dtype,
@@ -61,146 +62,203 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def without_instance_terms(config: Config, train_set, say: bool = True) -> Config:
+    """``config`` itself, or a copy with the ICM terms off when the training set has no instance masks
+    (KITTI without pseudo masks, docs/data.md); the change is printed (``say``) and saved with the run's config."""
+    if getattr(train_set, "has_instances", True):
+        return config
+    for key in ("loss.icm_1", "loss.icm_2", "loss.icm_3"):
+        config = set_key(config, key, 0.0)
+    if say:
+        print(f"{type(train_set).__name__}: no instance masks, ICM terms off (loss.icm_1/2/3 = 0): this run is "
+              "method II", flush=True)
+    return config
+
+
+class TrainingRun:
+    """One training run, set up in the constructor and driven by ``run()``: each method is one part of it
+    (optimisation state, resuming, outputs, one step, its log record, evaluation and checkpoints)."""
+
+    def __init__(self, config: Config, resume: bool, datasets, context: distributed.Context):
+        self.context, self.output = context, config.output_dir
+        seed_everything(config.train.seed)  # the same initial weights on every rank
+        self.model = build_model(config, pretrained=not resume).to(context.device)
+        self.train_set, self.val_set = datasets if datasets is not None else build_datasets(config)
+        self.config = without_instance_terms(config, self.train_set, say=context.is_main)
+        self.criterion = build_criterion(self.config)
+        optim = self.config.optim
+        self.optimizer = build_optimizer(self.model, optim.lr, optim.backbone_lr, optim.weight_decay, optim.betas)
+        self.scheduler = build_scheduler(self.optimizer, self.config.train.steps, optim.pct_start, optim.div_factor,
+                                         optim.final_div_factor)
+        self.step, self.metrics, self.best, self.nonfinite, self.in_a_row = 0, {}, {"abs_rel": math.inf, "step": -1}, 0, 0
+        if resume:
+            self.restore()
+        self.amp = self.config.train.amp and context.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp and amp_dtype() == torch.float16 else None
+        if context.distributed:
+            device_ids = [context.device.index] if context.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.model, device_ids=device_ids)
+        self.bare = unwrap(self.model)
+        self.writer, self.log = self.open_outputs(resume)
+
+    def restore(self) -> None:
+        """Continue from last.pt: weights, optimiser, schedule, counters and RNG, after checking that the
+        config asks for the same network and schedule."""
+        last = self.output / LAST
+        state = load_checkpoint(last, map_location=self.context.device)
+        saved, asked = state["config"], self.config.to_dict()
+        if saved["model"] != asked["model"]:
+            raise ConfigError(f"{last} was trained with model {saved['model']}, the config asks for {asked['model']}")
+        if saved["train"]["steps"] != self.config.train.steps:  # the OneCycle schedule is fixed at the start
+            raise ConfigError(f"{last} runs a {saved['train']['steps']}-step schedule; resume it with "
+                              f"train.steps={saved['train']['steps']} (got {self.config.train.steps})")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.metrics, self.best, self.nonfinite = state["step"], state["metrics"], state["best"], state["nonfinite"]
+        torch.set_rng_state(state["rng"]["torch"])
+
+    def open_outputs(self, resume: bool):
+        """config.yaml, TensorBoard and log.jsonl on rank 0. A new run starts a new log (an older run's
+        records are moved aside, and that is said); a resumed one keeps the records up to its step."""
+        log = LogFile(self.output / "log.jsonl", self.context.is_main)
+        if not self.context.is_main:
+            return None, log
+        print(f"resolved config ({self.config.name}):\n{format_config(self.config)}", flush=True)
+        self.output.mkdir(parents=True, exist_ok=True)
+        (self.output / "config.yaml").write_text(format_config(self.config) + "\n")
+        if resume:
+            log.truncate_after(self.step)  # records of steps after last.pt are re-made by this run
+        else:
+            moved = log.move_aside()
+            if moved is not None:
+                print(f"{log.path} held another run's records (no last.pt to resume): moved to {moved}", flush=True)
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(str(self.output / "tensorboard"), purge_step=self.step if resume else None), log
+
+    def run(self) -> dict:
+        train_cfg = self.config.train
+        batches = endless_batches(self.train_set, train_cfg.batch_size, self.config.data.num_workers,
+                                  train_cfg.seed, self.context, self.step * train_cfg.accumulate)
+        eval_cfg = self.config.eval
+        eval_loader = evaluation_loader(self.val_set, eval_cfg.batch_size, self.config.data.num_workers, self.context,
+                                        train_cfg.eval_max_images)
+        progress = tqdm(total=train_cfg.steps, initial=self.step, disable=not self.context.is_main, dynamic_ncols=True)
+        self.model.train()
+        while self.step < train_cfg.steps:
+            self.train_one_step(batches, progress)
+            if self.step % train_cfg.eval_every == 0 or self.step == train_cfg.steps:
+                self.evaluate(eval_loader)
+                self.save(LAST)
+            elif self.step % train_cfg.save_every == 0:
+                self.save(LAST)
+        progress.close()
+        if self.context.is_main:
+            write_report(self.output / "report", self.config, self.metrics,
+                         {"checkpoint": str(self.output / LAST), "step": self.step, "best": self.best,
+                          "nonfinite_steps": self.nonfinite})
+            self.writer.close()
+        distributed.barrier(self.context)
+        return {"step": self.step, "metrics": self.metrics, "best": self.best, "nonfinite": self.nonfinite,
+                "model": self.bare}
+
+    def train_one_step(self, batches, progress) -> None:
+        """One optimiser step over ``accumulate`` micro-batches; a non-finite one is skipped and counted."""
+        train_cfg = self.config.train
+        started = time.perf_counter()
+        micro_batches = [next(batches) for _ in range(train_cfg.accumulate)]
+        logging = self.step + 1 == train_cfg.steps or (self.step + 1) % train_cfg.log_every == 0
+        result = train_step(self.model, self.criterion, micro_batches, self.optimizer, self.scaler,
+                            self.config.optim.grad_clip, self.context, self.amp, step=self.step,
+                            measure_features=logging and train_cfg.log_feature_gradients)
+        with warnings.catch_warnings():  # after a skipped first step torch warns of step order; intended
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+            self.scheduler.step()  # a skipped step still uses its slot of the schedule: the run ends on time
+        self.step += 1
+        self.count_nonfinite(result)
+        images = train_cfg.batch_size * train_cfg.accumulate * self.context.world_size
+        images_per_second = images / (time.perf_counter() - started)
+        progress.update(1)
+        progress.set_postfix({**{k.removeprefix("loss_"): f"{v:.3f}" for k, v in result.terms.items()},
+                              "img/s": f"{images_per_second:.1f}"}, refresh=False)
+        if self.writer is not None and logging:
+            self.log_step(result, micro_batches, images_per_second)
+        if self.writer is not None and train_cfg.image_every > 0 and self.step % train_cfg.image_every == 0:
+            for tag, picture in pictures(self.bare, micro_batches[0], self.context, self.config.model.max_depth).items():
+                self.writer.add_image(f"pictures/{tag}", picture, self.step)
+
+    def count_nonfinite(self, result) -> None:
+        if not result.skipped:
+            self.in_a_row = 0
+            return
+        self.nonfinite, self.in_a_row = self.nonfinite + 1, self.in_a_row + 1
+        print(f"step {self.step}: non-finite loss or gradient {result.terms}, step skipped "
+              f"({self.in_a_row} in a row, {self.nonfinite} in total)", file=sys.stderr)
+        limit = self.config.train.max_nonfinite
+        if self.in_a_row >= limit:
+            raise NonFiniteLossError(
+                f"{self.in_a_row} steps in a row had a non-finite loss or gradient (last at step {self.step}, terms "
+                f"{result.terms}); stopping. Check the data for NaN/Inf, lower optim.lr, or raise "
+                f"train.max_nonfinite (now {limit}).")
+
+    def log_step(self, result, micro_batches, images_per_second: float) -> None:
+        """TensorBoard scalars and the same as one log.jsonl record."""
+        last_lr = self.scheduler.get_last_lr()
+        scalars = {**{f"train/{k}": v for k, v in result.terms.items()}, "train/loss": result.loss,
+                   "train/grad_norm": result.grad_norm, "train/lr": last_lr[-1], "train/backbone_lr": last_lr[0],
+                   "train/images_per_second": images_per_second, "train/nonfinite_steps": self.nonfinite,
+                   **{f"weight/{k}": v for k, v in result.weights.items() if k in result.terms},
+                   **{f"feature_grad/{k}": v for k, v in result.feature_grad_norms.items()}}
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, self.step)
+        # The first image's pixel sum identifies the data drawn: equal across methods of one seed.
+        checksum = float(micro_batches[0]["image"][0].double().sum())
+        self.log.write({"step": self.step, **{k.removeprefix("train/"): v for k, v in scalars.items()},
+                        "data_checksum": checksum})
+
+    def evaluate(self, eval_loader) -> None:
+        """Validation metrics (logged), best.pt when abs_rel improved."""
+        distributed.broadcast_buffers(self.bare, self.context)  # rank 0's BatchNorm statistics everywhere
+        eval_cfg = self.config.eval
+        full_size = tuple(eval_cfg.full_size) if eval_cfg.full_size else None
+        self.metrics = evaluate(self.bare, eval_loader, self.context, eval_cfg.min_depth, eval_cfg.max_depth,
+                                eval_cfg.crop, full_size, self.amp)
+        if self.context.is_main:
+            tqdm.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in self.metrics.items()))
+        if self.writer is not None:
+            for name, value in self.metrics.items():
+                self.writer.add_scalar(f"val/{name}", value, self.step)
+        self.log.write({"step": self.step, "val": self.metrics})
+        if self.metrics.get("abs_rel", math.inf) < self.best["abs_rel"]:
+            self.best = {"abs_rel": self.metrics["abs_rel"], "step": self.step}
+            self.save(BEST)
+
+    def save(self, name: str) -> None:
+        if self.context.is_main:
+            state = training_state(self.model, self.optimizer, self.scheduler, self.step, self.config.to_dict(),
+                                   self.metrics, self.best, self.nonfinite)
+            save_checkpoint(self.output / name, state)
+
+
 def train(config: Config, resume: bool = False, datasets=None) -> dict:
     """Run (or continue) one training run; returns {"step", "metrics", "best", "nonfinite", "model"}
-    ("model": the trained network, outside DistributedDataParallel).
+    ("model": the trained network, outside DistributedDataParallel). ``config`` itself is not changed.
 
     ``datasets``: (train, val) to use instead of ``build_datasets(config)`` (tests).
     """
     context = distributed.setup()
-    output = config.output_dir
-    seed_everything(config.train.seed)  # the same initial weights on every rank
-    model = build_model(config, pretrained=not resume).to(context.device)
-    criterion = build_criterion(config)
-    train_set, val_set = datasets if datasets is not None else build_datasets(config)
-    if not getattr(train_set, "has_instances", True):  # KITTI without pseudo masks (docs/data.md)
-        config.loss.icm_1 = config.loss.icm_2 = config.loss.icm_3 = 0.0
-        criterion = build_criterion(config)
-        if context.is_main:
-            print(f"{type(train_set).__name__}: no instance masks, ICM terms off (loss.icm_1/2/3 = 0): "
-                  "this run is method II", flush=True)
-    optim = config.optim
-    optimizer = build_optimizer(model, optim.lr, optim.backbone_lr, optim.weight_decay, optim.betas)
-    scheduler = build_scheduler(optimizer, config.train.steps, optim.pct_start, optim.div_factor,
-                                optim.final_div_factor)
-    step, metrics, best, nonfinite = 0, {}, {"abs_rel": math.inf, "step": -1}, 0
-    if resume:
-        state = load_checkpoint(output / LAST, map_location=context.device)
-        saved = state["config"]
-        if saved["model"] != config.to_dict()["model"]:
-            raise ConfigError(f"{output / LAST} was trained with model {saved['model']}, "
-                              f"the config asks for {config.to_dict()['model']}")
-        if saved["train"]["steps"] != config.train.steps:  # the OneCycle schedule is fixed at the start
-            raise ConfigError(f"{output / LAST} runs a {saved['train']['steps']}-step schedule; resume it with "
-                              f"train.steps={saved['train']['steps']} (got {config.train.steps})")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, metrics, best, nonfinite = state["step"], state["metrics"], state["best"], state["nonfinite"]
-        torch.set_rng_state(state["rng"]["torch"])
-    elif (output / LAST).exists():
-        raise FileExistsError(f"{output / LAST} exists: pass --resume to continue it, or set train.output_dir")
-    train_cfg, eval_cfg = config.train, config.eval
-    full_size = tuple(eval_cfg.full_size) if eval_cfg.full_size else None
-    eval_loader = evaluation_loader(val_set, eval_cfg.batch_size, config.data.num_workers, context,
-                                    train_cfg.eval_max_images)
-    amp = train_cfg.amp and context.device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda") if amp and amp_dtype() == torch.float16 else None
-    if context.distributed:
-        device_ids = [context.device.index] if context.device.type == "cuda" else None
-        model = DistributedDataParallel(model, device_ids=device_ids)
-    bare = unwrap(model)
+    check_output(config, resume)
+    return TrainingRun(config, resume, datasets, context).run()
 
-    writer = None
-    if context.is_main:
-        print(f"resolved config ({config.name}):\n{format_config(config)}", flush=True)
-        output.mkdir(parents=True, exist_ok=True)
-        (output / "config.yaml").write_text(format_config(config) + "\n")
-        from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(output / "tensorboard"), purge_step=step if resume else None)
-    log = LogFile(output / "log.jsonl", context.is_main)
-    if resume:
-        log.truncate_after(step)  # records of steps after last.pt are re-made by this run
-
-    def save(name: str) -> None:
-        if context.is_main:
-            state = training_state(model, optimizer, scheduler, step, config.to_dict(), metrics, best, nonfinite)
-            save_checkpoint(output / name, state)
-
-    batches = endless_batches(train_set, train_cfg.batch_size, config.data.num_workers,
-                              train_cfg.seed, context, step * train_cfg.accumulate)
-    images_per_step = train_cfg.batch_size * train_cfg.accumulate * context.world_size
-    in_a_row = 0
-    progress = tqdm(total=train_cfg.steps, initial=step, disable=not context.is_main, dynamic_ncols=True)
-    model.train()
-    while step < train_cfg.steps:
-        started = time.perf_counter()
-        micro_batches = [next(batches) for _ in range(train_cfg.accumulate)]
-        logging = step + 1 == train_cfg.steps or (step + 1) % train_cfg.log_every == 0
-        result = train_step(model, criterion, micro_batches, optimizer, scaler, optim.grad_clip, context, amp,
-                            step=step, measure_features=logging and train_cfg.log_feature_gradients)
-        with warnings.catch_warnings():  # after a skipped first step torch warns of step order; intended
-            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
-            scheduler.step()  # a skipped step still uses its slot of the schedule: the run ends on time
-        step += 1
-        if result.skipped:
-            nonfinite, in_a_row = nonfinite + 1, in_a_row + 1
-            print(f"step {step}: non-finite loss or gradient {result.terms}, step skipped "
-                       f"({in_a_row} in a row, {nonfinite} in total)", file=sys.stderr)
-            if in_a_row >= train_cfg.max_nonfinite:
-                raise NonFiniteLossError(
-                    f"{in_a_row} steps in a row had a non-finite loss or gradient (last at step {step}, terms "
-                    f"{result.terms}); stopping. Check the data for NaN/Inf, lower optim.lr, or raise "
-                    f"train.max_nonfinite (now {train_cfg.max_nonfinite}).")
-        else:
-            in_a_row = 0
-        images_per_second = images_per_step / (time.perf_counter() - started)
-        progress.update(1)
-        progress.set_postfix({**{k.removeprefix("loss_"): f"{v:.3f}" for k, v in result.terms.items()},
-                              "img/s": f"{images_per_second:.1f}"}, refresh=False)
-
-        if writer is not None and logging:
-            scalars = {**{f"train/{k}": v for k, v in result.terms.items()}, "train/loss": result.loss,
-                       "train/grad_norm": result.grad_norm, "train/lr": scheduler.get_last_lr()[-1],
-                       "train/backbone_lr": scheduler.get_last_lr()[0], "train/images_per_second": images_per_second,
-                       "train/nonfinite_steps": nonfinite,
-                       **{f"weight/{k}": v for k, v in result.weights.items() if k in result.terms},
-                       **{f"feature_grad/{k}": v for k, v in result.feature_grad_norms.items()}}
-            for tag, value in scalars.items():
-                writer.add_scalar(tag, value, step)
-            # The first image's pixel sum identifies the data drawn: equal across methods of one seed.
-            checksum = float(micro_batches[0]["image"][0].double().sum())
-            log.write({"step": step, **{k.removeprefix("train/"): v for k, v in scalars.items()},
-                       "data_checksum": checksum})
-        if writer is not None and train_cfg.image_every > 0 and step % train_cfg.image_every == 0:
-            for tag, picture in pictures(bare, micro_batches[0], context, config.model.max_depth).items():
-                writer.add_image(f"pictures/{tag}", picture, step)
-
-        evaluating = step % train_cfg.eval_every == 0 or step == train_cfg.steps
-        if evaluating or step == train_cfg.steps:
-            distributed.broadcast_buffers(bare, context)  # rank 0's BatchNorm statistics everywhere
-        if evaluating:
-            metrics = evaluate(bare, eval_loader, context, eval_cfg.min_depth, eval_cfg.max_depth, eval_cfg.crop,
-                               full_size, amp)
-            if context.is_main:
-                tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-            if writer is not None:
-                for name, value in metrics.items():
-                    writer.add_scalar(f"val/{name}", value, step)
-            log.write({"step": step, "val": metrics})
-            if metrics.get("abs_rel", math.inf) < best["abs_rel"]:
-                best = {"abs_rel": metrics["abs_rel"], "step": step}
-                save(BEST)
-        if evaluating or step % train_cfg.save_every == 0:
-            save(LAST)
-    progress.close()
-    if context.is_main:
-        write_report(output / "report", config, metrics, {"checkpoint": str(output / LAST), "step": step,
-                                                           "best": best, "nonfinite_steps": nonfinite})
-        writer.close()
-    distributed.barrier(context)
-    return {"step": step, "metrics": metrics, "best": best, "nonfinite": nonfinite, "model": bare}
+def check_output(config: Config, resume: bool) -> None:
+    """Before any work: --resume needs last.pt, and a new run must not overwrite one."""
+    last = config.output_dir / LAST
+    if resume and not last.is_file():
+        raise FileNotFoundError(f"--resume: {last} not found (the run's train.output_dir is {config.output_dir})")
+    if not resume and last.exists():
+        raise FileExistsError(f"{last} exists: pass --resume to continue it, or set train.output_dir")
 
 
 class LogFile:
@@ -209,10 +267,36 @@ class LogFile:
     def __init__(self, path: Path, enabled: bool):
         self.path, self.enabled = path, enabled
 
+    def records(self) -> list[dict]:
+        """The records; a last line cut short (a crash mid-write) is dropped and said, any other bad line is
+        an error naming the file and the line."""
+        lines = self.path.read_text().splitlines() if self.path.exists() else []
+        records = []
+        for number, line in enumerate(lines, 1):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                if number == len(lines):
+                    print(f"{self.path}: line {number} is cut short (the run stopped mid-write); dropped", flush=True)
+                    break
+                raise ValueError(f"{self.path}: line {number} is not a JSON record: {line[:80]!r}") from None
+        return records
+
     def truncate_after(self, step: int) -> None:
         if self.enabled and self.path.exists():
-            records = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= step]
-            self.path.write_text("".join(line + "\n" for line in records))
+            kept = [record for record in self.records() if record.get("step", 0) <= step]
+            self.path.write_text("".join(json.dumps(record) + "\n" for record in kept))
+
+    def move_aside(self) -> Path | None:
+        """Rename an existing log to log.jsonl.N (the first free N); the new path, or None when there was none."""
+        if not (self.enabled and self.path.exists()):
+            return None
+        number = 1
+        while self.path.with_name(f"{self.path.name}.{number}").exists():
+            number += 1
+        target = self.path.with_name(f"{self.path.name}.{number}")
+        self.path.rename(target)
+        return target
 
     def write(self, record: dict) -> None:
         if self.enabled:
@@ -224,8 +308,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="training/configs/NAME.yaml")
     parser.add_argument("--resume", action="store_true", help="continue from <output_dir>/last.pt")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     parser.add_argument("overrides", nargs="*", help="key=value, e.g. train.steps=200 model.update=parallel")
     return parser.parse_args(argv)
+
+
+# Errors that are the user's input, worded by the code that found them: one line, exit code 2.
+INPUT_ERRORS = (ConfigError, FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -233,8 +322,15 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         config = load_config(args.config, args.overrides)
         return train(config, resume=args.resume)
-    except (ConfigError, FileExistsError, FileNotFoundError, NonFiniteLossError) as error:
+    except NonFiniteLossError as error:
+        if args.debug:
+            raise
         raise SystemExit(f"error: {error}") from None
+    except INPUT_ERRORS as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     finally:
         distributed.cleanup()
 

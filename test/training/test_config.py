@@ -50,7 +50,7 @@ def test_unknown_key_names_key_and_allowed_keys(tmp_path):
 def test_bad_values_name_the_allowed_values():
     with pytest.raises(ConfigError, match=r"'model.update' must be one of \['sequential', 'parallel'\]"):
         load_config(None, ["model.update=both"])
-    with pytest.raises(ConfigError, match="'train.steps' expects int"):
+    with pytest.raises(ConfigError, match=r"'train.steps' expects int \(a whole number\), got 'many'"):
         load_config(None, ["train.steps=many"])
     with pytest.raises(ConfigError, match="not key=value"):
         load_config(None, ["train.steps"])
@@ -83,8 +83,8 @@ def test_icm_options_are_off_by_default_and_resolve_to_steps():
     assert (criterion.icm_warmup_steps, criterion.icm_reduction) == (270, "mean")
     with pytest.raises(ConfigError, match=r"'loss.icm_reduction' must be one of \['sum', 'mean'\], got 'avg'"):
         load_config(None, ["loss.icm_reduction=avg"])
-    with pytest.raises(ConfigError, match=r"'loss.icm_warmup' is a fraction of train.steps in \[0, 1\], got 1.5"):
-        build_criterion(load_config(None, ["loss.icm_warmup=1.5"]))
+    with pytest.raises(ConfigError, match=r"'loss.icm_warmup': input should be less than or equal to 1, got 1.5"):
+        load_config(None, ["loss.icm_warmup=1.5"])  # refused when the config is read, before any work
 
 
 def test_synthetic_deviation_recipes_are_method_three_plus_one_option():
@@ -115,3 +115,48 @@ def test_ablation_recipes_differ_only_in_the_method():
 def test_allowed_keys_are_dotted_leaves():
     keys = allowed_keys()
     assert "train.steps" in keys and "model.encoder" in keys and "name" in keys and "model" not in keys
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.steps=-5", r"'train.steps': input should be greater than or equal to 1, got -5"),
+    ("train.batch_size=0", r"'train.batch_size': input should be greater than or equal to 1, got 0"),
+    ("train.log_every=0", r"'train.log_every': input should be greater than or equal to 1, got 0"),
+    ("train.eval_every=0", r"'train.eval_every': input should be greater than or equal to 1, got 0"),
+    ("train.save_every=-1", r"'train.save_every': input should be greater than or equal to 1, got -1"),
+    ("train.steps=2.5", r"'train.steps' expects int \(a whole number\), got 2.5"),
+    ("model.img_size=[96.5,320]", r"'model.img_size' expects int \(a whole number\), got 96.5"),
+    ("model.img_size=[100,320]", r"'model.img_size': both sides must be multiples of 32"),
+    ("model.img_size=[96]", r"'model.img_size': list should have at least 2 items"),
+    ("model.max_depth=0.0005", r"'model.max_depth': must exceed min_depth \(0.001\)"),
+    ("eval.full_size=[375,0]", r"'eval.full_size' \(item 1\): input should be greater than or equal to 1, got 0"),
+    ("loss.fuzziness=1", r"'loss.fuzziness': input should be greater than 1, got 1"),
+    ("optim.lr=0", r"'optim.lr': input should be greater than 0, got 0"),
+    ("train.amp=maybe", r"'train.amp' expects true or false, got 'maybe'"),
+    ("data.num_workers=-1", r"'data.num_workers': input should be greater than or equal to 0, got -1"),
+])
+def test_ranges_and_types_are_refused_naming_the_key_and_value(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_a_bad_value_in_a_file_names_the_file_and_key(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text("train:\n  steps: 0\n")
+    with pytest.raises(ConfigError, match=r"recipe.yaml: config key 'train.steps': input should be greater"):
+        load_config(path)
+    path.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"config file .*recipe.yaml is not YAML"):
+        load_config(path)
+
+
+def test_fractional_sizes_are_never_rounded_silently():
+    """A fraction where a whole number is needed is an error, not an integer (2.0 is the whole number 2)."""
+    assert load_config(None, ["model.img_size=[96.0,320]"]).model.img_size == [96, 320]
+    with pytest.raises(ConfigError):
+        load_config(None, ["model.img_size=[96.4,320]"])
+
+
+def test_assignment_is_validated_too():
+    config = Config()
+    with pytest.raises(ValueError):
+        config.train.steps = 0

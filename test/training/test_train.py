@@ -1,16 +1,18 @@
 """training/train.py on real synthetic scenes with a tiny network: outputs, resume, faults, atomic saves."""
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from training import checkpoint as checkpoint_module
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import build_datasets, load_config
 from training.data import SyntheticRoadScenes
-from training.train import NonFiniteLossError, main, train
+from training.train import LogFile, NonFiniteLossError, main, train
 
 RECIPE = str(Path(__file__).resolve().parents[2] / "training" / "configs" / "synthetic_resnet18_method3_64x256.yaml")
 TINY = ["model.encoder=resnet10t", "model.img_size=[64,128]", "model.dim=32", "model.num_clusters=8", "model.iterations=1",
@@ -155,13 +157,55 @@ def test_nonfinite_losses_in_a_row_stop_the_run(tmp_path):
 
 
 def test_cli_reports_a_bad_key_and_refuses_to_overwrite(tmp_path, capsys):
-    with pytest.raises(SystemExit, match=r"unknown config key 'train.stepz'.*train\.steps"):
+    with pytest.raises(SystemExit) as stop:
         main(["--config", RECIPE, "train.stepz=1"])
+    assert stop.value.code == 2
+    assert re.search(r"error: unknown config key 'train.stepz'.*train\.steps", capsys.readouterr().err)
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "last.pt").write_bytes(b"")
-    with pytest.raises(SystemExit, match="exists: pass --resume"):
-        main(["--config", RECIPE, *TINY,
-              f"train.output_dir={tmp_path / 'run'}"])
+    with pytest.raises(SystemExit) as stop:
+        main(["--config", RECIPE, *TINY, f"train.output_dir={tmp_path / 'run'}"])
+    assert stop.value.code == 2 and "exists: pass --resume" in capsys.readouterr().err
+
+
+def test_a_new_run_moves_an_older_runs_log_aside_and_resume_drops_a_cut_line(tmp_path, capsys):
+    output = tmp_path / "run"
+    output.mkdir()
+    (output / "log.jsonl").write_text('{"step": 1, "loss": 9.0}\n{"step": 2, "lo')  # a run that died early
+    config = tiny_config(tmp_path, "train.steps=2")
+    train(config)
+    assert json.loads((output / "log.jsonl.1").read_text().splitlines()[0]) == {"step": 1, "loss": 9.0}
+    assert "moved to" in capsys.readouterr().out
+    records = [json.loads(line) for line in (output / "log.jsonl").read_text().splitlines()]
+    assert records and all(record.get("loss") != 9.0 for record in records)
+    with (output / "log.jsonl").open("a") as stream:
+        stream.write('{"step": 99, "lo')  # cut mid-write
+    LogFile(output / "log.jsonl", True).truncate_after(config.train.steps)
+    assert [json.loads(line) for line in (output / "log.jsonl").read_text().splitlines()] == records
+    (output / "log.jsonl").write_text('{"step": 1}\nnot json\n{"step": 2}\n')
+    with pytest.raises(ValueError, match=r"log.jsonl: line 2 is not a JSON record"):
+        LogFile(output / "log.jsonl", True).records()
+
+
+def test_training_without_instances_leaves_the_callers_config_alone(tmp_path):
+    class NoInstances(torch.utils.data.Dataset):
+        has_instances = False
+
+        def __init__(self, dataset):
+            self.dataset = dataset
+
+        def __len__(self):
+            return len(self.dataset)
+
+        def __getitem__(self, index):
+            return self.dataset[index]
+
+    config = tiny_config(tmp_path, "train.steps=2")
+    train_set, val_set = build_datasets(config)
+    train(config, datasets=(NoInstances(train_set), val_set))
+    assert config.loss.icm_1 == 1.0  # the caller's object
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert (saved["loss"]["icm_1"], saved["loss"]["icm_2"], saved["loss"]["icm_3"]) == (0.0, 0.0, 0.0)
 
 
 def test_a_kill_during_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
