@@ -8,6 +8,7 @@ dynamic batch. Whether TensorRT then accepts the network is test_export_tensorrt
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -87,7 +88,11 @@ def test_strongly_typed_engine_from_the_variant_of_its_precision(builds, models,
     else:
         assert profiles == []
     engine = folder / f"{batch}_{precision}.engine"
-    assert engine.read_bytes() == f"serialized engine, TensorRT {version}".encode()
+    header, description = engine.read_bytes().split(b"\n", 1)  # the double's engine: what it was built for
+    assert header == f"serialized engine, TensorRT {version}".encode()
+    assert json.loads(description) == (
+        {"input_shape": [-1, 3, HEIGHT, WIDTH], "profile": [[1, 3, HEIGHT, WIDTH], *[[MAX_BATCH, 3, HEIGHT, WIDTH]] * 2]}
+        if batch == "dynamic" else {"input_shape": [1, 3, HEIGHT, WIDTH], "profile": None})
     fingerprint = fingerprints.read_fingerprint(engine)
     assert fingerprint["tensorrt_version"] == version and fingerprint["precision"] == precision
     assert fingerprint["gpu_name"] == "NVIDIA Stand-in GPU" and fingerprint["compute_capability"] == "8.7"
