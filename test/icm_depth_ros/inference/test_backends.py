@@ -116,6 +116,28 @@ def test_tensorrt_backend_matches_onnxruntime(onnx_model, tmp_path):
     assert again.name == "tensorrt"
 
 
+@pytest.mark.gpu
+def test_tensorrt_batches_match_onnxruntime_frame_by_frame(dynamic_batch_model, tmp_path):
+    """On a GPU: a dynamic-batch fp32 engine built for 3 cameras runs batches 1-3, each frame as ONNX Runtime alone."""
+    pytest.importorskip("tensorrt")
+    import numpy as np
+
+    onnx_copy = tmp_path / "m.onnx"
+    shutil.copy(dynamic_batch_model, onnx_copy)
+    trt = open_backend("tensorrt", str(tmp_path / "m.engine"), onnx_path=str(onnx_copy), precision="fp32",
+                       allow_engine_build=True, engine_max_batch=3)
+    ort = open_backend("onnxruntime", str(onnx_copy))
+    assert trt.max_batch == 3
+    images = np.random.default_rng(0).random((3, 3, 96, 320), dtype=np.float32)
+    alone = [ort.infer(images[i:i + 1])[0] for i in range(3)]
+    for batch in (1, 2, 3):
+        depth, membership = trt.infer(images[:batch])
+        assert depth.shape[0] == membership.shape[0] == batch
+        np.testing.assert_allclose(depth, np.concatenate(alone[:batch]), rtol=1e-3)
+    with pytest.raises(ValueError, match="takes batches of 1 to 3"):
+        trt.infer(np.concatenate([images, images[:1]]))
+
+
 @pytest.fixture(scope="module")
 def variant_files(tmp_path_factory):
     return write_model_and_variants(tmp_path_factory.mktemp("node_models"), dynamic_batch=False)
