@@ -51,6 +51,7 @@ class DepthNode(LifecycleNode):
         try:
             pipeline_config, self.settings = parse_parameters(values)
             cameras = camera_names(values["cameras"])
+            pipeline_config.engine_max_batch = len(cameras)  # an engine rebuilt here batches every camera
             self.pipeline = DepthPipeline.from_config(pipeline_config, logger=self.get_logger())
         except (ValueError, ModelLoadError) as error:
             self.get_logger().error(f"configure failed: {error}")

@@ -1,7 +1,7 @@
 """TensorRT check on a machine with an NVIDIA GPU: fp32 / fp16 / int8 engines of the demo model vs ONNX Runtime.
 
     python scripts/gpu_check.py [--model models/demo/icm_demo.onnx] [--scenes 16] [--calib-scenes 16]
-                                [--frames 50] [--out outputs/gpu_check] [--onnxruntime-only]
+                                [--frames 50] [--out outputs/gpu_check] [--onnxruntime-only] [--batches-only]
 
 For each precision: the ONNX file of that precision (the fp32 export, its fp16 variant, its INT8
 symmetric Q/DQ variant calibrated on rendered "train" scenes), the engine built from it by the
@@ -11,6 +11,14 @@ project's builder (icm_depth_ros/inference/engine_builder.py) and opened by the 
 against ground truth and its change) and with ONNX Runtime running the same variant; then timed
 (median ms per frame, batch 1, after warm-up). Writes ``<out>/gpu_check.json`` and prints a table.
 ``--onnxruntime-only`` does everything but TensorRT (to check the script where there is no GPU).
+
+Then batch 1 vs 3 (one camera vs three cameras in one call; docs/node.md): the demo network (its config,
+random weights: the time does not depend on them) exported with a dynamic batch, timed at batch 1 and 3
+in PyTorch on CUDA (fp32, where torch.cuda is available), as a TensorRT fp16 engine with profile 1..3
+(``--max-batch 3``, through the node's backend; where TensorRT runs) and in ONNX Runtime (for
+reference). Written to ``<out>/batches.json`` and printed as a second table: ms per call, ms per frame,
+and what a batch of 3 costs against 3 single calls. ``--batches-only`` does only this part (gpu_check.sh
+runs it when TensorRT does not import, so a CUDA machine with PyTorch still measures what batching buys).
 """
 from __future__ import annotations
 
@@ -32,6 +40,8 @@ from icm_depth_ros.inference.contract import ModelInfo  # noqa: E402
 from icm_depth_ros.processing.metrics import MetricMeans, clamp_prediction, depth_metrics, evaluation_mask  # noqa: E402
 
 PRECISIONS = ("fp32", "fp16", "int8")
+BATCHES = (1, 3)  # one camera; three cameras in one call (README: cameras:=front,left,right)
+DEMO_CONFIG = ROOT / "training" / "configs" / "synthetic_mobilenetv3_demo_96x320.yaml"  # models/demo's network
 
 
 def parse_args() -> argparse.Namespace:
@@ -42,6 +52,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=50, help="timed frames per backend")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "gpu_check")
     parser.add_argument("--onnxruntime-only", action="store_true", help="skip TensorRT (no GPU here)")
+    parser.add_argument("--batches-only", action="store_true",
+                        help="only the batch 1 vs 3 timing (PyTorch CUDA; TensorRT where it runs; ONNX Runtime)")
     return parser.parse_args()
 
 
@@ -72,14 +84,96 @@ def run_all(backend, samples: list[dict]) -> list[np.ndarray]:
 
 
 def time_backend(backend, image: np.ndarray, frames: int) -> float:
+    return time_calls(lambda: backend.infer(image), frames)
+
+
+def time_calls(call, frames: int) -> float:
+    """Median ms of ``call()`` (which returns only when its results are on the host) after 5 warm-up calls."""
     for _ in range(5):
-        backend.infer(image)  # warm-up: allocation, kernel selection, clocks
+        call()  # warm-up: allocation, kernel selection, clocks
     latencies = []
     for _ in range(frames):
         start = time.perf_counter()
-        backend.infer(image)
+        call()
         latencies.append(1000.0 * (time.perf_counter() - start))
     return statistics.median(latencies)
+
+
+def batch_row(description: str, milliseconds: dict[int, float]) -> dict:
+    """ms per call and per frame at each batch size, and batch 3's cost against 3 single calls."""
+    row = {"description": description, "ms_per_call": {str(b): ms for b, ms in milliseconds.items()},
+           "ms_per_frame": {str(b): ms / b for b, ms in milliseconds.items()}}
+    row["batch3_vs_3_single_calls"] = milliseconds[3] / (3 * milliseconds[1])
+    return row
+
+
+def time_batches(args: argparse.Namespace, images: np.ndarray) -> dict[str, dict]:
+    """Batch 1 vs 3 of the demo network (dynamic batch, random weights): PyTorch CUDA, TensorRT, ONNX Runtime."""
+    import torch  # noqa: PLC0415
+
+    from training.config import build_model, load_config  # noqa: PLC0415
+    from training.exporting.onnx_export import ExportGraph, export_onnx  # noqa: PLC0415
+    from training.exporting.variants import write_float16  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    net = build_model(load_config(DEMO_CONFIG), pretrained=False).eval()
+    height, width = images.shape[2:]
+    onnx_path = args.out / "batch_model.onnx"
+    export_onnx(net, onnx_path, height, width, config_name=f"{DEMO_CONFIG.stem} (random weights)", dynamic_batch=True)
+    rows = {}
+    if torch.cuda.is_available():
+        graph = ExportGraph(net).cuda().eval()
+        device_images = torch.from_numpy(images).cuda()
+
+        def pytorch_call(batch):
+            def call():
+                with torch.no_grad():
+                    depth, membership = graph(device_images[:batch])
+                torch.cuda.synchronize()
+            return call
+
+        rows["pytorch cuda fp32"] = batch_row(f"PyTorch {torch.__version__}, {torch.cuda.get_device_name()}",
+                                              {b: time_calls(pytorch_call(b), args.frames) for b in BATCHES})
+    else:
+        rows["pytorch cuda fp32"] = {"skipped": "torch.cuda.is_available() is False (no CUDA build of PyTorch, or no GPU)"}
+    from icm_depth_ros.inference.engine_builder import missing_requirements  # noqa: PLC0415
+
+    missing = ["--onnxruntime-only"] if args.onnxruntime_only else missing_requirements()
+    if missing:
+        rows["tensorrt fp16"] = {"skipped": "; ".join(missing)}
+    else:  # the node's backend: engine with profile 1..3, built like training/export.py --max-batch 3 does
+        write_float16(onnx_path, onnx_precision.variant_path(onnx_path, "fp16"))
+        backend = open_backend("tensorrt", str(args.out / "batch_model.fp16.engine"), onnx_path=str(onnx_path),
+                               precision="fp16", allow_engine_build=True, engine_max_batch=max(BATCHES))
+        rows["tensorrt fp16"] = batch_row(backend.description, {
+            b: time_backend(backend, np.ascontiguousarray(images[:b]), args.frames) for b in BATCHES})
+    backend = open_backend("onnxruntime", str(onnx_path))
+    rows["onnxruntime fp32"] = batch_row(backend.description, {
+        b: time_backend(backend, np.ascontiguousarray(images[:b]), args.frames) for b in BATCHES})
+    return rows
+
+
+def print_batches(rows: dict[str, dict], path: Path, frames: int) -> None:
+    print(f"# batch 1 vs 3 (one camera vs three in one call), demo network with random weights, median of {frames} calls")
+    print("| backend | ms/call batch 1 | ms/call batch 3 | ms/frame batch 3 | batch 3 / (3 x batch 1) |")
+    print("|---|---|---|---|---|")
+    for label, row in rows.items():
+        if "skipped" in row:
+            print(f"| {label} | skipped: {row['skipped']} | | | |")
+            continue
+        calls = row["ms_per_call"]
+        print(f"| {label} | {calls['1']:.2f} | {calls['3']:.2f} | {row['ms_per_frame']['3']:.2f} "
+              f"| {row['batch3_vs_3_single_calls']:.2f} |")
+    print(f"wrote {path}")
+
+
+def batches_report(args: argparse.Namespace, info: ModelInfo) -> None:
+    """Batch 1 vs 3 on rendered val scenes at the model's size: ``<out>/batches.json`` and a table."""
+    images = np.stack([sample["image"] for sample in rendered(max(BATCHES), info.input_height, info.input_width, "val")])
+    rows = time_batches(args, images)
+    path = args.out / "batches.json"
+    path.write_text(json.dumps({"batches": list(BATCHES), "frames": args.frames, "results": rows}, indent=2) + "\n")
+    print_batches(rows, path, args.frames)
 
 
 def scores(depths: list[np.ndarray], samples: list[dict], info: ModelInfo) -> float:
@@ -98,6 +192,10 @@ def relative_errors(depths: list[np.ndarray], reference: list[np.ndarray]) -> tu
 
 def main() -> int:
     args = parse_args()
+    if args.batches_only:
+        args.out.mkdir(parents=True, exist_ok=True)
+        batches_report(args, ModelInfo.from_metadata(onnx_precision.onnx_metadata(args.model), source=str(args.model)))
+        return 0
     if not args.onnxruntime_only:
         from icm_depth_ros.inference.engine_builder import missing_requirements  # noqa: PLC0415
 
@@ -151,6 +249,7 @@ def main() -> int:
         print(f"| {label} | {row.get('max_rel_depth_vs_ort_fp32', 0):.2e} | {row.get('mean_rel_depth_vs_ort_fp32', 0):.2e} "
               f"| {row['abs_rel']:.4f} | {row.get('abs_rel_change', 0):+.4f} | {row['ms']:.2f} |")
     print(f"wrote {args.out / 'gpu_check.json'}")
+    batches_report(args, info)
     return 0
 
 

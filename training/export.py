@@ -56,7 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--calib-images", type=int, default=64, help="at most this many calibration images")
     parser.add_argument("--workspace-gib", type=float, default=DEFAULT_WORKSPACE_GIB, help="TensorRT workspace limit")
     parser.add_argument("--timing-cache", type=Path, help="timing cache file (default: <engine>.timing.cache)")
-    parser.add_argument("--max-batch", type=int, default=1, help="largest batch of a dynamic-batch engine")
+    parser.add_argument("--max-batch", type=int, default=1,
+                        help="largest batch of a dynamic-batch engine: the number of cameras one node serves")
     parser.add_argument("--skip-parity", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
     args = parser.parse_args(argv)
     if args.checkpoint is not None and args.out is None:
@@ -67,6 +68,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--calib {args.calib}: not a directory")
     if (args.height is None) != (args.width is None):
         parser.error("give both --height and --width, or neither")
+    if args.max_batch < 1:
+        parser.error(f"--max-batch {args.max_batch}: must be >= 1")
+    if args.checkpoint is not None and args.max_batch > 1 and not args.dynamic_batch:
+        parser.error(f"--max-batch {args.max_batch} needs --dynamic-batch: an ONNX model with a fixed batch of 1 "
+                     "gives an engine of batch 1")
     return args
 
 
@@ -160,6 +166,10 @@ def build(args: argparse.Namespace, onnx_path: Path) -> int:
     from training.exporting import tensorrt_build  # noqa: PLC0415
 
     source = Path(onnx_path)
+    if args.max_batch > 1 and onnx_precision.onnx_metadata(source).get("icm.dynamic_batch") != "true":
+        print(f"error: --max-batch {args.max_batch}: {source} has a fixed batch of 1; export it with --dynamic-batch "
+              "to build an engine that takes several cameras' frames in one call", file=sys.stderr)
+        return 1
     carried = onnx_precision.file_precision(source)
     if carried not in (args.precision, "fp32"):
         print(f"error: {source} is the {carried} variant; give the fp32 export to build a {args.precision} engine",

@@ -1,7 +1,8 @@
 """ONNX Runtime backend for an exported ICM model (see contract.py), on the CPU or its CUDA provider.
 
-Takes image [1, 3, H, W] float32 RGB in [0, 1] and returns (depth [1, 1, H, W] metres, membership
-[1, N, H/4, W/4]). onnxruntime is imported in the constructor only.
+Takes image [B, 3, H, W] float32 RGB in [0, 1] and returns (depth [B, 1, H, W] metres, membership
+[B, N, H/4, W/4]); B is 1 for a static export, up to ``max_batch`` for a dynamic-batch one.
+onnxruntime is imported in the constructor only.
 """
 from __future__ import annotations
 
@@ -53,6 +54,9 @@ class OnnxRuntimeBackend:
         check_io_names(
             [i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()], str(path)
         )
+        # a dynamic batch has no upper bound in ONNX Runtime; 64 caps one call's memory (the node takes at most
+        # one frame per camera anyway)
+        self.max_batch = 64 if self.info.dynamic_batch else 1
         self.device = "cuda" if use_cuda else "cpu"
         self.description = f"onnxruntime ({self.session.get_providers()[0]})"
 

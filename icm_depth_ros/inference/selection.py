@@ -1,7 +1,7 @@
 """Which backend runs an exported ICM model: ``open_backend`` by name, "onnxruntime", "tensorrt" or "auto".
 
-Every backend takes image [1, 3, H, W] float32 RGB in [0, 1] and returns (depth [1, 1, H, W] metres,
-membership [1, N, H/4, W/4]). Heavy imports (onnxruntime, tensorrt, cuda.bindings) happen inside the
+Every backend takes image [B, 3, H, W] float32 RGB in [0, 1], 1 <= B <= its ``max_batch``, and returns
+(depth [B, 1, H, W] metres, membership [B, N, H/4, W/4]). Heavy imports (onnxruntime, tensorrt, cuda.bindings) happen inside the
 backends' constructors, so a machine without TensorRT can still import this.
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ def open_backend(
     onnxruntime_provider: str = "auto",
     threads: int = 0,
     logger=None,
+    engine_max_batch: int = 0,
 ):
     """Open the backend named ``backend`` (one of BACKENDS) for ``model_path`` (.onnx or a TensorRT engine).
 
@@ -37,6 +38,8 @@ def open_backend(
         ``onnx_path`` when ``allow_engine_build``), or an ONNX file (an engine is built beside it when allowed).
     onnxruntime: model_path is an ONNX file; for an engine path the ONNX beside it (or ``onnx_path``) is used.
     auto: tensorrt; if that fails for any reason, onnxruntime, and the reason is logged.
+    engine_max_batch: profile maximum of an engine (re)built here from a dynamic-batch ONNX file (0 = the
+        replaced engine's, else 1); the node passes its number of cameras.
     """
     logger = logger or log
     if backend not in BACKENDS:
@@ -63,7 +66,7 @@ def open_backend(
 
     try:
         return TensorRTBackend.open(model_path, onnx_path=onnx_file, precision=precision,
-                                    allow_build=allow_engine_build, logger=logger)
+                                    allow_build=allow_engine_build, logger=logger, build_max_batch=engine_max_batch)
     except ModelLoadError as error:
         if backend == "tensorrt":
             raise

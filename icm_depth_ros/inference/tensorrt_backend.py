@@ -13,6 +13,17 @@ the implicit ``int(stream)`` conversion.
 An engine only runs on the GPU, TensorRT version and precision it was built for: the fingerprint
 ``<engine>.fingerprint.json`` beside it (fingerprint.py) says which; a mismatch is refused with the
 list of differences, or the engine is rebuilt from the ONNX file of its precision when allowed.
+
+Batches: ``infer`` takes image [B, 3, H, W] for any B from 1 to the engine's largest batch
+(``max_batch``): the input shape of a static engine (1 for the contract's static export), or the
+maximum of optimisation profile 0 of a dynamic-batch engine (``training/export.py --dynamic-batch
+--max-batch N``: profile min 1, opt N, max N), read from the engine and checked against the
+fingerprint's ``max_batch``. Host and device buffers are sized once for ``max_batch`` and reused;
+each call sets the input shape of its batch (checked), queries the output shapes for it, copies B
+images in, enqueues once, copies B results out and synchronises once. A batch above ``max_batch`` is
+refused (ValueError), not split: the node never asks for one (``DepthPipeline.max_batch`` is this
+``max_batch``, and cameras beyond it wait in their latest-frame slots for the next turn, where a newer
+frame can still replace theirs; docs/node.md).
 """
 from __future__ import annotations
 
@@ -141,11 +152,14 @@ class TensorRTBackend:
     name = "tensorrt"
 
     @classmethod
-    def open(cls, model_path: str, *, onnx_path: str, precision: str, allow_build: bool, logger):
+    def open(cls, model_path: str, *, onnx_path: str, precision: str, allow_build: bool, logger,
+             build_max_batch: int = 0):
         """Check the engine's fingerprint against this machine, build it when needed and allowed, load it.
 
         model_path: an engine (model.engine) or an ONNX file, whose engine is then model.engine beside it.
         onnx_path: the fp32 export (or a variant); a rebuild uses the variant of ``precision`` (build_source).
+        build_max_batch: the profile maximum of an engine rebuilt from a dynamic-batch ONNX file (the node
+            passes its number of cameras); 0 = the replaced engine's ``max_batch``, 1 when there was none.
         """
         check_runtime_versions()
         engine_path = Path(model_path) if is_engine_path(model_path) else Path(model_path).with_suffix(".engine")
@@ -171,16 +185,19 @@ class TensorRTBackend:
                 mismatches = [fingerprints.describe_mismatch(found, expected, [field]) for field in fields]
         if engine_decision(engine_path, found, mismatches, source, allow_build) == "build":
             logger.warning(f"building TensorRT engine {engine_path} from {source} ({precision}); this takes minutes")
+            max_batch = build_max_batch or int((found or {}).get("max_batch", 1) or 1)
             try:  # the builder training/export.py uses (engine_builder.py); writes the fingerprint
-                found = build_engine(source, engine_path, precision)
+                found = build_engine(source, engine_path, precision, max_batch=max_batch)
             except (RuntimeError, ValueError) as error:
                 raise ModelLoadError(f"cannot rebuild TensorRT engine {engine_path} from {source}: {error}") from None
-        return cls(engine_path, source, found.get("model_metadata") or None)
+        return cls(engine_path, source, found.get("model_metadata") or None, found.get("max_batch"))
 
-    def __init__(self, engine_path: Path, onnx_path: str = "", model_metadata: dict | None = None):
+    def __init__(self, engine_path: Path, onnx_path: str = "", model_metadata: dict | None = None,
+                 fingerprint_max_batch: int | None = None):
         import tensorrt as trt
         from cuda.bindings import runtime as cudart
 
+        engine_path = Path(engine_path)
         self._trt_logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(self._trt_logger)
         self.engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
@@ -196,37 +213,96 @@ class TensorRTBackend:
         except ValueError as error:
             raise ModelLoadError(str(error)) from None
         self.context = self.engine.create_execution_context()
+        self.min_batch, self.opt_batch, self.max_batch = self._batch_range(engine_path, fingerprint_max_batch)
         height, width = self.info.input_height, self.info.input_width
-        self.context.set_input_shape(INPUT_NAME, (1, 3, height, width))  # fixes a dynamic batch at 1
+        self.frame_shape = (3, height, width)
+        self._set_batch(self.max_batch)  # buffers for the largest batch, reused by every smaller one
         self.stream = check_cuda(cudart.cudaStreamCreate())
         self.stream_handle = stream_handle(self.stream)
-        self.host, self.device_buffers = {}, {}
+        self.host, self.device_buffers, self.capacity = {}, {}, {}
         for name in names:
             shape = tuple(self.context.get_tensor_shape(name))
             dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
-            nbytes = int(np.prod(shape)) * dtype.itemsize
+            if min(shape) < 1:
+                raise ModelLoadError(f"{engine_path}: tensor {name!r} has no size at batch {self.max_batch}: {shape}")
+            self.capacity[name] = int(np.prod(shape))
+            nbytes = self.capacity[name] * dtype.itemsize
             pinned = check_cuda(cudart.cudaMallocHost(nbytes))  # page-locked: async copies really are async
             buffer = (ctypes.c_byte * nbytes).from_address(pinned)
-            self.host[name] = np.frombuffer(buffer, dtype=dtype).reshape(shape)
+            self.host[name] = np.frombuffer(buffer, dtype=dtype)  # flat; each call views its batch's part
             self.device_buffers[name] = check_cuda(cudart.cudaMalloc(nbytes))
             self.context.set_tensor_address(name, self.device_buffers[name])
         self.device = "cuda"
-        self.description = f"tensorrt {trt.__version__} ({engine_path.name})"
+        batches = (f"batch {self.max_batch}" if self.min_batch == self.max_batch
+                   else f"batch {self.min_batch}-{self.max_batch}, opt {self.opt_batch}")
+        self.description = f"tensorrt {trt.__version__} ({engine_path.name}, {batches})"
+        self._engine_name = engine_path.name
+
+    def _batch_range(self, engine_path: Path, fingerprint_max_batch: int | None) -> tuple[int, int, int]:
+        """(min, opt, max) batch of the engine: a static engine's batch, or optimisation profile 0's."""
+        shape = tuple(self.engine.get_tensor_shape(INPUT_NAME))  # [B, 3, H, W], B = -1 when dynamic
+        if shape[0] == -1:
+            minimum, optimum, maximum = (tuple(dims) for dims in self.engine.get_tensor_profile_shape(INPUT_NAME, 0))
+            batches = (int(minimum[0]), int(optimum[0]), int(maximum[0]))
+        else:
+            batches = (int(shape[0]),) * 3
+        if batches[0] != 1:
+            raise ModelLoadError(
+                f"{engine_path}: the engine takes batches of {batches[0]} to {batches[2]}; the node needs batch 1 (one "
+                "camera's frame on its own): rebuild it with training/export.py (profile from 1 to --max-batch)")
+        if fingerprint_max_batch is not None and int(fingerprint_max_batch) != batches[2]:
+            raise ModelLoadError(
+                f"{engine_path}: its fingerprint says max_batch {fingerprint_max_batch}, the engine's largest batch is "
+                f"{batches[2]}: the fingerprint is not this engine's; rebuild it with training/export.py")
+        return batches
+
+    def _set_batch(self, batch: int) -> None:
+        shape = (batch, *self.frame_shape)
+        if not self.context.set_input_shape(INPUT_NAME, shape):
+            raise RuntimeError(f"TensorRT refused input shape {shape} for {INPUT_NAME!r} (engine batch "
+                               f"{self.min_batch}-{self.max_batch}); see its log above")
 
     def infer(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """image [B, 3, H, W], 1 <= B <= max_batch -> (depth [B, 1, H, W], membership [B, N, H/4, W/4]), copies."""
         from cuda.bindings import runtime as cudart
 
+        image = np.asarray(image)
+        if image.ndim != 4 or tuple(image.shape[1:]) != self.frame_shape:
+            raise ValueError(f"TensorRT engine {self._engine_name} takes images [B, {', '.join(map(str, self.frame_shape))}], "
+                             f"got {list(image.shape)}")
+        batch = image.shape[0]
+        if not 1 <= batch <= self.max_batch:
+            raise ValueError(self._batch_refusal(batch))
+        self._set_batch(batch)  # every call: the context runs the shape it was last given
         to_device, to_host = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        np.copyto(self.host[INPUT_NAME], image, casting="same_kind")
-        check_cuda(cudart.cudaMemcpyAsync(self.device_buffers[INPUT_NAME], self.host[INPUT_NAME].ctypes.data,
-                                          self.host[INPUT_NAME].nbytes, to_device, self.stream))
+        host_input = self.host[INPUT_NAME][: image.size].reshape(image.shape)
+        np.copyto(host_input, image, casting="same_kind")
+        check_cuda(cudart.cudaMemcpyAsync(self.device_buffers[INPUT_NAME], host_input.ctypes.data, host_input.nbytes,
+                                          to_device, self.stream))
+        outputs = {}
+        for name in (DEPTH_OUTPUT, MEMBERSHIP_OUTPUT):
+            shape = tuple(self.context.get_tensor_shape(name))  # for this batch
+            size = int(np.prod(shape))
+            if shape[0] != batch or not 0 < size <= self.capacity[name]:
+                raise RuntimeError(f"TensorRT engine {self._engine_name}: output {name!r} has shape {shape} for a batch "
+                                   f"of {batch} (buffer holds {self.capacity[name]} values)")
+            outputs[name] = self.host[name][:size].reshape(shape)
         if not self.context.execute_async_v3(self.stream_handle):
             raise RuntimeError("TensorRT execute_async_v3 failed")
-        for name in (DEPTH_OUTPUT, MEMBERSHIP_OUTPUT):
-            check_cuda(cudart.cudaMemcpyAsync(self.host[name].ctypes.data, self.device_buffers[name],
-                                              self.host[name].nbytes, to_host, self.stream))
+        for name, host in outputs.items():
+            check_cuda(cudart.cudaMemcpyAsync(host.ctypes.data, self.device_buffers[name], host.nbytes, to_host,
+                                              self.stream))
         check_cuda(cudart.cudaStreamSynchronize(self.stream))
-        return self.host[DEPTH_OUTPUT].astype(np.float32), self.host[MEMBERSHIP_OUTPUT].astype(np.float32)
+        return outputs[DEPTH_OUTPUT].astype(np.float32), outputs[MEMBERSHIP_OUTPUT].astype(np.float32)
+
+    def _batch_refusal(self, batch: int) -> str:
+        if self.max_batch == 1:
+            return (f"TensorRT engine {self._engine_name} has a fixed batch of 1 and was given {batch} images: export "
+                    "the model with --dynamic-batch and build the engine with --max-batch N (N = cameras per node) "
+                    "to run several cameras' frames in one call")
+        return (f"TensorRT engine {self._engine_name} takes batches of 1 to {self.max_batch} (its optimisation "
+                f"profile) and was given {batch} images: rebuild it with --max-batch {batch}, or pass at most "
+                f"{self.max_batch} (DepthPipeline does: cameras beyond it take the next turn)")
 
     def __del__(self):
         try:

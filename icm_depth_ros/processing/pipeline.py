@@ -45,6 +45,9 @@ class PipelineConfig:
     min_instance_pixels: int = 50  # in output-image pixels; clusters: also 1/16 of it at membership size
     instance_label_divisor: int = 0  # >0: label = class * divisor + instance (panoptic); 0: class unknown
     max_instances: int = 64  # clusters: keep the largest regions (bounds the message and the work per frame)
+    # not a ROS parameter: the profile maximum of a TensorRT engine (re)built on this machine from a dynamic-batch
+    # ONNX file (allow_engine_build); the node sets its number of cameras; 0 = the replaced engine's, else 1
+    engine_max_batch: int = 0
 
 
 @dataclass
@@ -83,7 +86,7 @@ class DepthPipeline:
         backend = open_backend(
             config.backend, config.model_path, precision=config.precision, onnx_path=config.onnx_path,
             allow_engine_build=config.allow_engine_build, onnxruntime_provider=config.onnxruntime_provider,
-            threads=config.threads, logger=logger,
+            threads=config.threads, logger=logger, engine_max_batch=config.engine_max_batch,
         )
         info = backend.info
         for name, wanted, actual in (("input_height", config.input_height, info.input_height),
@@ -109,9 +112,10 @@ class DepthPipeline:
 
     @property
     def max_batch(self) -> int:
-        """How many frames one inference may take: any number for a dynamic-batch ONNX model under ONNX
-        Runtime; 1 otherwise (a static graph, or the TensorRT backend, whose buffers hold one image)."""
-        return 64 if self.backend.info.dynamic_batch and self.backend.name == "onnxruntime" else 1
+        """How many frames one inference may take: the backend's ``max_batch``. ONNX Runtime: 64 for a
+        dynamic-batch model, 1 for a static one; TensorRT: the engine's largest batch (its optimisation
+        profile's maximum, ``training/export.py --max-batch``), 1 for a static engine."""
+        return int(getattr(self.backend, "max_batch", 1))
 
     def process(self, rgb: np.ndarray, K: np.ndarray | None = None, instance_labels: np.ndarray | None = None,
                 instance_source: str = "clusters") -> PipelineResult:

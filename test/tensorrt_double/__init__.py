@@ -5,4 +5,5 @@ signatures.py       pybind11 docstring signatures: parameter names, types, retur
 checked_tensorrt.py the ``tensorrt`` double
 checked_cuda.py     the ``cuda.bindings.runtime`` double
 scenario.py         runs the project's TensorRT code through both, one TensorRT version per process
+node_process.py     depth_node (ROS, scheduler, worker, pipeline, backend) with the doubles in its process
 """

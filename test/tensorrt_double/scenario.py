@@ -5,23 +5,36 @@
 The request names the TensorRT and cuda-bindings versions the process was started with (see
 setup_bindings.environment), the fake driver (GPU name, compute capability, CUDA version) and a list
 of actions: "build" (icm_depth_ros.inference.engine_builder.build_engine), "open" (the node's
-open_backend("tensorrt", ...) and one inference), "export" (training/export.py's main), "snippet" (code run with ``trt`` and ``cudart``, to
-prove the doubles catch mistakes). For each action the result holds the calls made on the doubles.
-Only the driver (libcuda) is faked outright: the GPU queries in fingerprint.py.
+open_backend("tensorrt", ...) and one inference), "batches" (open, then infer batches of the given sizes and
+each frame alone), "engine" (write an engine and fingerprint by hand: any optimisation profile), "pipeline"
+(DepthPipeline.process frame by frame, images in and depths out as .npz), "export" (training/export.py's
+main), "snippet" (code run with ``trt`` and ``cudart``, to prove the doubles catch mistakes). For each
+action the result holds the calls made on the doubles. Only the driver (libcuda) is faked outright: the
+GPU queries in fingerprint.py.
+
+The engine double: a serialized engine is ``serialized engine, TensorRT <version>`` and a JSON line with
+what the builder was given (the network's input shape, the optimisation profile set on it), so an engine
+deserialized later has the batch range it was built with. Its execution context behaves as TensorRT's
+does for what the project uses: ``set_input_shape`` returns False for a batch outside the profile (or
+other than a static engine's), ``get_tensor_shape`` gives -1 where the input shape is not set yet and
+the outputs' shapes for the batch set, ``execute_async_v3`` fails until every address and the input
+shape are set, and computes ``network`` frame by frame from the input buffer into the output buffers
+(whose sizes it checks by reading exactly as many values as the shapes need).
 """
 from __future__ import annotations
 
 import json
 import sys
 import traceback
+from pathlib import Path
 
 import numpy as np
 
 NUM_CLUSTERS = 4  # the scenario models' membership channels (test_tensorrt_bindings.py writes them)
 
 
-def main() -> int:
-    request = json.load(sys.stdin)
+def install_doubles(request: dict):
+    """Put the doubles in place of ``tensorrt`` and ``cuda.bindings.runtime`` and fake the driver: (trt, cudart, state)."""
     import cuda.bindings
     import tensorrt_bindings
     from cuda.bindings import runtime as real_runtime
@@ -33,7 +46,7 @@ def main() -> int:
         raise SystemExit(f"started with tensorrt {tensorrt_bindings.__version__}, cuda-bindings "
                          f"{cuda.bindings.__version__}; the request wants {request['tensorrt']}, {request['cuda_bindings']}")
     cudart = CheckedCudaRuntime(real_runtime, cuda.bindings.__version__)
-    state = {"addresses": {}, "shapes": {}}
+    state = {"contexts": {}, "engines": {}, "executed_batches": [], "on_execute": None}
     trt = CheckedTensorRT(tensorrt_bindings, behaviour(tensorrt_bindings, cudart, state, StandIn))
     trt._behaviour.update(behaviour_with_double(trt, tensorrt_bindings, StandIn, state))
     sys.modules["tensorrt"] = trt
@@ -44,6 +57,15 @@ def main() -> int:
 
     gpu_name, capability = request["gpu"]
     fingerprint.query_gpu = lambda device=0: (gpu_name, capability)
+    fingerprint.driver_cuda_version = lambda version=request["driver_cuda"]: version
+    return trt, cudart, state
+
+
+def main() -> int:
+    request = json.load(sys.stdin)
+    trt, cudart, state = install_doubles(request)
+    from icm_depth_ros.inference import fingerprint
+
     results = []
     for action in request["actions"]:
         driver_cuda = action.get("driver_cuda", request["driver_cuda"])
@@ -60,9 +82,38 @@ def main() -> int:
         result["cuda_calls"] = [[name, plain(arguments)] for name, arguments in cudart.calls]
         result["streams"] = list(cudart.streams)  # handles of every stream cudaStreamCreate made so far
         results.append(result)
-    json.dump({"tensorrt": trt.__version__, "strongly_typed_flag": flag_value(tensorrt_bindings),
+    json.dump({"tensorrt": trt.__version__, "strongly_typed_flag": flag_value(sys.modules["tensorrt"]._real),
                "results": results}, sys.stdout)
     return 0
+
+
+def network(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the engine double computes for image [B, 3, H, W]: depth [B, 1, H, W] (metres from pixels) and
+    membership [B, N, H/4, W/4] (a softmax over N clusters of 4x4-pooled colours), each frame on its own."""
+    batch, _, height, width = image.shape
+    depth = 1.0 + image.mean(axis=1, keepdims=True)
+    pooled = image.reshape(batch, 3, height // 4, 4, width // 4, 4).mean(axis=(3, 5))  # [B, 3, h, w]
+    logits = np.stack([pooled[:, c % 3] * (2.0 + c) for c in range(NUM_CLUSTERS)], axis=1)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return depth.astype(np.float32), (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def serialize_engine(version: str, input_shape, profile) -> bytes:
+    """The double's serialized engine: what it was built for (profile None for a static engine)."""
+    description = {"input_shape": [int(d) for d in input_shape],
+                   "profile": None if profile is None else [[int(d) for d in dims] for dims in profile]}
+    return f"serialized engine, TensorRT {version}\n{json.dumps(description)}".encode()
+
+
+def engine_description(data: bytes) -> dict | None:
+    """serialize_engine's description, None for bytes that are not an engine (a bare header: a static batch-1
+    engine of the scenario models' size)."""
+    if not data.startswith(b"serialized engine"):
+        return None
+    header, _, description = data.partition(b"\n")
+    if not description:
+        return {"input_shape": [1, 3, 16, 32], "profile": None}
+    return json.loads(description)
 
 
 def flag_value(real) -> int | None:
@@ -72,50 +123,122 @@ def flag_value(real) -> int | None:
 
 def behaviour(real, cudart, state: dict, StandIn) -> dict:  # noqa: N803 - a class passed in
     """The values the code needs to go on; everything else is a stand-in of the documented type."""
+    names = ["image", "depth", "membership"]
 
     def read(address: int, shape) -> np.ndarray:
         buffer = cudart.buffers[address]
-        return np.frombuffer(buffer, dtype=np.float32, count=int(np.prod(shape))).reshape(shape)
+        return np.frombuffer(buffer, dtype=np.float32, count=int(np.prod(shape))).reshape(shape)  # too small: error
+
+    def tensor_shapes(input_shape) -> dict:
+        batch, _, height, width = input_shape
+        return {"image": tuple(input_shape), "depth": (batch, 1, height, width),
+                "membership": (batch, NUM_CLUSTERS, height // 4, width // 4)}
+
+    def engine_of(engine) -> dict:
+        description = state["engines"].get(id(engine))
+        if description is None:
+            raise RuntimeError("engine double: this engine was not deserialized by the double")
+        return description
+
+    def context_of(context) -> dict:
+        return state["contexts"][id(context)]
+
+    def create_context(engine, **_):
+        context = StandIn(state["trt"], real.IExecutionContext)
+        description = engine_of(engine)
+        dynamic = description["input_shape"][0] == -1
+        state["contexts"][id(context)] = {"engine": description, "addresses": {}, "object": context,
+                                          "input_shape": None if dynamic else tuple(description["input_shape"])}
+        state["last_context"] = context
+        return context
+
+    def engine_tensor_shape(engine, name):
+        return real.Dims(tensor_shapes(engine_of(engine)["input_shape"])[name])
+
+    def profile_shape(engine, name, profile_index):
+        description = engine_of(engine)
+        if description["profile"] is None:
+            raise RuntimeError("engine double: get_tensor_profile_shape of a static engine is not modelled; "
+                               "read the batch from get_tensor_shape")
+        if name != "image" or profile_index != 0:
+            raise RuntimeError(f"engine double: one profile (index 0) over input 'image', asked {name!r}, {profile_index}")
+        return [real.Dims(dims) for dims in description["profile"]]
+
+    def set_input_shape(context, name, shape):
+        entry = context_of(context)
+        description = entry["engine"]
+        shape = tuple(int(d) for d in shape)
+        if name != "image" or len(shape) != 4 or list(shape[1:]) != description["input_shape"][1:]:
+            return False
+        if description["profile"] is None:
+            if shape[0] != description["input_shape"][0]:
+                return False  # TensorRT: a static dimension cannot be set to another value
+        elif not description["profile"][0][0] <= shape[0] <= description["profile"][2][0]:
+            return False  # outside optimisation profile 0 (TensorRT logs an error and returns false)
+        entry["input_shape"] = shape
+        return True
+
+    def context_tensor_shape(context, name):
+        entry = context_of(context)
+        input_shape = entry["input_shape"] or tuple(entry["engine"]["input_shape"])  # -1 until set
+        return real.Dims(tensor_shapes(input_shape)[name])
+
+    def set_address(context, name, memory):
+        context_of(context)["addresses"][name] = memory
+        return True
 
     def execute(context, stream_handle):
         if stream_handle not in cudart.streams:
             raise ValueError(f"execute_async_v3 got stream handle {stream_handle:#x}, not a stream cudaStreamCreate made "
                              f"({[hex(s) for s in cudart.streams]})")
-        image = read(state["addresses"]["image"], state["shapes"]["image"])  # [1, 3, H, W]
-        depth = read(state["addresses"]["depth"], state["shapes"]["depth"])
-        membership = read(state["addresses"]["membership"], state["shapes"]["membership"])
-        depth[...] = 1.0 + image.mean(axis=1, keepdims=True)  # the "network": metres from pixels
-        membership[...] = 1.0 / membership.shape[1]
+        entry = context_of(context)
+        if entry["input_shape"] is None or sorted(entry["addresses"]) != sorted(names):
+            return False  # TensorRT: input shape not specified, or an address not set
+        shapes = tensor_shapes(entry["input_shape"])
+        image = read(entry["addresses"]["image"], shapes["image"])
+        depth = read(entry["addresses"]["depth"], shapes["depth"])
+        membership = read(entry["addresses"]["membership"], shapes["membership"])
+        depth[...], membership[...] = network(image)  # the "network", on exactly the batch that was set
+        state["executed_batches"].append(shapes["image"][0])
+        if state["on_execute"] is not None:
+            state["on_execute"](shapes["image"][0])
         return True
 
-    def set_address(context, name, memory):
-        state["addresses"][name] = memory
+    def set_profile_shape(profile, input, min, opt, max):  # noqa: A002 - the real parameter names
+        state["profile"] = [list(min), list(opt), list(max)]
+        return None
+
+    def parse(parser, model):
+        import onnx  # the network's input shape is the file's: [batch, 3, H, W], a named batch -> -1
+
+        graph = onnx.load(model, load_external_data=False).graph
+        (image,) = [value for value in graph.input if value.name == "image"]
+        state["network_input_shape"] = [d.dim_value if d.HasField("dim_value") else -1
+                                        for d in image.type.tensor_type.shape.dim]
         return True
 
-    def set_input_shape(context, name, shape):
-        batch, _, height, width = tuple(shape)
-        stride = 4
-        state["shapes"] = {"image": (batch, 3, height, width), "depth": (batch, 1, height, width),
-                           "membership": (batch, NUM_CLUSTERS, height // stride, width // stride)}
-        return True
-
-    names = ["image", "depth", "membership"]
     return {
-        "OnnxParser.parse_from_file": lambda parser, model: True,
+        "OnnxParser.parse_from_file": parse,
         "OnnxParser.num_errors": lambda parser: 0,
         "INetworkDefinition.num_inputs": lambda network: 1,
+        "IOptimizationProfile.set_shape": set_profile_shape,
         "ICudaEngine.num_io_tensors": lambda engine: len(names),
         "ICudaEngine.get_tensor_name": lambda engine, index: names[index],
         "ICudaEngine.get_tensor_mode": lambda engine, name: real.TensorIOMode.INPUT if name == "image" else real.TensorIOMode.OUTPUT,
         "ICudaEngine.get_tensor_dtype": lambda engine, name: real.DataType.FLOAT,
+        "ICudaEngine.get_tensor_shape": engine_tensor_shape,
+        "ICudaEngine.get_tensor_profile_shape": profile_shape,
+        "ICudaEngine.create_execution_context": create_context,
         "IExecutionContext.set_input_shape": set_input_shape,
-        "IExecutionContext.get_tensor_shape": lambda context, name: real.Dims(state["shapes"][name]),
+        "IExecutionContext.get_tensor_shape": context_tensor_shape,
         "IExecutionContext.set_tensor_address": set_address,
         "IExecutionContext.execute_async_v3": execute,
     }
 
 
 def behaviour_with_double(trt, real, StandIn, state: dict) -> dict:  # noqa: N803
+    state["trt"] = trt
+
     def host_memory(data: bytes):
         memory = StandIn(trt, real.IHostMemory)
         memory.values["__bytes__"] = data
@@ -127,12 +250,19 @@ def behaviour_with_double(trt, real, StandIn, state: dict) -> dict:  # noqa: N80
         return tensor
 
     def build(builder, network, config):
-        return host_memory(f"serialized engine, TensorRT {real.__version__}".encode())
+        shape, profile = state["network_input_shape"], state.get("profile")
+        if shape[0] == -1 and profile is None:
+            return None  # TensorRT: a network with dynamic dimensions needs an optimisation profile
+        return host_memory(serialize_engine(real.__version__, shape, profile if shape[0] == -1 else None))
 
     def deserialize(runtime, serialized_engine):
-        if not bytes(serialized_engine).startswith(b"serialized engine"):
+        description = engine_description(bytes(serialized_engine))
+        if description is None:
             return None  # what TensorRT does with bytes that are not an engine of its version
-        return StandIn(trt, real.ICudaEngine)
+        engine = StandIn(trt, real.ICudaEngine)
+        state["engines"][id(engine)] = description
+        state.setdefault("engine_objects", []).append(engine)  # keeps ids unique while the scenario runs
+        return engine
 
     return {
         "INetworkDefinition.get_input": get_input,
@@ -146,30 +276,72 @@ def run_action(action: dict, trt, cudart, state: dict) -> dict:
     if action["kind"] == "build":
         from icm_depth_ros.inference.engine_builder import build_engine
 
-        state["network_input_shape"] = action["input_shape"]
+        state["network_input_shape"], state["profile"] = action["input_shape"], None
         fingerprint = build_engine(action["onnx"], action["engine"], action.get("precision"),
                                    max_batch=action.get("max_batch", 1))
         return {"fingerprint": fingerprint}
     if action["kind"] == "open":
-        from icm_depth_ros.inference import open_backend
-
-        state["network_input_shape"] = action.get("input_shape", [1, 3, 8, 8])
-        backend = open_backend("tensorrt", action["model_path"], onnx_path=action.get("onnx_path", ""),
-                               precision=action["precision"], allow_engine_build=action.get("allow_build", False),
-                               logger=Quiet())
+        backend = open_action(action, state)
         height, width = backend.info.input_height, backend.info.input_width
         image = np.random.default_rng(0).random((1, 3, height, width), dtype=np.float32)
         depth, membership = backend.infer(image)
-        expected = 1.0 + image.mean(axis=1, keepdims=True)
+        expected = network(image)[0]
         return {"description": backend.description, "depth_max_error": float(np.max(np.abs(depth - expected))),
-                "membership_sum": float(membership.sum(axis=1).mean()), "depth_shape": list(depth.shape)}
+                "membership_sum": float(membership.sum(axis=1).mean()), "depth_shape": list(depth.shape),
+                "max_batch": backend.max_batch}
+    if action["kind"] == "batches":  # open, then each batch of action["batches"], then every frame alone
+        backend = open_action(action, state)
+        height, width = backend.info.input_height, backend.info.input_width
+        images = np.random.default_rng(7).random((max(action["batches"]), 3, height, width), dtype=np.float32)
+        runs = []
+        for size in action["batches"]:
+            run = {"batch": size}
+            try:
+                depth, membership = backend.infer(images[:size])
+            except Exception as error:  # noqa: BLE001 - a refusal is reported per batch
+                run.update(ok=False, error=f"{type(error).__name__}: {error}")
+            else:
+                alone = [backend.infer(images[index:index + 1]) for index in range(size)]
+                expected = network(images[:size])
+                run.update(ok=True, depth_shape=list(depth.shape), membership_shape=list(membership.shape),
+                           equal_to_frame_by_frame=bool(
+                               np.array_equal(depth, np.concatenate([d for d, _ in alone]))
+                               and np.array_equal(membership, np.concatenate([m for _, m in alone]))),
+                           depth_max_error=float(np.max(np.abs(depth - expected[0]))),
+                           membership_max_error=float(np.max(np.abs(membership - expected[1]))))
+            runs.append(run)
+        return {"description": backend.description, "max_batch": backend.max_batch,
+                "batch_range": [backend.min_batch, backend.opt_batch, backend.max_batch], "runs": runs}
+    if action["kind"] == "engine":  # an engine and fingerprint written by hand: any profile
+        from icm_depth_ros.inference import fingerprint as fingerprints
+        from icm_depth_ros.inference import onnx_precision
+
+        profile = action.get("profile")
+        Path(action["engine"]).write_bytes(serialize_engine(trt.__version__, action["input_shape"], profile))
+        fingerprints.write_fingerprint(action["engine"], fingerprints.make_fingerprint(
+            **fingerprints.machine_fingerprint(), precision=onnx_precision.file_precision(action["onnx"]),
+            input_shape=action["input_shape"],
+            max_batch=action.get("fingerprint_max_batch", profile[2][0] if profile else action["input_shape"][0]),
+            onnx_sha256=onnx_precision.model_sha256(action["onnx"]),
+            model_metadata=onnx_precision.onnx_metadata(action["onnx"])))
+        return {}
+    if action["kind"] == "pipeline":  # DepthPipeline.process frame by frame on images from an .npz
+        from icm_depth_ros.processing.pipeline import DepthPipeline, PipelineConfig
+
+        pipeline = DepthPipeline.from_config(PipelineConfig(
+            model_path=action["model_path"], backend="tensorrt", precision=action["precision"],
+            onnx_path=action.get("onnx_path", "")))
+        frames = np.load(action["frames"])
+        depths = {name: pipeline.process(frames[name]).depth for name in frames.files}
+        np.savez(action["out"], **depths)
+        return {"max_batch": pipeline.max_batch, "executed_batches": list(state["executed_batches"])}
     if action["kind"] == "export":  # the command: training/export.py's main with these arguments
         import contextlib
         import io
 
         from training import export
 
-        state["network_input_shape"] = action["input_shape"]
+        state["network_input_shape"], state["profile"] = action["input_shape"], None
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = export.main(action["argv"])
@@ -178,6 +350,16 @@ def run_action(action: dict, trt, cudart, state: dict) -> dict:
         exec(action["code"], {"trt": trt, "cudart": cudart, "np": np})  # noqa: S102 - the test's own code
         return {}
     raise ValueError(f"unknown action {action['kind']!r}")
+
+
+def open_action(action: dict, state: dict):
+    """The node's open_backend("tensorrt", ...) for an "open"/"batches" action."""
+    from icm_depth_ros.inference import open_backend
+
+    state["network_input_shape"], state["profile"] = action.get("input_shape", [1, 3, 8, 8]), None  # for a rebuild
+    return open_backend("tensorrt", action["model_path"], onnx_path=action.get("onnx_path", ""),
+                        precision=action["precision"], allow_engine_build=action.get("allow_build", False),
+                        logger=Quiet(), engine_max_batch=action.get("engine_max_batch", 0))
 
 
 class Quiet:

@@ -119,6 +119,23 @@ def run_scenario(tensorrt_version: str, cuda_bindings_version: str, actions: lis
     return json.loads(result.stdout)
 
 
+def node_environment(tensorrt_version: str, cuda_bindings_version: str, base: dict[str, str], *,
+                     batch_log: Path, execute_s: float = 0.0,
+                     gpu: tuple[str, str] = ("NVIDIA Stand-in GPU", "8.7")) -> tuple[list[str], dict[str, str]]:
+    """(command, environment) of a depth_node whose TensorRT and CUDA are the doubles (node_process.py):
+    ``base`` (a ROS environment) plus the real bindings of these versions; pass ``--ros-args ...`` after it."""
+    import json
+
+    env = environment(tensorrt_version, cuda_bindings_version)
+    merged = dict(base)
+    for name in ("PYTHONPATH", "LD_LIBRARY_PATH"):
+        merged[name] = env[name]
+    merged["ICM_TENSORRT_DOUBLE"] = json.dumps({
+        "tensorrt": tensorrt_version, "cuda_bindings": cuda_bindings_version, "gpu": list(gpu),
+        "driver_cuda": f"{cuda_bindings_version.split('.')[0]}.0", "batch_log": str(batch_log), "execute_s": execute_s})
+    return [sys.executable, "-m", "tensorrt_double.node_process"], merged
+
+
 def prepare_all() -> None:
     """The setup step: fetch every pinned bindings version and build its stub libraries (idempotent)."""
     for version in TENSORRT_VERSIONS:

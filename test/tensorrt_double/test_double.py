@@ -31,6 +31,26 @@ SNIPPETS = {
     "read_only_property": SETUP + "network.num_inputs = 3",
     "cuda_wrong_keyword": "cudart.cudaMalloc(nbytes=16)",
     "cuda_missing_function": "cudart.cudaStreamCreateWithFlagsAndMore",
+    "profile_behaviour": (  # the engine double follows its optimisation profile as TensorRT does
+        "from tensorrt_double.scenario import serialize_engine\n"
+        "runtime = trt.Runtime(trt.Logger())\n"
+        "engine = runtime.deserialize_cuda_engine(serialize_engine(trt.__version__, [-1, 3, 16, 32], "
+        "[[1, 3, 16, 32], [2, 3, 16, 32], [3, 3, 16, 32]]))\n"
+        "assert tuple(engine.get_tensor_shape('image')) == (-1, 3, 16, 32)\n"
+        "assert [tuple(d)[0] for d in engine.get_tensor_profile_shape('image', 0)] == [1, 2, 3]\n"
+        "context = engine.create_execution_context()\n"
+        "assert tuple(context.get_tensor_shape('depth')) == (-1, 1, 16, 32)  # not set yet\n"
+        "assert context.set_input_shape('image', (4, 3, 16, 32)) is False  # above the profile\n"
+        "assert context.set_input_shape('image', (2, 3, 16, 16)) is False  # not the engine's size\n"
+        "assert context.set_input_shape('image', (2, 3, 16, 32)) is True\n"
+        "assert tuple(context.get_tensor_shape('membership')) == (2, 4, 4, 8)\n"
+        "stream = cudart.cudaStreamCreate()[1]\n"
+        "handle = __import__('icm_depth_ros.inference.tensorrt_backend', fromlist=['x']).stream_handle(stream)\n"
+        "assert context.execute_async_v3(handle) is False  # no tensor addresses set\n"
+        "static = runtime.deserialize_cuda_engine(serialize_engine(trt.__version__, [1, 3, 16, 32], None))\n"
+        "static_context = static.create_execution_context()\n"
+        "assert static_context.set_input_shape('image', (2, 3, 16, 32)) is False\n"
+        "assert static_context.set_input_shape('image', (1, 3, 16, 32)) is True"),
     "cuda_stream_as_int": (
         "error, host = cudart.cudaMallocHost(16)\n"
         "cudart.cudaMemcpyAsync(host, host, 16, cudart.cudaMemcpyKind.cudaMemcpyHostToHost, 0x5000)"),
@@ -89,6 +109,11 @@ def test_the_cuda_double_checks_against_the_real_cuda_bindings(snippet_results):
     assert error_of(results, "cuda_missing_function") == (f"AttributeError: cuda-bindings {cuda_version}: "
                                                          "cuda.bindings.runtime has no attribute 'cudaStreamCreateWithFlagsAndMore'")
     assert "cudaMemcpyAsync stream must be a cudaStream_t, got 20480" in error_of(results, "cuda_stream_as_int")
+
+
+def test_the_engine_double_follows_its_optimisation_profile(snippet_results):
+    _, _, results = snippet_results
+    assert results["profile_behaviour"]["ok"], results["profile_behaviour"].get("traceback")
 
 
 def test_pybind_signature_lines_are_parsed():

@@ -8,6 +8,7 @@ dynamic batch. Whether TensorRT then accepts the network is test_export_tensorrt
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -87,7 +88,11 @@ def test_strongly_typed_engine_from_the_variant_of_its_precision(builds, models,
     else:
         assert profiles == []
     engine = folder / f"{batch}_{precision}.engine"
-    assert engine.read_bytes() == f"serialized engine, TensorRT {version}".encode()
+    header, description = engine.read_bytes().split(b"\n", 1)  # the double's engine: what it was built for
+    assert header == f"serialized engine, TensorRT {version}".encode()
+    assert json.loads(description) == (
+        {"input_shape": [-1, 3, HEIGHT, WIDTH], "profile": [[1, 3, HEIGHT, WIDTH], *[[MAX_BATCH, 3, HEIGHT, WIDTH]] * 2]}
+        if batch == "dynamic" else {"input_shape": [1, 3, HEIGHT, WIDTH], "profile": None})
     fingerprint = fingerprints.read_fingerprint(engine)
     assert fingerprint["tensorrt_version"] == version and fingerprint["precision"] == precision
     assert fingerprint["gpu_name"] == "NVIDIA Stand-in GPU" and fingerprint["compute_capability"] == "8.7"
@@ -154,6 +159,8 @@ def export_runs(models, tmp_path_factory):
                                                           "--calib", str(calib)]},
         {"kind": "export", "input_shape": shape, "argv": ["--onnx", str(folder / "model.onnx"), "--engine",
                                                           str(folder / "again.engine"), "--precision", "fp16"]},
+        {"kind": "export", "input_shape": shape, "argv": ["--onnx", str(folder / "model.onnx"), "--engine",
+                                                          str(folder / "three.engine"), "--max-batch", "3"]},
     ]
     report = run_scenario("11.4.0.106", "13.5.0", actions)
     return folder, report["results"]
@@ -162,7 +169,7 @@ def export_runs(models, tmp_path_factory):
 def test_export_command_writes_the_variant_and_builds_from_it(export_runs):
     from icm_depth_ros.inference.onnx_precision import file_precision, model_sha256
 
-    folder, (fp16, int8, again) = export_runs
+    folder, (fp16, int8, again, _) = export_runs
     for result in (fp16, int8, again):
         assert result["ok"] and result["exit_code"] == 0, (result.get("traceback"), result.get("stderr"))
     assert arguments(fp16, "OnnxParser.parse_from_file") == [{"model": str(folder / "model.fp16.onnx")}]
@@ -174,3 +181,19 @@ def test_export_command_writes_the_variant_and_builds_from_it(export_runs):
         fingerprint = fingerprints.read_fingerprint(folder / f"{name}.engine")
         assert fingerprint["precision"] == precision and fingerprint["tensorrt_version"] == "11.4.0.106"
         assert fingerprint["onnx_sha256"] == model_sha256(folder / "model.onnx")
+
+
+def test_max_batch_on_a_fixed_batch_model_is_refused(export_runs):
+    from training.export import parse_args
+
+    folder, results = export_runs
+    three = results[3]
+    assert three["ok"] and three["exit_code"] == 1, three.get("traceback")
+    assert (f"error: --max-batch 3: {folder / 'model.onnx'} has a fixed batch of 1; export it with --dynamic-batch"
+            in three["stderr"])
+    assert not (folder / "three.engine").exists()
+    with pytest.raises(SystemExit):
+        parse_args(["--checkpoint", "best.pt", "--out", "m.onnx", "--engine", "m.engine", "--max-batch", "3"])
+    args = parse_args(["--checkpoint", "best.pt", "--out", "m.onnx", "--dynamic-batch", "--engine", "m.engine",
+                       "--max-batch", "3"])
+    assert args.max_batch == 3 and args.dynamic_batch

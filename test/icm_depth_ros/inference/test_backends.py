@@ -116,6 +116,28 @@ def test_tensorrt_backend_matches_onnxruntime(onnx_model, tmp_path):
     assert again.name == "tensorrt"
 
 
+@pytest.mark.gpu
+def test_tensorrt_batches_match_onnxruntime_frame_by_frame(dynamic_batch_model, tmp_path):
+    """On a GPU: a dynamic-batch fp32 engine built for 3 cameras runs batches 1-3, each frame as ONNX Runtime alone."""
+    pytest.importorskip("tensorrt")
+    import numpy as np
+
+    onnx_copy = tmp_path / "m.onnx"
+    shutil.copy(dynamic_batch_model, onnx_copy)
+    trt = open_backend("tensorrt", str(tmp_path / "m.engine"), onnx_path=str(onnx_copy), precision="fp32",
+                       allow_engine_build=True, engine_max_batch=3)
+    ort = open_backend("onnxruntime", str(onnx_copy))
+    assert trt.max_batch == 3
+    images = np.random.default_rng(0).random((3, 3, 96, 320), dtype=np.float32)
+    alone = [ort.infer(images[i:i + 1])[0] for i in range(3)]
+    for batch in (1, 2, 3):
+        depth, membership = trt.infer(images[:batch])
+        assert depth.shape[0] == membership.shape[0] == batch
+        np.testing.assert_allclose(depth, np.concatenate(alone[:batch]), rtol=1e-3)
+    with pytest.raises(ValueError, match="takes batches of 1 to 3"):
+        trt.infer(np.concatenate([images, images[:1]]))
+
+
 @pytest.fixture(scope="module")
 def variant_files(tmp_path_factory):
     return write_model_and_variants(tmp_path_factory.mktemp("node_models"), dynamic_batch=False)
@@ -166,10 +188,11 @@ def test_node_builds_loads_and_runs_an_engine_with_the_real_bindings(node_runs):
     assert calls(built, "OnnxParser.parse_from_file") == [{"model": str(folder / "model.fp16.onnx")}]  # the fp16 variant
     assert loaded["ok"], loaded.get("traceback")
     assert calls(loaded, "Builder.build_serialized_network") == []  # the fingerprint matched: no rebuild
-    assert loaded["description"] == f"tensorrt {version} (model.engine)"
+    assert loaded["description"] == f"tensorrt {version} (model.engine, batch 1)" and loaded["max_batch"] == 1
     assert loaded["depth_max_error"] == 0.0 and loaded["depth_shape"] == [1, 1, HEIGHT, WIDTH]
     assert loaded["membership_sum"] == pytest.approx(1.0)
-    assert calls(loaded, "IExecutionContext.set_input_shape") == [{"name": "image", "shape": [1, 3, HEIGHT, WIDTH]}]
+    # once at load (the buffers' size), once for the inference's batch
+    assert calls(loaded, "IExecutionContext.set_input_shape") == [{"name": "image", "shape": [1, 3, HEIGHT, WIDTH]}] * 2
     assert sorted(args["name"] for args in calls(loaded, "IExecutionContext.set_tensor_address")) == \
         ["depth", "image", "membership"]
 
@@ -226,3 +249,150 @@ def test_scenario_models_have_the_doubles_cluster_count():
     from tensorrt_double import scenario
 
     assert scenario.NUM_CLUSTERS == NUM_CLUSTERS
+
+
+# ---- batches: several cameras' frames through one engine call ----------------------------------------------
+DYNAMIC_MAX = 3  # training/export.py --dynamic-batch --max-batch 3: three cameras
+
+
+@pytest.fixture(scope="module")
+def dynamic_files(tmp_path_factory):
+    return write_model_and_variants(tmp_path_factory.mktemp("dynamic_models"), dynamic_batch=True)
+
+
+@pytest.fixture(scope="module", params=RUNTIMES, ids=lambda pair: f"tensorrt{pair[0]}-cuda{pair[1]}")
+def batch_runs(request, dynamic_files, variant_files, tmp_path_factory):
+    """Dynamic-batch and static engines run with batches 1, 2, 3 (and above the maximum) through one version pair."""
+    version, cuda_version = request.param
+    folder = tmp_path_factory.mktemp(f"batches_{version}_{cuda_version}")
+    for path in dynamic_files.values():
+        shutil.copy(path, folder / path.name)
+    static = folder / "static"
+    static.mkdir()
+    for path in variant_files.values():
+        shutil.copy(path, static / path.name)
+    engine, onnx, fp16 = str(folder / "model.engine"), str(folder / "model.onnx"), str(folder / "model.fp16.onnx")
+    dynamic, fixed = [-1, 3, HEIGHT, WIDTH], [1, 3, HEIGHT, WIDTH]
+
+    def profile(low, opt, high):
+        return [[batch, 3, HEIGHT, WIDTH] for batch in (low, opt, high)]
+
+    def hand_made(name, **fields):
+        return {"kind": "engine", "engine": str(folder / name), "onnx": fp16, "input_shape": dynamic, **fields}
+
+    def run(name, batches, **fields):
+        return {"kind": "batches", "model_path": str(folder / name), "onnx_path": onnx, "precision": "fp16",
+                "batches": batches, **fields}
+
+    actions = {
+        # the node's first start with allow_engine_build and three cameras: the profile 1..3 is built
+        "built": run("model.engine", [1, 2, 3], allow_build=True, engine_max_batch=DYNAMIC_MAX, input_shape=dynamic),
+        "loaded": run("model.engine", [3, 1, 2, DYNAMIC_MAX + 1]),
+        "pipeline_max_batch": {"kind": "snippet", "code": (
+            "from icm_depth_ros.processing.pipeline import DepthPipeline, PipelineConfig\n"
+            f"pipeline = DepthPipeline.from_config(PipelineConfig(model_path={engine!r}, backend='tensorrt'))\n"
+            f"assert pipeline.max_batch == {DYNAMIC_MAX}, pipeline.max_batch")},
+        "odd_written": hand_made("odd.engine", profile=profile(1, 2, 4)),  # optimum 2, three cameras
+        "odd": run("odd.engine", [3, 1, 4, 5]),
+        "stale_written": hand_made("stale.engine", profile=profile(1, 3, 3), fingerprint_max_batch=2),
+        "stale": run("stale.engine", [1]),
+        "min_two_written": hand_made("min_two.engine", profile=profile(2, 3, 3)),
+        "min_two": run("min_two.engine", [2]),
+        "static": {**run("static/model.engine", [1, 2], allow_build=True, engine_max_batch=DYNAMIC_MAX,
+                         input_shape=fixed), "onnx_path": str(static / "model.onnx")},
+    }
+    report = run_scenario(version, cuda_version, list(actions.values()))
+    return version, folder, dict(zip(actions, report["results"]))
+
+
+def ok(result):
+    assert result["ok"], result.get("traceback")
+    return result
+
+
+def test_a_dynamic_batch_engine_runs_batches_1_2_3_each_frame_as_alone(batch_runs):
+    version, folder, results = batch_runs
+    built = ok(results["built"])
+    assert calls(built, "IOptimizationProfile.set_shape") == [{
+        "input": "image", "min": [1, 3, HEIGHT, WIDTH], "opt": [DYNAMIC_MAX, 3, HEIGHT, WIDTH],
+        "max": [DYNAMIC_MAX, 3, HEIGHT, WIDTH]}]  # rebuilt for the node's three cameras
+    assert json.loads((folder / "model.engine.fingerprint.json").read_text())["max_batch"] == DYNAMIC_MAX
+    for name in ("built", "loaded"):
+        result = ok(results[name])
+        assert result["max_batch"] == DYNAMIC_MAX and result["batch_range"] == [1, DYNAMIC_MAX, DYNAMIC_MAX]
+        assert result["description"] == f"tensorrt {version} (model.engine, batch 1-3, opt 3)"
+        for run in result["runs"][:3]:
+            batch = run["batch"]
+            assert run["ok"], run
+            assert run["depth_shape"] == [batch, 1, HEIGHT, WIDTH]
+            assert run["membership_shape"] == [batch, NUM_CLUSTERS, HEIGHT // 4, WIDTH // 4]
+            assert run["equal_to_frame_by_frame"], run  # no frame sees another's data or offset
+            assert run["depth_max_error"] == 0.0 and run["membership_max_error"] < 1e-6
+    assert ok(results["pipeline_max_batch"])  # DepthPipeline.max_batch follows the engine
+
+
+def test_the_shape_is_set_per_call_and_buffers_are_sized_once(batch_runs):
+    _, _, results = batch_runs
+    loaded = results["loaded"]
+    shapes = [args["shape"][0] for args in calls(loaded, "IExecutionContext.set_input_shape")]
+    # at load the maximum (buffer sizes); then each call its batch: 3 (+3 alone), 1 (+1), 2 (+2); 4 is refused first
+    assert shapes == [DYNAMIC_MAX, 3, 1, 1, 1, 1, 1, 2, 1, 1]
+    assert [args["name"] for args in calls(loaded, "IExecutionContext.get_tensor_shape")][:3] == \
+        ["image", "depth", "membership"]  # buffer sizes at the maximum
+    output_queries = [args["name"] for args in calls(loaded, "IExecutionContext.get_tensor_shape")][3:]
+    assert output_queries == ["depth", "membership"] * 9  # per call, for that call's batch
+    cuda = [name for name, _ in loaded["cuda_calls"]]
+    assert cuda.count("cudaMalloc") == 3 and cuda.count("cudaMallocHost") == 3  # once, for the maximum
+    assert cuda.count("cudaStreamSynchronize") == 9  # one per call, whatever its batch
+    assert len(calls(loaded, "IExecutionContext.execute_async_v3")) == 9
+    sizes = [args["count"] for name, args in loaded["cuda_calls"] if name == "cudaMemcpyAsync"]
+    frame = 3 * HEIGHT * WIDTH * 4
+    assert sizes[:3] == [3 * frame, 3 * HEIGHT * WIDTH * 4, 3 * NUM_CLUSTERS * (HEIGHT // 4) * (WIDTH // 4) * 4]  # batch 3
+    assert sizes[3:6] == [frame, HEIGHT * WIDTH * 4, NUM_CLUSTERS * (HEIGHT // 4) * (WIDTH // 4) * 4]  # then 1 alone
+    malloc = [args["size"] for name, args in loaded["cuda_calls"] if name == "cudaMalloc"]
+    assert malloc == [DYNAMIC_MAX * frame, DYNAMIC_MAX * HEIGHT * WIDTH * 4,
+                      DYNAMIC_MAX * NUM_CLUSTERS * (HEIGHT // 4) * (WIDTH // 4) * 4]
+
+
+def test_a_batch_above_the_profile_maximum_is_refused_not_split(batch_runs):
+    _, _, results = batch_runs
+    refused = results["loaded"]["runs"][3]
+    assert refused["batch"] == DYNAMIC_MAX + 1 and not refused["ok"]
+    assert refused["error"] == (
+        "ValueError: TensorRT engine model.engine takes batches of 1 to 3 (its optimisation profile) and was given 4 "
+        "images: rebuild it with --max-batch 4, or pass at most 3 (DepthPipeline does: cameras beyond it take the "
+        "next turn)")
+
+
+def test_a_profile_whose_optimum_is_not_the_camera_count_is_still_correct(batch_runs):
+    _, _, results = batch_runs
+    ok(results["odd_written"])
+    odd = ok(results["odd"])
+    assert odd["batch_range"] == [1, 2, 4] and odd["max_batch"] == 4
+    assert [run["ok"] for run in odd["runs"]] == [True, True, True, False]
+    assert all(run["equal_to_frame_by_frame"] and run["depth_max_error"] == 0.0 for run in odd["runs"][:3])
+    assert "takes batches of 1 to 4" in odd["runs"][3]["error"]
+
+
+def test_engines_whose_batch_range_the_node_cannot_use_are_refused_at_load(batch_runs):
+    _, folder, results = batch_runs
+    stale = results["stale"]
+    assert not stale["ok"] and stale["error"] == (
+        f"ModelLoadError: {folder / 'stale.engine'}: its fingerprint says max_batch 2, the engine's largest batch is "
+        "3: the fingerprint is not this engine's; rebuild it with training/export.py")
+    min_two = results["min_two"]
+    assert not min_two["ok"] and "the engine takes batches of 2 to 3; the node needs batch 1" in min_two["error"]
+
+
+def test_a_static_engine_refuses_batch_2_by_name(batch_runs):
+    version, _, results = batch_runs
+    static = ok(results["static"])
+    assert static["max_batch"] == 1 and static["description"] == f"tensorrt {version} (model.engine, batch 1)"
+    assert calls(static, "IOptimizationProfile.set_shape") == []  # a static ONNX model: no profile
+    assert calls(static, "ICudaEngine.get_tensor_profile_shape") == []  # its batch is its input shape's
+    one, two = static["runs"]
+    assert one["ok"] and one["equal_to_frame_by_frame"]
+    assert not two["ok"] and two["error"] == (
+        "ValueError: TensorRT engine model.engine has a fixed batch of 1 and was given 2 images: export the model with "
+        "--dynamic-batch and build the engine with --max-batch N (N = cameras per node) to run several cameras' "
+        "frames in one call")

@@ -1,5 +1,6 @@
 """RoundRobinFrames: latest-frame slots per camera, taken in turn (no ROS)."""
 import threading
+import time
 
 import pytest
 
@@ -69,3 +70,25 @@ def test_batches_take_every_waiting_camera_and_rotate_the_first():
 def test_needs_a_camera():
     with pytest.raises(ValueError, match="at least one camera"):
         RoundRobinFrames(0)
+
+
+def test_an_engine_smaller_than_the_camera_count_serves_every_camera_in_turn():
+    """Three cameras always sending, an engine taking 2 (TensorRT --max-batch 2): each camera served equally often."""
+    frames = RoundRobinFrames(3)
+    served = {0: 0, 1: 0, 2: 0}
+    for turn in range(30):
+        for camera in range(3):
+            frames.put(camera, (camera, turn))
+        batch = frames.take(2)
+        assert len(batch) == 2  # what is there, up to the engine's maximum
+        for camera, _ in batch:
+            served[camera] += 1
+    assert served == {0: 20, 1: 20, 2: 20}
+
+
+def test_a_batch_never_waits_for_a_camera_whose_frame_has_not_arrived():
+    frames = RoundRobinFrames(3)
+    frames.put(2, "only")
+    start = time.monotonic()
+    assert frames.take(3, timeout=5.0) == [(2, "only")]
+    assert time.monotonic() - start < 1.0

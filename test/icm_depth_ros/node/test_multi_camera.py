@@ -165,3 +165,74 @@ def test_bad_cameras_parameter_is_named(graph, onnx_model):
     node.process.wait(timeout=60)
     assert node.process.returncode == 1
     assert "parameter cameras names front more than once" in node.log()
+
+
+# (TensorRT, cuda-python): JetPack 6, JetPack 7, pip on a CUDA 13 machine
+TENSORRT_RUNTIMES = [("10.3.0", "12.9.6"), ("10.13.3.9", "13.5.0"), ("11.4.0.106", "13.5.0")]
+
+
+@pytest.mark.parametrize("runtime", TENSORRT_RUNTIMES, ids=lambda pair: f"tensorrt{pair[0]}-cuda{pair[1]}")
+def test_three_cameras_share_tensorrt_engine_calls_under_the_bindings_double(graph, tmp_path, runtime):
+    """backend:=tensorrt cameras:=front,left,right with a dynamic-batch model: the node builds the engine for
+    three cameras (profile 1..3), batches the waiting cameras' frames into one call, and each camera's depth is
+    what DepthPipeline.process gives for its frame alone through the same double. The node process is the real
+    depth_node; only tensorrt and cuda.bindings.runtime are the doubles of the real bindings of that version
+    (test/tensorrt_double/node_process.py), each call taking 0.15 s as a GPU inference would take some time."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from training.data.synthetic import render_scene
+
+    from conftest import ros_environment
+    from icm_depth_ros.processing.image_conversion import image_to_array
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # test/: the tensorrt_double package
+    from tensorrt_double.models import write_model_and_variants
+    from tensorrt_double.setup_bindings import node_environment, run_scenario
+
+    version, cuda_version = runtime
+    files = write_model_and_variants(tmp_path / "model", dynamic_batch=True)
+    engine = tmp_path / "model" / "model.engine"  # not there yet: the node builds it (allow_engine_build)
+    start_node, probe, domain_id = graph
+    batch_log = tmp_path / "batches.log"
+    command, env = node_environment(version, cuda_version, ros_environment(domain_id), batch_log=batch_log,
+                                    execute_s=0.15)
+    names = ["front", "left", "right"]
+    node = start_node({"model_path": str(engine), "onnx_path": str(files["fp32"]), "backend": "tensorrt",
+                       "precision": "fp16", "allow_engine_build": True, "cameras": f"[{','.join(names)}]",
+                       "diagnostics_period_s": 0.5}, command=command, node_env=env)
+    cameras = Cameras(probe, names)
+    assert node.wait_for_log("active", 60), node.log()
+    assert cameras.wait_for_subscribers(), node.log()
+    assert f"tensorrt {version} (model.engine, batch 1-3, opt 3)" in node.log()
+    assert "(batches of up to 3)" in node.log()
+    assert json.loads(engine.with_name("model.engine.fingerprint.json").read_text())["max_batch"] == 3
+
+    frames = {name: render_scene(31 + index, MODEL_SIZE) for index, name in enumerate(names)}
+    sent = {name: [] for name in names}
+    for round_index in range(16):  # all three cameras at 10 Hz; an engine call takes 0.15 s
+        for index, name in enumerate(names):
+            stamp = stamp_of(9000 + round_index, index)
+            cameras.info[name].publish(make_camera_info(stamp, MODEL_SIZE[1], MODEL_SIZE[0], frames[name]["K"]))
+            cameras.image[name].publish(make_image(stamp, frames[name]["image"], "rgb8"))
+            sent[name].append(stamp)
+        probe.spin(0.1)
+    probe.spin(1.5)
+
+    batches = [int(line) for line in batch_log.read_text().split()]
+    assert batches and max(batches) == 3 and min(batches) >= 1, batches  # never above the engine's profile
+    assert batches.count(3) >= 3, batches  # the waiting cameras share calls
+    np.savez(tmp_path / "frames.npz", **{name: frames[name]["image"] for name in names})
+    reference = run_scenario(version, cuda_version, [{
+        "kind": "pipeline", "model_path": str(engine), "onnx_path": str(files["fp32"]), "precision": "fp16",
+        "frames": str(tmp_path / "frames.npz"), "out": str(tmp_path / "alone.npz")}])["results"][0]
+    assert reference["ok"], reference.get("traceback")
+    assert reference["executed_batches"] == [1, 1, 1]  # the reference: each frame alone
+    alone = np.load(tmp_path / "alone.npz")
+    for name in names:
+        served = [stamp for stamp in sent[name] if cameras.outputs(name, stamp)]
+        assert len(served) >= 8, (name, len(served), node.log())  # a third of the frames would be starvation
+        for stamp in served:
+            depth = image_to_array(cameras.received[f"{name}/depth/image"][(stamp.sec, stamp.nanosec)])
+            np.testing.assert_allclose(depth, alone[name], rtol=1e-6, equal_nan=True, err_msg=name)
