@@ -126,6 +126,7 @@ def build_fleet(args, drives: list[Path], run, bin_edges, gates) -> dict:
                 "cpus_per_task": args.cpus_per_task, "gpus_per_task": args.gpus_per_task,
                 "topics": asdict(topic_selection(args)), "min_depth": args.min_depth, "max_depth": args.max_depth,
                 "crop": args.crop, "stamp_tolerance_s": args.stamp_tolerance, "elapsed_s": round(run.elapsed_s, 3),
+                "ray_startup_s": round(run.startup_s, 3),
                 "frames_per_second": frames / run.elapsed_s if run.elapsed_s > 0 else 0.0},
         "overall": overall(candidates, bin_edges),
         "drives": [drive_entry(c, b) for c, b in zip(candidates, baselines or [None] * len(candidates))],

@@ -54,7 +54,8 @@ class FleetRun:
 
     results: dict[int, dict[str, DriveResult]] = field(default_factory=dict)
     interrupted: bool = False
-    elapsed_s: float = 0.0
+    elapsed_s: float = 0.0  # everything: Ray's start, the models into the object store, the drives, Ray's stop
+    startup_s: float = 0.0  # of which starting (or connecting to) Ray
     cluster: dict = field(default_factory=dict)
 
 
@@ -141,6 +142,7 @@ def run_fleet(drives: list[Path], options: FleetOptions, progress=None) -> Fleet
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise RuntimeError(f"--ray-address {options.ray_address}: cannot connect to a Ray cluster ({error})"
                                if options.ray_address else f"cannot start a local Ray: {error}") from None
+    run.startup_s = time.perf_counter() - started
     try:
         run.cluster = {"address": options.ray_address or "local", "cpus": ray.cluster_resources().get("CPU", 0),
                        "gpus": ray.cluster_resources().get("GPU", 0)}
