@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     ray = parser.add_argument_group("Ray")
     where = ray.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, default=None, help="CPUs of the Ray started in this process (default: all)")
-    where.add_argument("--ray-address", default=None, help="an existing Ray cluster (e.g. ray://head:10001 or auto)")
+    where.add_argument("--ray-address", default=None, help="an existing Ray cluster, run from one of its machines (auto, or HEAD:6379)")
     ray.add_argument("--cpus-per-task", type=int, default=1, help="CPUs per drive = ONNX Runtime intra-op threads")
     ray.add_argument("--gpus-per-task", type=float, default=0.0, help="GPUs per drive (GPU clusters)")
     ray.add_argument("--max-retries", type=int, default=3, help="re-runs of a drive whose worker process died")
@@ -178,7 +178,7 @@ class _ProgressBar:
         self.bar = tqdm(total=total, desc="drives", unit="drive", disable=not enabled)
         self.started = time.perf_counter()
 
-    def update(self, run, done: int, failed: int, frames: int) -> None:
+    def update(self, done: int, failed: int, frames: int) -> None:
         self.bar.update(done - self.bar.n)
         elapsed = time.perf_counter() - self.started
         self.bar.set_postfix_str(f"failed {failed}, {frames / elapsed if elapsed else 0:.1f} frames/s")

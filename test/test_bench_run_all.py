@@ -116,6 +116,9 @@ def test_markdown_has_every_section_with_its_figures():
     assert "| workers 2 / workers 1 >= 1.7x | 1.85x | met |" in markdown
     assert "| workers 1 within 10% of the loop | 20.0% slower | **not met** |" in markdown
     assert "| the same without Ray's start | 13.0% slower | **not met** |" in markdown
+    faster = {**CANNED["benchmarks"]["replay_fleet"]["result"], "ray_overhead": -0.023}
+    report = {**CANNED, "benchmarks": {"replay_fleet": ok(faster)}}
+    assert "| workers 1 within 10% of the loop | 2.3% faster | met |" in render_markdown(report)
     # memory gathers every process's peak
     assert "| inference | benchmark process | 1234 |" in markdown
     assert "| node_realtime | node (1 process) | 333 |" in markdown

@@ -120,17 +120,31 @@ def render_fleet_markdown(fleet: dict, plots: dict[str, str]) -> str:
         lines.append(f"| {band} | {row['instances']} | {_number(row['mean_abs_error_m'], 3)} | "
                      f"{_number(row['mean_error_m'], 3)} | {_number(row['abs_rel'])} |")
     lines.append("")
+    if overall.get("instance_error_by_class"):
+        lines += ["## Per-instance depth error by class (all drives)", "",
+                  "| class | instances | mean abs error [m] | mean error [m] | abs_rel |", "|---|---|---|---|---|"]
+        for name, row in overall["instance_error_by_class"].items():
+            lines.append(f"| {name} | {row['instances']} | {_number(row['mean_abs_error_m'], 3)} | "
+                         f"{_number(row['mean_error_m'], 3)} | {_number(row['abs_rel'])} |")
+        lines.append("")
     worst = worst_drives(fleet)
     if worst:
-        key = "rise of abs_rel over the baseline" if "comparison" in fleet else "abs_rel"
-        lines += [f"## Worst drives (by {key})", "", "| drive | path | frames scored | abs_rel | d1 |", "|---|---|---|---|---|"]
-        for index, drive in worst:
-            lines.append(f"| {index} | `{drive['path']}` | {drive['frames']['scored']} | "
-                         f"{_number(drive['metrics'].get('abs_rel'))} | {_number(drive['metrics'].get('d1'))} |")
+        if "comparison" in fleet:
+            lines += ["## Worst drives (largest rise of abs_rel over the baseline)", "",
+                      "| drive | path | frames scored | abs_rel | baseline abs_rel | difference | d1 |",
+                      "|---|---|---|---|---|---|---|"]
+            lines += [f"| {i} | `{d['path']}` | {d['frames']['scored']} | {_number(d['metrics']['abs_rel'])} | "
+                      f"{_number(d['baseline']['metrics']['abs_rel'])} | {d['difference']['abs_rel']:+.4f} | "
+                      f"{_number(d['metrics'].get('d1'))} |" for i, d in worst]
+        else:
+            lines += ["## Worst drives (highest abs_rel)", "", "| drive | path | frames scored | abs_rel | d1 |",
+                      "|---|---|---|---|---|"]
+            lines += [f"| {i} | `{d['path']}` | {d['frames']['scored']} | {_number(d['metrics']['abs_rel'])} | "
+                      f"{_number(d['metrics'].get('d1'))} |" for i, d in worst]
         lines.append("")
         for index, drive in worst:
             if drive.get("contact_sheet"):
-                lines += [f"### Drive {index}: `{Path(drive['path']).name}`", "", f"![drive {index}]({drive['contact_sheet']})", ""]
+                lines += [f"### Drive {index}: `{drive['path']}`", "", f"![drive {index}]({drive['contact_sheet']})", ""]
     failed = [(i, d) for i, d in enumerate(fleet["drives"]) if d["status"] == "failed"]
     if failed:
         lines += ["## Failed drives", "", "| drive | path | reason |", "|---|---|---|"]

@@ -89,8 +89,8 @@ def _pipeline(handle: ModelHandle, options: ReplayOptions) -> tuple[DepthPipelin
     return _PIPELINES[key], options
 
 
-def evaluate_fleet_drive(index: int, bag: str, options: ReplayOptions, models: dict[str, ModelHandle],
-                         sheet: str | None, out: str) -> dict[str, DriveResult]:
+def evaluate_fleet_drive(bag: str, options: ReplayOptions, models: dict[str, ModelHandle], sheet: str | None,
+                         out: str) -> dict[str, DriveResult]:
     """The Ray task: every model on drive ``bag``. sheet: contact sheet path under ``out`` for the candidate."""
     results = {}
     for role, handle in models.items():
@@ -123,11 +123,14 @@ def sheet_path(index: int, bag: str) -> str:
 
 
 def run_fleet(drives: list[Path], options: FleetOptions, progress=None) -> FleetRun:
-    """Evaluate every drive; ``progress(run, done_drives, failed_drives, frames)`` after each poll.
+    """Evaluate every drive; ``progress(done_drives, failed_drives, frames_read)`` after each poll.
 
-    Raises RuntimeError when Ray cannot start or connect (the message says which address).
+    Raises RuntimeError when Ray is not installed or cannot start or connect (the message says which address).
     """
-    import ray
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError("replay_fleet needs Ray: pip install ray==2.60.0 (the pin of requirements.txt)") from None
 
     started = time.perf_counter()
     run = FleetRun()
@@ -155,7 +158,7 @@ def run_fleet(drives: list[Path], options: FleetOptions, progress=None) -> Fleet
             retry_exceptions=False)
         shared = replace(options.replay, threads=options.cpus_per_task, progress=False, write_bag=False,
                          samples=options.samples)
-        pending = {task.remote(i, str(bag), shared, handles, sheet_path(i, str(bag)) if options.samples else None,
+        pending = {task.remote(str(bag), shared, handles, sheet_path(i, str(bag)) if options.samples else None,
                                options.out): i for i, bag in enumerate(drives)}
         frames = failed = 0
         try:
@@ -167,7 +170,7 @@ def run_fleet(drives: list[Path], options: FleetOptions, progress=None) -> Fleet
                     frames += sum(r.frames.get("read", 0) for r in run.results[index].values())
                     failed += any(not r.ok for r in run.results[index].values())
                 if progress is not None:
-                    progress(run, len(run.results), failed, frames)
+                    progress(len(run.results), failed, frames)
         except KeyboardInterrupt:
             run.interrupted = True
             for ref in pending:
