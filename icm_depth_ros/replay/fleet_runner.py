@@ -143,7 +143,9 @@ def run_fleet(drives: list[Path], options: FleetOptions, progress=None) -> Fleet
                 ray.init(num_cpus=options.workers or os.cpu_count(), include_dashboard=False,
                          logging_level=logging.WARNING, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as error:
-            raise RuntimeError(f"--ray-address {options.ray_address}: cannot connect to a Ray cluster ({error})"
+            raise RuntimeError(f"--ray-address {options.ray_address}: cannot connect to a Ray cluster ({error}); a "
+                               "cluster with token authentication also needs RAY_AUTH_MODE=token and its token here "
+                               "(docs/replay.md, 'On a Ray cluster')"
                                if options.ray_address else f"cannot start a local Ray: {error}") from None
     run.startup_s = time.perf_counter() - started
     try:
