@@ -334,3 +334,42 @@ def test_the_gate_rule_and_the_pooled_difference():
     # a failed baseline drive leaves that drive out of the comparison
     baselines[1] = DriveResult("drive", failure="BagError: unreadable")
     assert compare(candidates, baselines)["metrics"]["abs_rel"]["difference"] == pytest.approx(0.6 / 5 - 0.5 / 5)
+
+
+def test_a_worker_fetches_the_model_once_and_keeps_its_pipeline(tmp_path, drives):
+    """The task run in this process (as a worker runs it): the model comes from the object store once, is
+    written once under its SHA-256, and the second drive reuses the loaded pipeline with the task's threads."""
+    import hashlib
+
+    import ray
+
+    from icm_depth_ros.replay import fleet_runner
+    from icm_depth_ros.replay.bag_reader import TopicSelection
+    from icm_depth_ros.replay.offline import ReplayOptions
+
+    data = DEMO_MODEL.read_bytes()
+    sha256 = hashlib.sha256(data).hexdigest()
+    options = ReplayOptions(bag="", topics=TopicSelection("/camera/image_raw", "/camera/camera_info",
+                                                          "/camera/depth_gt", ""), threads=2, progress=False, samples=2)
+    ray.init(num_cpus=1, include_dashboard=False)
+    try:
+        handle = fleet_runner.ModelHandle("icm_demo.onnx", sha256, ".onnx", [ray.put(data)])
+        fleet_runner._PIPELINES.clear()
+        first = fleet_runner.evaluate_fleet_drive(str(drives["bags"][0]), options, {"candidate": handle},
+                                                  "drives/a/contact_sheet.png", str(tmp_path))
+        loaded = dict(fleet_runner._PIPELINES)
+        second = fleet_runner.evaluate_fleet_drive(str(drives["bags"][1]), options, {"candidate": handle}, None,
+                                                   str(tmp_path))
+        after = dict(fleet_runner._PIPELINES)
+    finally:
+        ray.shutdown()
+        fleet_runner._PIPELINES.clear()
+    assert len(loaded) == 1 and list(loaded.values())[0].config.threads == 2
+    assert after.keys() == loaded.keys() and all(after[key] is loaded[key] for key in loaded)  # not loaded again
+    assert first["candidate"].ok and second["candidate"].ok
+    assert first["candidate"].frames["scored"] == DRIVE_FRAMES[0] and second["candidate"].frames["scored"] == DRIVE_FRAMES[1]
+    path = Path(list(loaded.values())[0].config.model_path)
+    assert path.name == f"{sha256}.onnx" and path.read_bytes() == data
+    assert first["candidate"].contact_sheet == "drives/a/contact_sheet.png"
+    assert (tmp_path / "drives" / "a" / "contact_sheet.png").stat().st_size > 1000
+    assert second["candidate"].contact_sheet is None
