@@ -211,8 +211,8 @@ def test_a_worker_killed_mid_drive_is_retried_and_the_result_is_identical(tmp_pa
 
 
 def test_ctrl_c_stops_the_run_and_says_how_many_drives_finished(tmp_path):
-    """SIGINT to replay_fleet (as Ctrl-C) after the first drive finished: exit 130, a report of the finished
-    drives, and no Ray process left."""
+    """SIGINT to replay_fleet's process group (Ctrl-C) after the first drive finished: exit 130, a report of the
+    finished drives, and no Ray process left."""
     from training.data.synthetic import write_bag
 
     frames = render_drives((30,), seed0=40)[0]
@@ -232,7 +232,7 @@ def test_ctrl_c_stops_the_run_and_says_how_many_drives_finished(tmp_path):
             seen += chunk
         family = psutil.Process(process.pid).children(recursive=True)
         assert family, "Ray's processes should be running"
-        process.send_signal(signal.SIGINT)
+        os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group, Ray's processes too
         out, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
@@ -373,3 +373,23 @@ def test_a_worker_fetches_the_model_once_and_keeps_its_pipeline(tmp_path, drives
     assert first["candidate"].contact_sheet == "drives/a/contact_sheet.png"
     assert (tmp_path / "drives" / "a" / "contact_sheet.png").stat().st_size > 1000
     assert second["candidate"].contact_sheet is None
+
+
+def test_instance_errors_by_class_where_the_instances_have_one():
+    """summarize_totals: per band as before, and per class (class -1, unknown, left out) from the same rows."""
+    from icm_depth_ros.replay.scoring import ReplayScorer, ScoreTotals, summarize_totals
+
+    rows = [{"id": 1, "class": 2, "gt": 5.0, "pred": 6.0, "error": 1.0, "band": "0-10m"},
+            {"id": 2, "class": 2, "gt": 15.0, "pred": 12.0, "error": -3.0, "band": "10-20m"},
+            {"id": 3, "class": 7, "gt": 8.0, "pred": 8.4, "error": 0.4, "band": "0-10m"},
+            {"id": 4, "class": -1, "gt": 30.0, "pred": 33.0, "error": 3.0, "band": "20-40m"}]
+    summary = summarize_totals(ScoreTotals(instance_errors=rows), ReplayScorer().bin_edges)
+    by_class = summary["instance_error_by_class"]
+    assert set(by_class) == {"2", "7"}
+    assert by_class["2"]["instances"] == 2 and by_class["2"]["mean_abs_error_m"] == pytest.approx(2.0)
+    assert by_class["2"]["mean_error_m"] == pytest.approx(-1.0)
+    assert by_class["2"]["abs_rel"] == pytest.approx((1 / 5 + 3 / 15) / 2)
+    assert by_class["7"]["abs_rel"] == pytest.approx(0.05)
+    assert summary["instance_error_by_distance"]["0-10m"]["instances"] == 2
+    assert summary["instance_error_by_distance"]["20-40m"]["mean_error_m"] == pytest.approx(3.0)
+    assert "instance_error_by_class" not in summarize_totals(ScoreTotals(instance_errors=rows[3:]), ReplayScorer().bin_edges)
