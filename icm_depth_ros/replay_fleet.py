@@ -36,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("drives", nargs="+", metavar="DRIVE",
                         help="rosbag2 folder or ROS 1 .bag, a folder searched for bags, or a text file listing them")
     add_topic_options(parser)
-    add_model_options(parser, "model", threads=False)
-    parser.add_argument("--baseline", default="", help="the model the candidate replaces: both run on every drive")
+    model = add_model_options(parser, "model", threads=False)
+    model.add_argument("--baseline", default="", help="the model the candidate replaces: both run on every drive")
     add_scoring_options(parser)
     ray = parser.add_argument_group("Ray")
     where = ray.add_mutually_exclusive_group()

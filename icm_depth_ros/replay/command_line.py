@@ -18,8 +18,9 @@ def add_topic_options(parser: argparse.ArgumentParser) -> None:
                         help="instance labels, sensor_msgs/Image mono16/16UC1/32SC1, 0 = background ('' = none)")
 
 
-def add_model_options(parser: argparse.ArgumentParser, title: str = "model", threads: bool = True) -> None:
-    """threads False: the caller sets ONNX Runtime's threads itself (replay_fleet: the task's CPUs)."""
+def add_model_options(parser: argparse.ArgumentParser, title: str = "model", threads: bool = True):
+    """The group, for the caller's own model options. threads False: the caller sets ONNX Runtime's threads
+    itself (replay_fleet: the task's CPUs)."""
     model = parser.add_argument_group(title)
     model.add_argument("--model", default="", help="exported .onnx (or TensorRT engine) file")
     model.add_argument("--backend", default="onnxruntime", choices=("auto", "onnxruntime", "tensorrt"))
@@ -27,6 +28,7 @@ def add_model_options(parser: argparse.ArgumentParser, title: str = "model", thr
         model.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = its default)")
     model.add_argument("--resize-policy", default="crop", choices=("resize", "crop", "letterbox"),
                        help="camera image -> model input, as the node's parameter")
+    return model
 
 
 def add_scoring_options(parser: argparse.ArgumentParser) -> None:
