@@ -65,7 +65,7 @@ def write_fleet_plots(plot_dir: Path, fleet: dict) -> dict[str, str]:
     if curve["pixels"]:
         centres = [(low + high) / 2 for low, high in zip(curve["bin_low_m"], curve["bin_high_m"])]
         line_plot(plot_dir / "error_by_distance.png", centres, curve["abs_rel"],
-                  "abs_rel against ground-truth distance (all drives, all scored pixels)", "distance [m]", "abs_rel")
+                  "abs_rel against true distance (all drives, all scored pixels)", "distance [m]", "abs_rel")
         plots["Error against distance (all drives)"] = "plots/error_by_distance.png"
     if "comparison" in fleet:
         pairs = [(d["baseline"]["metrics"]["abs_rel"], d["metrics"]["abs_rel"]) for d in fleet["drives"]
@@ -114,11 +114,14 @@ def render_fleet_markdown(fleet: dict, plots: dict[str, str]) -> str:
         lines.append("")
     if fleet.get("gate"):
         lines += ["## Gate", "", *[f"- {verdict['line']}" for verdict in fleet["gate"]], ""]
-    lines += ["## Per-instance depth error by distance band (all drives)", "",
-              "| band | instances | mean abs error [m] | mean error [m] | abs_rel |", "|---|---|---|---|---|"]
-    for band, row in overall["instance_error_by_distance"].items():
-        lines.append(f"| {band} | {row['instances']} | {_number(row['mean_abs_error_m'], 3)} | "
-                     f"{_number(row['mean_error_m'], 3)} | {_number(row['abs_rel'])} |")
+    lines += ["## Per-instance depth error by distance band (all drives)", ""]
+    if any(row["instances"] for row in overall["instance_error_by_distance"].values()):
+        lines += ["| band | instances | mean abs error [m] | mean error [m] | abs_rel |", "|---|---|---|---|---|"]
+        for band, row in overall["instance_error_by_distance"].items():
+            lines.append(f"| {band} | {row['instances']} | {_number(row['mean_abs_error_m'], 3)} | "
+                         f"{_number(row['mean_error_m'], 3)} | {_number(row['abs_rel'])} |")
+    else:
+        lines.append("No labelled instance was scored (the labels come from --instances-topic).")
     lines.append("")
     if overall.get("instance_error_by_class"):
         lines += ["## Per-instance depth error by class (all drives)", "",

@@ -117,12 +117,12 @@ def frame_panel(path: Path, sample: dict, max_depth: float) -> None:
 def scatter_plot(path: Path, xs, ys, title: str, xlabel: str, ylabel: str, size=(420, 420)) -> None:
     """Points (x, y) on equal axes with the diagonal y = x drawn (above it: y larger); writes a PNG."""
     width, height = size
-    left, right, top, bottom = 60, 15, 30, 45
+    left, right, top, bottom = 60, 15, 46, 45  # the title and the y label on two lines above the axes
     image = np.full((height, width, 3), 255, np.uint8)
     xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
     keep = np.isfinite(xs) & np.isfinite(ys)
     xs, ys = xs[keep], ys[keep]
-    cv2.putText(image, title, (left, 20), FONT, 0.45, BLACK, 1, cv2.LINE_AA)
+    cv2.putText(image, title, (8, 16), FONT, 0.42, BLACK, 1, cv2.LINE_AA)
     cv2.putText(image, xlabel, (width // 2 - 4 * len(xlabel), height - 8), FONT, 0.45, BLACK, 1, cv2.LINE_AA)
     cv2.putText(image, ylabel, (4, top - 8), FONT, 0.4, BLACK, 1, cv2.LINE_AA)
     cv2.rectangle(image, (left, top), (width - right, height - bottom), BLACK, 1)
