@@ -2,6 +2,7 @@
 
 The fleet's overall figures must equal replay_eval's on one bag holding every drive's frames; a worker
 process killed mid-drive must change nothing; the gate's exit codes and lines follow the documented rule.
+The tests that start Ray are marked slow (5-20 s each here).
 """
 from __future__ import annotations
 
@@ -66,6 +67,7 @@ def fleet(*arguments) -> int:
     return main([str(a) for a in arguments] + ["--no-progress"])
 
 
+@pytest.mark.slow
 def test_fleet_overall_equals_replay_eval_on_the_joined_bag(tmp_path, drives, capsys):
     from icm_depth_ros.replay.bag_reader import TopicSelection
     from icm_depth_ros.replay.offline import ReplayOptions, run_offline
@@ -118,6 +120,7 @@ def test_fleet_overall_equals_replay_eval_on_the_joined_bag(tmp_path, drives, ca
     assert (tmp_path / "fleet" / "plots" / "candidate_vs_baseline_abs_rel.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_a_regressing_candidate_fails_the_gate_with_exit_code_3(tmp_path, drives, onnx_model, capsys):
     """The tests' random network as the candidate, the trained demo model as the baseline."""
     code = fleet(*drives["bags"][:2], "--model", onnx_model, "--baseline", DEMO_MODEL, "--workers", 2,
@@ -143,6 +146,7 @@ def test_a_regressing_candidate_fails_the_gate_with_exit_code_3(tmp_path, drives
     assert "gate rmse: pass" in captured.out
 
 
+@pytest.mark.slow
 def test_an_unreadable_drive_is_one_failed_row_and_the_others_go_on(tmp_path, drives, capsys):
     broken = tmp_path / "broken.bag"
     broken.write_bytes(b"#ROSBAG V2.0\nnot really a bag")
@@ -162,6 +166,7 @@ def test_an_unreadable_drive_is_one_failed_row_and_the_others_go_on(tmp_path, dr
     assert rows[1]["status"] == "failed" and "broken.bag" in rows[1]["failure"] and rows[1]["abs_rel"] == ""
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_drive_is_retried_and_the_result_is_identical(tmp_path, capsys):
     """SIGKILL the process running a drive while it runs; Ray re-runs the drive and the figures do not change."""
     from training.data.synthetic import write_bag
@@ -171,7 +176,7 @@ def test_a_worker_killed_mid_drive_is_retried_and_the_result_is_identical(tmp_pa
     from icm_depth_ros.replay.offline import ReplayOptions, evaluate_drive
     from icm_depth_ros.replay.scoring import ReplayScorer
 
-    bags = [write_bag(tmp_path / f"drive{i}", drive) for i, drive in enumerate(render_drives((8, 8), seed0=30))]
+    bags = [write_bag(tmp_path / f"drive{i}", drive) for i, drive in enumerate(render_drives((20, 20), seed0=30))]
     killed = []
 
     def kill_the_first_drive_worker():
@@ -180,7 +185,7 @@ def test_a_worker_killed_mid_drive_is_retried_and_the_result_is_identical(tmp_pa
             for process in psutil.Process().children(recursive=True):
                 try:
                     if process.cmdline() and process.cmdline()[0].startswith("ray::evaluate_fleet_drive"):
-                        time.sleep(0.5)  # into the drive: the model is loaded and frames are being run
+                        time.sleep(0.3)  # into the drive (the first one also loads the model, about 1 s)
                         if process.cmdline()[0].startswith("ray::evaluate_fleet_drive"):  # still in a drive
                             process.send_signal(signal.SIGKILL)
                             killed.append(process.pid)
@@ -210,6 +215,7 @@ def test_a_worker_killed_mid_drive_is_retried_and_the_result_is_identical(tmp_pa
     assert report["overall"]["error_by_distance"] == expected["error_by_distance"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_run_and_says_how_many_drives_finished(tmp_path):
     """SIGINT to replay_fleet's process group (Ctrl-C) after the first drive finished: exit 130, a report of the
     finished drives, and no Ray process left."""
@@ -336,6 +342,7 @@ def test_the_gate_rule_and_the_pooled_difference():
     assert compare(candidates, baselines)["metrics"]["abs_rel"]["difference"] == pytest.approx(0.6 / 5 - 0.5 / 5)
 
 
+@pytest.mark.slow
 def test_a_worker_fetches_the_model_once_and_keeps_its_pipeline(tmp_path, drives):
     """The task run in this process (as a worker runs it): the model comes from the object store once, is
     written once under its SHA-256, and the second drive reuses the loaded pipeline with the task's threads."""
