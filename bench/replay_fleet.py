@@ -52,7 +52,7 @@ def fleet(bags: list[Path], options: ReplayOptions, workers: int, out: Path):
     from icm_depth_ros.replay.fleet_runner import FleetOptions, run_fleet
 
     run = run_fleet(bags, FleetOptions(replay=options, models={"candidate": options.model_path}, out=str(out),
-                                       workers=workers, samples=0))
+                                       workers=workers))
     failed = [r.failure for results in run.results.values() for r in results.values() if not r.ok]
     if failed or len(run.results) != len(bags):
         raise RuntimeError(f"fleet run with {workers} workers: {len(failed)} drives failed: {failed[:1]}")

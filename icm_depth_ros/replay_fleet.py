@@ -70,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                              resize_policy=args.resize_policy, min_depth=args.min_depth, max_depth=args.max_depth,
                              crop=args.crop, stamp_tolerance_s=args.stamp_tolerance, samples=args.samples),
         models=models, out=args.out, workers=args.workers, ray_address=args.ray_address,
-        cpus_per_task=args.cpus_per_task, gpus_per_task=args.gpus_per_task, max_retries=args.max_retries,
-        samples=args.samples)
+        cpus_per_task=args.cpus_per_task, gpus_per_task=args.gpus_per_task, max_retries=args.max_retries)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     try:
         with _ProgressBar(len(drives), enabled=not args.no_progress) as bar:

@@ -35,7 +35,8 @@ POLL_S = 0.5  # how often the progress bar is refreshed while drives run
 @dataclass
 class FleetOptions:
     """How to run the fleet. ``replay``: the options every drive shares (its bag, out and model are set per
-    drive and model); ``models``: role ("candidate", "baseline") -> model file."""
+    drive and model; ``replay.samples``: frames of each drive in its contact sheet, 0 = none); ``models``:
+    role ("candidate", "baseline") -> model file."""
 
     replay: ReplayOptions
     models: dict[str, str]
@@ -45,7 +46,6 @@ class FleetOptions:
     cpus_per_task: int = 1
     gpus_per_task: float = 0.0
     max_retries: int = 3  # re-runs of a drive whose worker process died
-    samples: int = 4  # frames of each drive in its contact sheet (0 = none)
 
 
 @dataclass
@@ -158,9 +158,8 @@ def run_fleet(drives: list[Path], options: FleetOptions, progress=None) -> Fleet
         task = ray.remote(evaluate_fleet_drive).options(
             num_cpus=options.cpus_per_task, num_gpus=options.gpus_per_task, max_retries=options.max_retries,
             retry_exceptions=False)
-        shared = replace(options.replay, threads=options.cpus_per_task, progress=False, write_bag=False,
-                         samples=options.samples)
-        pending = {task.remote(str(bag), shared, handles, sheet_path(i, str(bag)) if options.samples else None,
+        shared = replace(options.replay, threads=options.cpus_per_task, progress=False, write_bag=False)
+        pending = {task.remote(str(bag), shared, handles, sheet_path(i, str(bag)) if shared.samples else None,
                                options.out): i for i, bag in enumerate(drives)}
         frames = failed = 0
         try:
