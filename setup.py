@@ -32,6 +32,7 @@ setup(
         "console_scripts": [
             f"depth_node = {PACKAGE}.depth_node:main",
             f"replay_eval = {PACKAGE}.replay_eval:main",
+            f"replay_fleet = {PACKAGE}.replay_fleet:main",
         ],
     },
 )

@@ -16,6 +16,8 @@ GOAL_P99_MARGIN_MS = 10.0  # p99 <= floor p99 + inference p99 + 10 ms
 GOAL_PROCESSED_SHARE = 0.95  # processed >= 95 % of min(camera rate, 1 / inference)
 GOAL_HEAVY_RATIO = 1.1  # 352x1216 ResNet-18: (latency - floor) / inference <= 1.1
 GOAL_MULTI_RSS_RATIO = 1.3  # one process for 3 cameras: RSS <= 1.3 x one camera's node
+GOAL_FLEET_SCALING = 1.7  # replay_fleet: --workers 2 >= 1.7 x the frames/s of --workers 1 (issue 23)
+GOAL_FLEET_OVERHEAD = 0.10  # --workers 1 within 10 % of a plain loop's frames/s
 
 
 def number(value, spec: str = ".1f") -> str:
@@ -260,6 +262,39 @@ def synthetic_section(report: dict) -> list[str]:
           number(result["frames_per_cpu_s"]), verdict(met))])
 
 
+def replay_fleet_section(report: dict) -> list[str]:
+    """bench/replay_fleet.py: the plain loop and each Ray run, with the two scale goals."""
+    result, lines = result_of(report, "replay_fleet")
+    if result is None:
+        return lines
+    lines += [f"{result['drives']} synthetic drives x {result['frames_per_drive']} frames at {result['size']}, "
+              f"`{result['model']}`, 1 CPU (1 ONNX Runtime thread) per drive.", ""]
+    loop_fps = result["results"]["loop"]["frames_per_s"]
+    rows = []
+    for name, entry in result["results"].items():
+        after_start = entry.get("frames_per_s_after_start")
+        rows.append((name, entry["cpus"], number(entry["wall_s"]), number(entry.get("ray_startup_s")),
+                     number(entry["frames_per_s"], ".2f"), number(after_start, ".2f"),
+                     f"{entry['frames_per_s'] / loop_fps:.2f}x", number(entry["cpu_s_per_drive_minute"])))
+    lines += table(("run", "CPUs", "wall s", "Ray start s", "frames/s", "frames/s without Ray's start", "vs loop",
+                    "CPU-s per drive-minute"), rows)
+    goals = []
+    if "scaling_2_over_1" in result:
+        goals.append((f"workers 2 / workers 1 >= {GOAL_FLEET_SCALING:g}x", f"{result['scaling_2_over_1']:.2f}x",
+                      verdict(result["scaling_2_over_1"] >= GOAL_FLEET_SCALING)))
+    if "ray_overhead" in result:
+        goals.append((f"workers 1 within {GOAL_FLEET_OVERHEAD:.0%} of the loop", _slower(result["ray_overhead"]),
+                      verdict(result["ray_overhead"] <= GOAL_FLEET_OVERHEAD)))
+        goals.append(("the same without Ray's start", _slower(result["ray_overhead_after_start"]),
+                      verdict(result["ray_overhead_after_start"] <= GOAL_FLEET_OVERHEAD)))
+    return lines + table(("goal", "measured", ""), goals)
+
+
+def _slower(fraction: float) -> str:
+    """1 - (frames/s) / (the loop's frames/s) -> '12.0% slower' or '3.0% faster'."""
+    return f"{fraction:.1%} slower" if fraction >= 0 else f"{-fraction:.1%} faster"
+
+
 def train_section(report: dict) -> list[str]:
     result, lines = result_of(report, "train_throughput")
     if result is None:
@@ -309,6 +344,7 @@ SECTIONS = (
     ("Transport: 1242x375 frames at 30 Hz per Fast DDS set-up", node_transport_section),
     ("ICM loss share of a training step", icm_share_section),
     ("Synthetic data rate", synthetic_section),
+    ("Fleet replay on Ray: scale against a plain loop", replay_fleet_section),
     ("Training throughput with and without the ICM terms", train_section),
     ("Memory (peak resident set size)", memory_section),
     ("Failures", failures_section),

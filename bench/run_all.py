@@ -5,7 +5,7 @@
 Each script runs as its own process with --json (sequentially, so that they do not compete for the CPU);
 its JSON object, command line, wall time and the load average before it started go into the report, with
 the machine's facts (cores, CPU, memory, load average at start and end, torch / onnxruntime versions,
-date, git commit). SETTINGS sizes the full run to about 20 minutes on a 2-core machine and --quick to about
+date, git commit). SETTINGS sizes the full run to about 25 minutes on a 2-core machine and --quick to about
 4 minutes (fewer frames and steps, smaller sizes; the report states the arguments used). A script that
 fails or runs past its time limit is reported as failed with the tail of its stderr; the others still run,
 and run_all exits with status 1 at the end.
@@ -87,6 +87,11 @@ SETTINGS = {
         "icm_loss_share.py",
         ["--batch", "4", "--size", "192x640", "--steps", "5"],
         ["--batch", "2", "--size", "96x320", "--steps", "2"],
+    ),
+    "replay_fleet": (  # ~5 min: 8 drives x 100 frames rendered, then a plain loop, Ray with 1 and with 2 workers
+        "replay_fleet.py",
+        ["--drives", "8", "--frames", "100", "--size", "192x640", "--workers", "1", "2"],
+        ["--drives", "8", "--frames", "10", "--size", "192x640", "--workers", "1", "2"],
     ),
     "synthetic_rate": (  # ~10 s
         "synthetic_rate.py",

@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from icm_depth_ros.replay.bag_reader import BagError, TopicSelection
+from icm_depth_ros.replay.bag_reader import BagError
+from icm_depth_ros.replay.command_line import (add_model_options, add_scoring_options, add_topic_options,
+                                            topic_selection)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,28 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="replay_eval", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("bag", help="rosbag2 folder (sqlite3 or mcap) or ROS 1 .bag file")
-    topics = parser.add_argument_group("topics (one camera; a bag may hold several)")
-    topics.add_argument("--image-topic", default="/camera/image_raw", help="sensor_msgs/Image: rgb8, bgr8, rgba8, bgra8 or mono8")
-    topics.add_argument("--camera-info-topic", default="/camera/camera_info",
-                        help="sensor_msgs/CameraInfo ('' = none: instance centroids x/y are NaN)")
-    topics.add_argument("--depth-topic", default="/camera/depth_gt",
-                        help="ground truth, sensor_msgs/Image 32FC1 metres or 16UC1 millimetres "
-                             "('' = none: the drive is run and reported, not scored)")
-    topics.add_argument("--instances-topic", default="",
-                        help="instance labels, sensor_msgs/Image mono16/16UC1/32SC1, 0 = background ('' = none)")
-    model = parser.add_argument_group("model (offline)")
-    model.add_argument("--model", default="", help="exported .onnx (or TensorRT engine) file")
-    model.add_argument("--backend", default="onnxruntime", choices=("auto", "onnxruntime", "tensorrt"))
-    model.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = its default)")
-    model.add_argument("--resize-policy", default="crop", choices=("resize", "crop", "letterbox"),
-                       help="camera image -> model input, as the node's parameter")
-    scoring = parser.add_argument_group("scoring")
-    scoring.add_argument("--min-depth", type=float, default=1e-3, help="ground truth counted above this (m)")
-    scoring.add_argument("--max-depth", type=float, default=80.0, help="depth cap: ground truth counted below this (m)")
-    scoring.add_argument("--crop", default="none", choices=("none", "garg"), help="evaluation crop")
-    scoring.add_argument("--stamp-tolerance", type=float, default=0.005,
-                         help="seconds between an image's and its ground truth's header stamps")
-    scoring.add_argument("--samples", type=int, default=4, help="frames drawn in report.md")
+    add_topic_options(parser)
+    add_model_options(parser, "model (offline)")
+    add_scoring_options(parser)
     output = parser.add_argument_group("output")
     output.add_argument("--out", required=True, help="folder for metrics.json, frames.csv, report.md")
     output.add_argument("--write-bag", action="store_true",
@@ -68,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--ros-args" in argv:
         argv = argv[: argv.index("--ros-args")]
     args = build_parser().parse_args(argv)
-    topics = TopicSelection(args.image_topic, args.camera_info_topic, args.depth_topic, args.instances_topic)
+    topics = topic_selection(args)
     try:
         if args.rate <= 0:
             raise ValueError(f"--rate {args.rate}: must be > 0")

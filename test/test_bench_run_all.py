@@ -75,6 +75,14 @@ CANNED = {
                               "icm_share_by_difference_pct": 5.0, "peak_rss_mb": 1500.0}),
         "synthetic_rate": ok({"mode": "scenes", "size": "192x640", "frames": 40, "frames_per_s": 12.5,
                               "frames_per_cpu_s": 14.0, "peak_rss_mb": 300.0}),
+        "replay_fleet": ok({"drives": 8, "frames_per_drive": 100, "size": "192x640", "model": "m.onnx", "cores": 2,
+                            "results": {"loop": {"cpus": 1, "wall_s": 40.0, "frames_per_s": 20.0, "cpu_s_per_drive_minute": 30.0},
+                                        "workers_1": {"cpus": 1, "wall_s": 50.0, "ray_startup_s": 4.0, "frames_per_s": 16.0,
+                                                      "frames_per_s_after_start": 17.391, "cpu_s_per_drive_minute": 37.5},
+                                        "workers_2": {"cpus": 2, "wall_s": 27.0, "ray_startup_s": 4.0, "frames_per_s": 29.63,
+                                                      "frames_per_s_after_start": 34.783, "cpu_s_per_drive_minute": 40.5}},
+                            "ray_overhead": 0.2, "ray_overhead_after_start": 0.1304, "scaling_2_over_1": 1.852,
+                            "peak_rss_mb": 900.0}),
         "train_throughput": {"status": "failed", "command": "python bench/train_throughput.py --json", "seconds": 3.0,
                              "load_average_before": 0.5, "error": "exit status 1",
                              "stderr_tail": "RuntimeError: out of memory"},
@@ -103,6 +111,14 @@ def test_markdown_has_every_section_with_its_figures():
     assert "| 400 | 400 | met | 300 | 390: met | 5.0 | 10.0 |" in markdown
     assert "| 2000.0 | 100.0 | 5.00 % | 1900.0 | 5.00 % | met |" in markdown
     assert "| scenes | 192x640 | 40 | 12.5 | 14.0 | met |" in markdown
+    # fleet replay: 29.63 / 16 = 1.85x >= 1.7 met; workers 1 at 80 % of the loop (20 % slower) not met
+    assert "| workers_1 | 1 | 50.0 | 4.0 | 16.00 | 17.39 | 0.80x | 37.5 |" in markdown
+    assert "| workers 2 / workers 1 >= 1.7x | 1.85x | met |" in markdown
+    assert "| workers 1 within 10% of the loop | 20.0% slower | **not met** |" in markdown
+    assert "| the same without Ray's start | 13.0% slower | **not met** |" in markdown
+    faster = {**CANNED["benchmarks"]["replay_fleet"]["result"], "ray_overhead": -0.023}
+    report = {**CANNED, "benchmarks": {"replay_fleet": ok(faster)}}
+    assert "| workers 1 within 10% of the loop | 2.3% faster | met |" in render_markdown(report)
     # memory gathers every process's peak
     assert "| inference | benchmark process | 1234 |" in markdown
     assert "| node_realtime | node (1 process) | 333 |" in markdown

@@ -46,13 +46,14 @@ def test_colcon_build_installs_executables_launch_and_config(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 package finished" in result.stdout
     prefix = tmp_path / "install" / PACKAGE
-    for executable in ("depth_node", "replay_eval"):
+    for executable in ("depth_node", "replay_eval", "replay_fleet"):
         script = prefix / "lib" / PACKAGE / executable
         assert script.is_file() and os.access(script, os.X_OK), script
         assert f"'console_scripts', '{executable}'" in script.read_text()
     entry_points = next((prefix / "lib").glob("python3*/site-packages/*.egg-info/entry_points.txt")).read_text()
     assert f"depth_node = {PACKAGE}.depth_node:main" in entry_points
     assert f"replay_eval = {PACKAGE}.replay_eval:main" in entry_points
+    assert f"replay_fleet = {PACKAGE}.replay_fleet:main" in entry_points
     share = prefix / "share" / PACKAGE
     assert (share / "package.xml").is_file()
     assert (prefix / "share/ament_index/resource_index/packages" / PACKAGE).is_file()

@@ -50,18 +50,38 @@ class _Part:
     connection: object
 
 
+@dataclass
+class DriveRun:
+    """One drive evaluated offline: ``summary`` is metrics.json's contents; ``evaluation`` holds the frame
+    rows, samples and instance rows, and ``evaluation.scorer.totals`` the sums and counts behind the figures
+    (what replay_fleet merges over drives)."""
+
+    summary: dict
+    evaluation: Evaluation
+
+
 def run_offline(options: ReplayOptions) -> dict:
     """Evaluate ``options.bag``; writes options.out and returns the metrics.json contents."""
+    run = evaluate_drive(options)
+    write_outputs(Path(options.out), run.summary, run.evaluation.rows, run.evaluation.samples,
+                  run.evaluation.instance_rows)
+    return run.summary
+
+
+def evaluate_drive(options: ReplayOptions, pipeline: DepthPipeline | None = None) -> DriveRun:
+    """Run and score every frame of ``options.bag``; writes only ``--write-bag``'s OUT/bag.
+
+    pipeline: an already loaded one to reuse (replay_fleet's workers keep theirs across drives); it must
+    have been built from ``pipeline_config(options)``. None: loaded here, after the bag's topics are checked.
+    """
     from tqdm import tqdm
 
     started = time.perf_counter()
     out = Path(options.out)
     scorer = ReplayScorer(options.min_depth, options.max_depth, options.crop)
-    config = PipelineConfig(model_path=options.model_path, backend=options.backend, threads=options.threads,
-                            resize_policy=options.resize_policy, output_resolution="input",
-                            **options.pipeline_overrides)
     with BagSource(options.bag, options.topics) as source:
-        pipeline = DepthPipeline.from_config(config)  # after the bag check: a wrong topic fails fast
+        if pipeline is None:
+            pipeline = DepthPipeline.from_config(pipeline_config(options))  # after the bag check: a wrong topic fails fast
         notes = options.topics.missing_notes()
         for note in notes:
             print(f"replay_eval: {note}", file=sys.stderr, flush=True)
@@ -73,9 +93,9 @@ def run_offline(options: ReplayOptions) -> dict:
         for skip in skips:
             evaluation.skip(skip.reason, skip.detail, skip.index, skip.stamp_ns)
 
-        out.mkdir(parents=True, exist_ok=True)
         bag_out = None
         if options.write_bag:
+            out.mkdir(parents=True, exist_ok=True)
             namespace = options.output_namespace
             bag_out = PredictionBag(out / "bag", source, topic_namespace(options.topics.image) if namespace is None
                                     else namespace)
@@ -112,8 +132,13 @@ def run_offline(options: ReplayOptions) -> dict:
         if bag_out is not None:
             summary["run"]["output_bag"] = str(out / "bag")
             summary["run"]["output_bag_topics_not_copied"] = bag_out.not_copied
-    write_outputs(out, summary, evaluation.rows, evaluation.samples, evaluation.instance_rows)
-    return summary
+    return DriveRun(summary, evaluation)
+
+
+def pipeline_config(options: ReplayOptions) -> PipelineConfig:
+    """The DepthPipeline a replay of ``options`` runs: the node's, with its output on the camera grid."""
+    return PipelineConfig(model_path=options.model_path, backend=options.backend, threads=options.threads,
+                          resize_policy=options.resize_policy, output_resolution="input", **options.pipeline_overrides)
 
 
 def _evaluate_frame(pipeline, evaluation: Evaluation, plan, parts: dict, bag_out, log_time: int) -> None:

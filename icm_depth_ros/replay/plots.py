@@ -112,3 +112,41 @@ def frame_panel(path: Path, sample: dict, max_depth: float) -> None:
     tiles = [rgb[:, :, ::-1], colorize(pred, max_depth), colorize(gt, max_depth), error_map(pred, gt)]
     captions = ["image", "predicted", "true", "abs rel error (0-0.5)"]
     cv2.imwrite(str(path), _side_by_side([_captioned(t, c) for t, c in zip(tiles, captions)]))
+
+
+def scatter_plot(path: Path, xs, ys, title: str, xlabel: str, ylabel: str, size=(420, 420)) -> None:
+    """Points (x, y) on equal axes with the diagonal y = x drawn (above it: y larger); writes a PNG."""
+    width, height = size
+    left, right, top, bottom = 60, 15, 46, 45  # the title and the y label on two lines above the axes
+    image = np.full((height, width, 3), 255, np.uint8)
+    xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
+    keep = np.isfinite(xs) & np.isfinite(ys)
+    xs, ys = xs[keep], ys[keep]
+    cv2.putText(image, title, (8, 16), FONT, 0.42, BLACK, 1, cv2.LINE_AA)
+    cv2.putText(image, xlabel, (width // 2 - 4 * len(xlabel), height - 8), FONT, 0.45, BLACK, 1, cv2.LINE_AA)
+    cv2.putText(image, ylabel, (4, top - 8), FONT, 0.4, BLACK, 1, cv2.LINE_AA)
+    cv2.rectangle(image, (left, top), (width - right, height - bottom), BLACK, 1)
+    if xs.size:
+        low, high = float(min(xs.min(), ys.min())), float(max(xs.max(), ys.max()))
+        margin = (high - low) * 0.05 or abs(high) * 0.05 or 1.0
+        low, high = low - margin, high + margin
+
+        def to_pixel(x, y):
+            u = left + (x - low) / (high - low) * (width - left - right)
+            v = height - bottom - (y - low) / (high - low) * (height - top - bottom)
+            return np.stack([u, v], axis=-1).round().astype(np.int32)
+
+        for fraction in np.linspace(0, 1, 5):
+            value = low + fraction * (high - low)
+            u, v = to_pixel(np.array(value), np.array(value))
+            cv2.line(image, (int(u), top), (int(u), height - bottom), GREY, 1)
+            cv2.line(image, (left, int(v)), (width - right, int(v)), GREY, 1)
+            cv2.putText(image, f"{value:.3g}", (int(u) - 12, height - bottom + 15), FONT, 0.35, BLACK, 1, cv2.LINE_AA)
+            cv2.putText(image, f"{value:.3g}", (4, int(v) + 4), FONT, 0.35, BLACK, 1, cv2.LINE_AA)
+        (u0, v0), (u1, v1) = to_pixel(np.array([low, high]), np.array([low, high]))
+        cv2.line(image, (int(u0), int(v0)), (int(u1), int(v1)), BLACK, 1, cv2.LINE_AA)
+        for u, v in to_pixel(xs, ys):
+            cv2.circle(image, (int(u), int(v)), 3, BLUE, -1, cv2.LINE_AA)
+    else:
+        cv2.putText(image, "no data", (width // 2 - 30, height // 2), FONT, 0.6, BLACK, 1, cv2.LINE_AA)
+    cv2.imwrite(str(path), image)

@@ -21,7 +21,7 @@ ALLOWED = {
     "node": {"processing", "instances", "inference"},
     "replay": {"processing", "instances", "inference"},
 }
-ENTRY_MODULES = {"depth_node", "replay_eval"}
+ENTRY_MODULES = {"depth_node", "replay_eval", "replay_fleet"}
 ALIAS_MODULES = {"instance_message"}  # kept where the README pointed users: re-exports instances/messages.py
 # Modules that must not know ROS at all: no rclpy, no message package.
 ROS_FREE = {"inference", "processing", "instances.statistics",
