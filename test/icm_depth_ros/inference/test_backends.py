@@ -14,7 +14,7 @@ from icm_depth_ros.inference import fingerprint as fingerprints
 from icm_depth_ros.inference.tensorrt_backend import engine_decision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # test/: the tensorrt_double package
-from tensorrt_double.models import HEIGHT, NUM_CLUSTERS, WIDTH, write_model_and_variants  # noqa: E402
+from tensorrt_double.models import HEIGHT, NUM_CLUSTERS, WIDTH, shipped_model_and_variants  # noqa: E402
 from tensorrt_double.setup_bindings import run_scenario, runtime_missing_wheel  # noqa: E402
 
 # (TensorRT, cuda-python) as installed on: JetPack 6, JetPack 7, pip on a CUDA 13 and on a CUDA 12 machine
@@ -134,7 +134,7 @@ def test_tensorrt_backend_matches_onnxruntime(onnx_model, tmp_path):
 
 @pytest.fixture(scope="module")
 def variant_files(tmp_path_factory):
-    return write_model_and_variants(tmp_path_factory.mktemp("node_models"), dynamic_batch=False)
+    return shipped_model_and_variants(tmp_path_factory.mktemp("node_models"))
 
 
 @pytest.fixture(scope="module", params=RUNTIMES, ids=lambda pair: f"tensorrt{pair[0]}-cuda{pair[1]}")
