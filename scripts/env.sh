@@ -1,6 +1,7 @@
 # Source me: the environment the tests, demo and node use (venv, ROS 2 wheels, local-only discovery).
 _icm_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export VIRTUAL_ENV="$_icm_root/.venv"
+# ICM_VENV: another environment instead of .venv (.ci/node_stacks.sh: the vehicle stacks' environments).
+export VIRTUAL_ENV="${ICM_VENV:-$_icm_root/.venv}"
 export PATH="$VIRTUAL_ENV/bin:$PATH"
 # Message packages installed as wheels live in the venv's prefix (FACTS section 5).
 export AMENT_PREFIX_PATH="$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"

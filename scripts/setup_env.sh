@@ -11,13 +11,12 @@ want="$(cat "$root/requirements.txt" "$root/constraints.txt" | sha256sum | cut -
 # of the same tree are unaffected), which also compiles the instance statistics kernel in place; again
 # whenever the kernel's source is newer than the built module. Output only when it fails.
 install_package() {
-  local kernel built candidate
+  local kernel built
   kernel="$root/icm_depth_ros/instances/_instance_kernel.cpp"
-  built=""
-  for candidate in "$root"/icm_depth_ros/instances/_instance_kernel.*.so; do  # the pattern itself when none is built
-    [ -f "$candidate" ] && built="$candidate"
-  done
-  [ -x "$venv/bin/replay_eval" ] && [ -x "$venv/bin/depth_node" ] && [ -n "$built" ] && [ "$built" -nt "$kernel" ] \
+  # this Python's build: .ci/node_stacks.sh puts the 3.10 and 3.12 ones beside it
+  built="$root/icm_depth_ros/instances/_instance_kernel$("$venv/bin/python" -c \
+    'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
+  [ -x "$venv/bin/replay_eval" ] && [ -x "$venv/bin/depth_node" ] && [ -f "$built" ] && [ "$built" -nt "$kernel" ] \
     && return 0
   local log
   if ! log="$("$venv/bin/python" -m pip install --no-deps --no-build-isolation -e "$root" 2>&1)"; then

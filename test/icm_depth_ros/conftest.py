@@ -1,14 +1,15 @@
-"""Fixtures for the node tests: a small exported model, a private ROS graph, the node as a process.
+"""Fixtures for the node tests: the test models, a private ROS graph, the node as a process.
 
-The model is a randomly initialised ResNet-18 ICMDepthNet exported once per session at 96x320 (the
-depth head gets small random weights so that depth varies over the image). ROS graph tests run the
-node in its own process on a private ROS_DOMAIN_ID with localhost-only discovery; the test process
-publishes and subscribes through an rclpy context of its own on the same domain.
+No PyTorch: the model is the shipped demo model (models/demo/icm_demo.onnx, 96x320), and its
+dynamic-batch variant is derived from it with onnx alone, so these tests run on a vehicle's Python stack.
+ROS graph tests run the node in its own process on a private ROS_DOMAIN_ID with localhost-only
+discovery; the test process publishes and subscribes through an rclpy context of its own on the same domain.
 """
 from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -17,36 +18,61 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from icm_depth_ros.inference import contract
 from icm_depth_ros.node.local_graph import FASTDDS_PROFILE, local_ros_environment, stop_process
 
-ROOT = Path(__file__).resolve().parents[3]
-MODEL_SIZE = (96, 320)
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_MODEL = ROOT / "models" / "demo" / "icm_demo.onnx"
+MODEL_SIZE = (96, 320)  # the demo model's input (H, W)
 
 
-def export_test_model(folder: Path, name: str, dynamic_batch: bool = False) -> Path:
-    """The tests' random ResNet-18 ICMDepthNet (seed 0) exported to ``folder/name`` at MODEL_SIZE."""
-    torch = pytest.importorskip("torch")
-    from training.exporting.onnx_export import export_onnx
-    from training.model import ICMDepthNet
+def with_dynamic_batch(source: Path, target: Path) -> Path:
+    """``source``, a batch-1 export of ICMDepthNet, with a dynamic batch dimension, written to ``target``.
 
-    torch.manual_seed(0)
-    model = ICMDepthNet("resnet18", img_size=MODEL_SIZE).eval()
-    with torch.no_grad():
-        model.predictors[0].head.weight.normal_(0.0, 0.05)  # zero-initialised: depth would be constant
-    path = folder / name
-    export_onnx(model, path, *MODEL_SIZE, config_name="node_test_random_resnet18", dynamic_batch=dynamic_batch)
-    return path
+    The exporter traced batch 1 as a constant into the shape of one Reshape (the membership's
+    [1, N, h, w]); that leading 1 becomes 0, which ONNX Reshape reads as "the input's dimension". Inputs
+    and outputs get the symbolic batch dimension, the contract's metadata says dynamic_batch.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(source))
+    producers = {output: node for node in model.graph.node for output in node.output}
+    rewritten = 0
+    for node in model.graph.node:
+        shape = producers.get(node.input[1]) if node.op_type == "Reshape" else None
+        leading = producers.get(shape.input[0]) if shape is not None and shape.op_type == "Concat" else None
+        if leading is not None and leading.op_type == "Constant" \
+                and numpy_helper.to_array(leading.attribute[0].t).tolist() == [1]:
+            batch_of_input = f"{leading.output[0]}_batch_of_input"
+            model.graph.initializer.append(numpy_helper.from_array(np.array([0], np.int64), batch_of_input))
+            shape.input[0] = batch_of_input
+            rewritten += 1
+    if rewritten == 0:
+        raise ValueError(f"{source}: found no Reshape with a traced batch of 1; cannot derive a dynamic-batch model")
+    for value in list(model.graph.input) + list(model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"  # the exporter's name for it
+    del model.graph.value_info[:]  # inferred shapes with batch 1
+    for prop in model.metadata_props:
+        if prop.key == contract.META_DYNAMIC_BATCH:
+            prop.value = "true"
+    onnx.checker.check_model(model)
+    onnx.save(model, str(target))
+    return target
 
 
 @pytest.fixture(scope="session")
 def onnx_model(tmp_path_factory) -> Path:
-    return export_test_model(tmp_path_factory.mktemp("model"), "icm_test.onnx")
+    """The shipped demo model, copied: tests write engines, fingerprints and variants beside it."""
+    path = tmp_path_factory.mktemp("model") / "icm_test.onnx"
+    shutil.copyfile(DEMO_MODEL, path)
+    return path
 
 
 @pytest.fixture(scope="session")
 def dynamic_batch_model(tmp_path_factory) -> Path:
-    """The same network as ``onnx_model`` (same seed and weights), exported with a dynamic batch dimension."""
-    return export_test_model(tmp_path_factory.mktemp("model"), "icm_test_dynamic_batch.onnx", dynamic_batch=True)
+    """The demo model (same graph and weights as ``onnx_model``) with a dynamic batch dimension."""
+    return with_dynamic_batch(DEMO_MODEL, tmp_path_factory.mktemp("model") / "icm_test_dynamic_batch.onnx")
 
 
 def ros_environment(domain_id: int | None = None, shm: bool = True) -> dict[str, str]:

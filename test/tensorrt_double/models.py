@@ -1,6 +1,14 @@
-"""Tiny ONNX models that follow the model contract, and their fp16 / INT8 Q/DQ variants, for the doubles."""
+"""Tiny ONNX models that follow the model contract, and their fp16 / INT8 Q/DQ variants, for the doubles.
+
+The batch-1 set is also shipped in contract_models/ (6 KB): the node-side tests copy it from there, because
+writing the INT8 variant takes the training side's export tools (ONNX Runtime's quantization, newer than
+the ONNX Runtime a Python 3.10 vehicle has). Regenerate with ``python -m tensorrt_double.models`` from test/;
+test_double.py checks that the shipped files are what this module writes.
+"""
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +19,8 @@ import icm_depth_ros
 from icm_depth_ros.inference import contract, onnx_precision
 
 HEIGHT, WIDTH, NUM_CLUSTERS = 16, 32, 4  # scenario.NUM_CLUSTERS must match
+SHIPPED = Path(__file__).resolve().parent / "contract_models"
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def write_model(path: Path, dynamic_batch: bool) -> Path:
@@ -49,4 +59,21 @@ def write_model_and_variants(folder: Path, dynamic_batch: bool) -> dict[str, Pat
     write_float16(fp32, onnx_precision.variant_path(fp32, "fp16"))
     images = list(np.random.default_rng(1).random((4, 3, HEIGHT, WIDTH), dtype=np.float32))
     write_int8(fp32, onnx_precision.variant_path(fp32, "int8"), images)
-    return {precision: onnx_precision.variant_path(fp32, precision) for precision in ("fp32", "fp16", "int8")}
+    return {precision: onnx_precision.variant_path(fp32, precision) for precision in PRECISIONS}
+
+
+def shipped_model_and_variants(folder: Path) -> dict[str, Path]:
+    """The shipped batch-1 set (what ``write_model_and_variants(folder, False)`` writes), copied into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for precision in PRECISIONS:
+        name = onnx_precision.variant_path(SHIPPED / "model.onnx", precision).name
+        if not (SHIPPED / name).is_file():
+            raise FileNotFoundError(f"{SHIPPED / name} is missing: run python -m tensorrt_double.models from test/")
+        files[precision] = Path(shutil.copyfile(SHIPPED / name, folder / name))
+    return files
+
+
+if __name__ == "__main__":
+    written = write_model_and_variants(SHIPPED, dynamic_batch=False)
+    print("\n".join(str(path) for path in written.values()), file=sys.stderr)

@@ -24,6 +24,24 @@ CUDA_BINDINGS_VERSIONS = ("12.9.6", "13.5.0")  # the CUDA 12 line (JetPack 6, Py
 TEST_ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = TEST_ROOT.parent
 CACHE = Path(os.environ.get("ICM_BINDINGS_CACHE", REPOSITORY / ".venv" / "tensorrt-test-bindings"))
+# The oldest Python each release has wheels for, where that is above 3.10: cuda-python 13.x left 3.10 behind
+# (a JetPack 6 vehicle, Python 3.10, uses the 12.x line).
+PYTHON_FLOOR = {("cuda-bindings", "13.5.0"): (3, 11)}
+
+
+def missing_wheel(package: str, version: str) -> str | None:
+    """Why ``package==version`` cannot be installed on this Python, or None where it can."""
+    floor = PYTHON_FLOOR.get((package, version))
+    if floor is not None and sys.version_info[:2] < floor:
+        return (f"{package}=={version} has no wheel for Python {sys.version_info[0]}.{sys.version_info[1]} "
+                f"(Python {floor[0]}.{floor[1]}+ only)")
+    return None
+
+
+def runtime_missing_wheel(tensorrt_version: str, cuda_bindings_version: str) -> str | None:
+    """Why this TensorRT / cuda-bindings pair cannot run on this Python (a skip reason), or None."""
+    return missing_wheel("tensorrt-cu12-bindings", tensorrt_version) or missing_wheel("cuda-bindings",
+                                                                                    cuda_bindings_version)
 
 
 def pip_target(package: str, version: str, fetch: bool = False) -> Path:
@@ -31,6 +49,9 @@ def pip_target(package: str, version: str, fetch: bool = False) -> Path:
 
     Only the setup step fetches (``fetch=True``); a test finding the folder missing says how to make it.
     """
+    reason = missing_wheel(package, version)
+    if reason is not None:
+        raise RuntimeError(reason)
     target = CACHE / f"{package}-{version}"
     if (target / ".installed").is_file():
         return target
@@ -141,7 +162,10 @@ def prepare_all() -> None:
     for version in TENSORRT_VERSIONS:
         stub_libraries(pip_target("tensorrt-cu12-bindings", version, fetch=True))
     for version in CUDA_BINDINGS_VERSIONS:
-        if installed_cuda_bindings() != version:
+        reason = missing_wheel("cuda-bindings", version)
+        if reason is not None:
+            print(f"setup_bindings: not fetched: {reason}; the tests that need it are skipped", file=sys.stderr)
+        elif installed_cuda_bindings() != version:
             pip_target("cuda-bindings", version, fetch=True)
 
 

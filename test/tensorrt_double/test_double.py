@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tensorrt_double.checked_cuda import documented_return_count
+from tensorrt_double.models import PRECISIONS, shipped_model_and_variants, write_model_and_variants
 from tensorrt_double.setup_bindings import run_scenario
 from tensorrt_double.signatures import parse_signature_line, split_top_level
 
@@ -147,3 +148,13 @@ def test_documented_return_counts_of_cuda_functions():
         """
 
     assert documented_return_count(stand_in) == 2
+
+
+def test_shipped_contract_models_are_what_models_py_writes(tmp_path):
+    """The node-side tests copy contract_models/ instead of writing it (the INT8 export needs the training side)."""
+    written = write_model_and_variants(tmp_path / "written", dynamic_batch=False)
+    shipped = shipped_model_and_variants(tmp_path / "shipped")
+    for precision in PRECISIONS:
+        assert shipped[precision].read_bytes() == written[precision].read_bytes(), (
+            f"{shipped[precision].name} differs from what tensorrt_double/models.py writes: "
+            "regenerate with python -m tensorrt_double.models (from test/)")

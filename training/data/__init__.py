@@ -1,16 +1,17 @@
 """Datasets: KITTI Eigen, Cityscapes-DVPS, SemKITTI-DVPS and synthetic road scenes (docs/data.md).
 
 Every dataset returns the item dict documented in training/data/items.py.
+
+The datasets (and items.py's names) are imported on first use: they need PyTorch, and the synthetic
+renderer in training.data.synthetic, which the node-side tests use, must import without it.
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
-from .cityscapes_dvps import CityscapesDVPS
-from .items import MAX_INSTANCES, THING_CLASSES
-from .kitti import KittiEigen
-from .semkitti_dvps import SemKittiDVPS
-from .synthetic import SyntheticRoadScenes
+_LAZY_NAMES = {"CityscapesDVPS": ".cityscapes_dvps", "KittiEigen": ".kitti", "SemKittiDVPS": ".semkitti_dvps",
+               "SyntheticRoadScenes": ".synthetic", "MAX_INSTANCES": ".items", "THING_CLASSES": ".items"}
 
 DATASET_NAMES = ("kitti_eigen", "cityscapes_dvps", "semkitti_dvps", "synthetic")
 SYNTHETIC_SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
@@ -30,6 +31,11 @@ def build_dataset(name: str, root, split: str, augment: bool, size=None, **overr
     """
     if name not in DATASET_NAMES:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}")
+    from .cityscapes_dvps import CityscapesDVPS
+    from .kitti import KittiEigen
+    from .semkitti_dvps import SemKittiDVPS
+    from .synthetic import SyntheticRoadScenes
+
     size = tuple(size) if size is not None else None
     if name == "synthetic" and root is None:
         if split not in SYNTHETIC_SPLIT_SEEDS:
@@ -51,6 +57,13 @@ def build_dataset(name: str, root, split: str, augment: bool, size=None, **overr
               "instance_root": masks if masks.is_dir() else None,
               "split_file": root / "splits" / f"eigen_{listed}_files_with_gt.txt", **overrides}
     return KittiEigen(augment=augment, crop_size=size, **kwargs)
+
+
+def __getattr__(name: str):
+    module = _LAZY_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)
 
 
 __all__ = ["DATASET_NAMES", "MAX_INSTANCES", "SYNTHETIC_SPLIT_SEEDS", "THING_CLASSES", "CityscapesDVPS",

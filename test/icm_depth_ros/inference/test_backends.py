@@ -14,8 +14,8 @@ from icm_depth_ros.inference import fingerprint as fingerprints
 from icm_depth_ros.inference.tensorrt_backend import engine_decision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # test/: the tensorrt_double package
-from tensorrt_double.models import HEIGHT, NUM_CLUSTERS, WIDTH, write_model_and_variants  # noqa: E402
-from tensorrt_double.setup_bindings import run_scenario  # noqa: E402
+from tensorrt_double.models import HEIGHT, NUM_CLUSTERS, WIDTH, shipped_model_and_variants  # noqa: E402
+from tensorrt_double.setup_bindings import run_scenario, runtime_missing_wheel  # noqa: E402
 
 # (TensorRT, cuda-python) as installed on: JetPack 6, JetPack 7, pip on a CUDA 13 and on a CUDA 12 machine
 RUNTIMES = [("10.3.0", "12.9.6"), ("10.13.3.9", "13.5.0"), ("11.4.0.106", "13.5.0"), ("11.4.0.106", "12.9.6")]
@@ -35,6 +35,22 @@ def test_model_without_contract_metadata_is_refused(onnx_model, tmp_path):
     onnx.save(proto, str(bare))
     with pytest.raises(ModelLoadError, match="metadata lacks icm.input_height"):
         open_backend("onnxruntime", str(bare))
+
+
+def test_dynamic_batch_variant_runs_a_batch_as_the_demo_model_runs_each_image(onnx_model, dynamic_batch_model):
+    """conftest's with_dynamic_batch: same outputs per image, any batch size, the contract says so."""
+    import numpy as np
+
+    static = open_backend("onnxruntime", str(onnx_model))
+    dynamic = open_backend("onnxruntime", str(dynamic_batch_model))
+    assert dynamic.info.dynamic_batch and not static.info.dynamic_batch
+    images = np.random.default_rng(3).random((3, 3, 96, 320), dtype=np.float32)
+    depth, membership = dynamic.infer(images)
+    assert depth.shape == (3, 1, 96, 320) and membership.shape == (3, static.info.num_clusters, 24, 80)
+    for index in range(3):
+        alone_depth, alone_membership = static.infer(images[index:index + 1])
+        np.testing.assert_allclose(depth[index:index + 1], alone_depth, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(membership[index:index + 1], alone_membership, atol=1e-5)
 
 
 def test_bad_backend_name_lists_the_choices(onnx_model):
@@ -140,13 +156,16 @@ def test_tensorrt_batches_match_onnxruntime_frame_by_frame(dynamic_batch_model, 
 
 @pytest.fixture(scope="module")
 def variant_files(tmp_path_factory):
-    return write_model_and_variants(tmp_path_factory.mktemp("node_models"), dynamic_batch=False)
+    return shipped_model_and_variants(tmp_path_factory.mktemp("node_models"))
 
 
 @pytest.fixture(scope="module", params=RUNTIMES, ids=lambda pair: f"tensorrt{pair[0]}-cuda{pair[1]}")
 def node_runs(request, variant_files, tmp_path_factory):
     """The node's TensorRT path through one version pair: load, refuse, rebuild, infer."""
     version, cuda_version = request.param
+    reason = runtime_missing_wheel(version, cuda_version)
+    if reason is not None:
+        pytest.skip(reason)
     folder = tmp_path_factory.mktemp(f"node_{version}_{cuda_version}")
     for path in variant_files.values():
         shutil.copy(path, folder / path.name)
