@@ -7,7 +7,7 @@ venv="$root/.venv"
 stamp="$venv/.requirements.sha256"
 want="$(cat "$root/requirements.txt" "$root/constraints.txt" | sha256sum | cut -d' ' -f1)"
 
-# depth_node and replay_eval on PATH: this package itself, editable (no copy of the sources; colcon builds
+# depth_node, replay_eval and replay_fleet on PATH: this package itself, editable (no copy of the sources; colcon builds
 # of the same tree are unaffected), which also compiles the instance statistics kernel in place; again
 # whenever the kernel's source is newer than the built module. Output only when it fails.
 install_package() {
@@ -16,7 +16,7 @@ install_package() {
   # this Python's build: .ci/node_stacks.sh puts the 3.10 and 3.12 ones beside it
   built="$root/icm_depth_ros/instances/_instance_kernel$("$venv/bin/python" -c \
     'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
-  [ -x "$venv/bin/replay_eval" ] && [ -x "$venv/bin/depth_node" ] && [ -f "$built" ] && [ "$built" -nt "$kernel" ] \
+  [ -x "$venv/bin/replay_eval" ] && [ -x "$venv/bin/replay_fleet" ] && [ -x "$venv/bin/depth_node" ] && [ -f "$built" ] && [ "$built" -nt "$kernel" ] \
     && return 0
   local log
   if ! log="$("$venv/bin/python" -m pip install --no-deps --no-build-isolation -e "$root" 2>&1)"; then
