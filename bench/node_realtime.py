@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from json_output import process_peak_rss_mb, run_and_report  # noqa: E402
 
-from icm_depth_ros.node.local_graph import local_ros_environment, stop_process  # noqa: E402
+from icm_depth_ros.node.local_graph import BENCH_DOMAIN_IDS, local_ros_environment, pick_domain_id, stop_process  # noqa: E402
 
 WARMUP_S = 1.0  # frames sent in the first second are not counted (ONNX Runtime's first runs are slow)
 DRAIN_S = 5.0  # after the last frame, wait this long for late outputs
@@ -72,7 +71,7 @@ def measure(args: argparse.Namespace) -> dict:
         model = export_random_model(Path(tempfile.mkdtemp()) / "bench.onnx", *map(int, args.model_size.split("x")))
     cameras = [c.strip() for c in args.cameras.split(",") if c.strip()]
     targets = args.targets or (["echo", "node", "per_camera"] if cameras else ["echo", "node"])
-    env = local_ros_environment(random.randint(100, 200))
+    env = local_ros_environment(pick_domain_id(BENCH_DOMAIN_IDS))
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE",
                                            "RMW_IMPLEMENTATION", "FASTDDS_DEFAULT_PROFILES_FILE")})
     import rclpy

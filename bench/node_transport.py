@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from json_output import run_and_report  # noqa: E402
 
 from icm_depth_ros.node.local_graph import (  # noqa: E402
-    FASTDDS_PROFILE, UDP_ONLY_PROFILE, default_fastdds_environment, stop_process,
+    BENCH_DOMAIN_IDS, FASTDDS_PROFILE, UDP_ONLY_PROFILE, default_fastdds_environment, pick_domain_id, stop_process,
 )
 
 CLIENT = ROOT / "bench" / "transport_client.py"
@@ -80,7 +79,7 @@ def measure(args: argparse.Namespace) -> dict:
 
 
 def clean_environment() -> dict:
-    return default_fastdds_environment(random.randint(100, 200))
+    return default_fastdds_environment(pick_domain_id(BENCH_DOMAIN_IDS))
 
 
 def run_scenario(name: str, args, folder: Path) -> dict:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from icm_depth_ros.node.local_graph import local_ros_environment, stop_process  # noqa: E402
+from icm_depth_ros.node.local_graph import DEMO_DOMAIN_IDS, local_ros_environment, pick_domain_id, stop_process  # noqa: E402
 
 MODEL = ROOT / "models" / "demo" / "icm_demo.onnx"
 DRIVE_SEED = 90210  # not among the training (0..) or validation (1,000,000..) scene seeds
@@ -59,7 +58,7 @@ def main() -> int:
     bag = args.out / f"drive_{args.frames}_frames"
     render_drive(bag, args.frames, (192, 640))
     report = args.out / "report"
-    env = local_ros_environment(random.randint(150, 230))  # above the tests' 100-200
+    env = local_ros_environment(pick_domain_id(DEMO_DOMAIN_IDS))  # apart from the tests' and benchmarks'
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     node_log = args.out / "depth_node.log"
     parameters = {"model_path": str(args.model), "backend": "onnxruntime",

@@ -13,15 +13,25 @@ from pathlib import Path
 # What depth_node applies to itself (transport.py); given to both sides here, as a camera driver on the
 # same host should have it, so that best-effort 1.4 MB images arrive whole.
 FASTDDS_PROFILE = Path(__file__).resolve().parents[2] / "config" / "fastdds_shm_udp.xml"
+# ROS_DOMAIN_ID ranges kept apart, so a demo, a benchmark and the tests running at once never see each
+# other's nodes. Fast DDS's port rule (7400 + 250 x domain + ...) keeps ids at or below 232.
+TEST_DOMAIN_IDS = range(100, 170)
+BENCH_DOMAIN_IDS = range(170, 200)
+DEMO_DOMAIN_IDS = range(200, 233)
+
+
+def pick_domain_id(ids: range = TEST_DOMAIN_IDS) -> int:
+    """A random ROS_DOMAIN_ID from ``ids`` (one of the ranges above)."""
+    return random.choice(ids)
 
 
 def local_ros_environment(domain_id: int | None = None, shm: bool = True,
                           base: dict[str, str] | None = None) -> dict[str, str]:
-    """``base`` (default os.environ) plus a private ROS_DOMAIN_ID (random 100-230 unless given),
+    """``base`` (default os.environ) plus a private ROS_DOMAIN_ID (random from TEST_DOMAIN_IDS unless given),
     localhost-only discovery, Fast DDS, unbuffered output and, with ``shm``, the package's Fast DDS profile
     (16 MB shared memory + UDPv4) for every process of the graph."""
     env = dict(os.environ if base is None else base)
-    env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else random.randint(100, 230))
+    env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else pick_domain_id())
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env["RMW_IMPLEMENTATION"] = "rmw_fastrtps_cpp"
     env["PYTHONUNBUFFERED"] = "1"

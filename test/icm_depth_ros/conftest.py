@@ -8,7 +8,6 @@ discovery; the test process publishes and subscribes through an rclpy context of
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 
 from icm_depth_ros.inference import contract
-from icm_depth_ros.node.local_graph import FASTDDS_PROFILE, local_ros_environment, stop_process
+from icm_depth_ros.node.local_graph import FASTDDS_PROFILE, local_ros_environment, pick_domain_id, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_MODEL = ROOT / "models" / "demo" / "icm_demo.onnx"
@@ -77,7 +76,7 @@ def dynamic_batch_model(tmp_path_factory) -> Path:
 
 def ros_environment(domain_id: int | None = None, shm: bool = True) -> dict[str, str]:
     """Environment for a node process: private domain (100-200), localhost discovery, optional shared memory."""
-    return local_ros_environment(domain_id if domain_id is not None else random.randint(100, 200), shm)
+    return local_ros_environment(domain_id if domain_id is not None else pick_domain_id(), shm)
 
 
 class NodeProcess:
@@ -205,7 +204,7 @@ def stamp_of(seconds: int, nanoseconds: int = 0):
 def graph(tmp_path):
     """(start_node(parameters) -> NodeProcess, probe, domain id); everything is stopped afterwards."""
     pytest.importorskip("rclpy")
-    domain_id = random.randint(100, 200)
+    domain_id = pick_domain_id()
     env = ros_environment(domain_id)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     nodes: list[NodeProcess] = []

@@ -4,7 +4,6 @@ reaches a node started with `python -m icm_depth_ros.depth_node`, and a client w
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from conftest import NodeProcess
 
-from icm_depth_ros.node.local_graph import UDP_ONLY_PROFILE, default_fastdds_environment
+from icm_depth_ros.node.local_graph import UDP_ONLY_PROFILE, default_fastdds_environment, pick_domain_id
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[3]
@@ -44,7 +43,7 @@ def node_process(tmp_path):
 
 
 def test_default_fastdds_camera_at_5_hz_is_answered(node_process):
-    env = default_fastdds_environment(random.randint(100, 200))
+    env = default_fastdds_environment(pick_domain_id())
     node = node_process({"model_path": DEMO_MODEL, "backend": "onnxruntime"}, env)
     assert node.wait_for_log("active", 60), node.log()
     assert "transport: Fast DDS profile" in node.log() and "fastdds_shm_udp.xml" in node.log()
@@ -56,7 +55,7 @@ def test_default_fastdds_camera_at_5_hz_is_answered(node_process):
 
 
 def test_udp_only_peer_receives_outputs_of_a_node_started_the_launch_files_way(node_process, tmp_path):
-    env = default_fastdds_environment(random.randint(100, 200))  # the launch file sets no Fast DDS variable: the node chooses
+    env = default_fastdds_environment(pick_domain_id())  # the launch file sets no Fast DDS variable: the node chooses
     command = [sys.executable, "-m", "icm_depth_ros.depth_node", "--ros-args", "--params-file",
                str(ROOT / "config" / "depth.yaml")]
     node = node_process({"model_path": DEMO_MODEL, "backend": "onnxruntime"}, env, command)

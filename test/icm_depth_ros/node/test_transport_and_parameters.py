@@ -77,6 +77,9 @@ def test_run_time_sets_are_checked_then_applied_live_or_refused_with_what_to_do(
 
 
 def test_signals_are_recorded_not_raised():
+    # whatever this process had before: the default handler in a terminal, SIG_IGN when started in the
+    # background (`cmd &`, nohup), where SIGINT is inherited as ignored
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
     stop = SignalStop().install()
     try:
         for number in (signal.SIGINT, signal.SIGINT, signal.SIGTERM):
@@ -84,8 +87,36 @@ def test_signals_are_recorded_not_raised():
         assert stop.requested and stop.received == ["SIGINT", "SIGINT", "SIGTERM"]
     finally:
         stop.restore()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert {number: signal.getsignal(number) for number in before} == before
+
+
+def test_signals_are_recorded_when_the_process_started_with_sigint_ignored():
+    """A suite started as a background job inherits SIGINT ignored; installing and restoring keeps that."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        stop = SignalStop().install()
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.received == ["SIGINT"]
+        stop.restore()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_package_profile_is_the_shipped_file():
     assert package_profile() == Path(__file__).resolve().parents[3] / "config" / "fastdds_shm_udp.xml"
+
+
+def test_demo_benchmarks_and_tests_use_ros_domain_ranges_apart():
+    from icm_depth_ros.node.local_graph import BENCH_DOMAIN_IDS, DEMO_DOMAIN_IDS, TEST_DOMAIN_IDS
+
+    ranges = [set(TEST_DOMAIN_IDS), set(BENCH_DOMAIN_IDS), set(DEMO_DOMAIN_IDS)]
+    assert all(not a & b for i, a in enumerate(ranges) for b in ranges[i + 1:])
+    assert max(DEMO_DOMAIN_IDS) <= 232  # Fast DDS's port rule
+    root = Path(__file__).resolve().parents[3]
+    assert "pick_domain_id(DEMO_DOMAIN_IDS)" in (root / "scripts" / "demo.py").read_text()
+    for bench in ("node_transport.py", "node_realtime.py"):
+        assert "pick_domain_id(BENCH_DOMAIN_IDS)" in (root / "bench" / bench).read_text()
+    by_hand = [path.name for path in (root / "test").rglob("*.py")
+               if path != Path(__file__).resolve() and "random.randint(1" in path.read_text()]
+    assert by_hand == []  # the tests take their ids from TEST_DOMAIN_IDS (pick_domain_id's default)
