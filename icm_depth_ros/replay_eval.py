@@ -16,7 +16,12 @@ import sys
 
 from icm_depth_ros.replay.bag_reader import BagError
 from icm_depth_ros.replay.command_line import (add_model_options, add_scoring_options, add_topic_options,
-                                            topic_selection)
+                                            check_output_apart, check_shared_options, topic_selection)
+
+# The options each mode would ignore, with their defaults: given otherwise, they are refused.
+LIVE_ONLY = {"node_namespace": "", "rate": 1.0, "wait_for_node": 30.0, "drain": 2.0}
+OFFLINE_ONLY = {"model": "", "backend": "onnxruntime", "threads": 0, "resize_policy": "crop", "write_bag": False,
+                "output_namespace": None}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--output-namespace", default=None,
                         help="namespace of the --write-bag topics (default: the image topic's namespace)")
     output.add_argument("--no-progress", action="store_true", help="no progress bar")
+    output.add_argument("--debug", action="store_true", help="show the traceback of an error")
     live = parser.add_argument_group("live (score a running depth_node)")
     live.add_argument("--live", action="store_true", help="play the bag into a ROS graph and score the node's output")
     live.add_argument("--rate", type=float, default=1.0, help="playback speed, multiple of the recorded rate")
@@ -53,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     topics = topic_selection(args)
     try:
-        if args.rate <= 0:
-            raise ValueError(f"--rate {args.rate}: must be > 0")
+        check_options(args)
         if args.live:
             from icm_depth_ros.replay.live import LiveOptions, run_live
 
@@ -74,11 +79,32 @@ def main(argv: list[str] | None = None) -> int:
                 crop=args.crop, stamp_tolerance_s=args.stamp_tolerance, out=args.out, write_bag=args.write_bag,
                 output_namespace=args.output_namespace, samples=args.samples, progress=not args.no_progress))
     except (BagError, ValueError, RuntimeError, TimeoutError) as error:  # ModelLoadError is a RuntimeError
+        if args.debug:
+            raise
         print(f"replay_eval: error: {error}", file=sys.stderr)
         return 2
     print(summary_line(summary))
     print(f"replay_eval: wrote {args.out}/metrics.json, frames.csv, instances.csv, report.md")
     return 0
+
+
+def check_options(args) -> None:
+    """Every option before any work: ranges, the model file, an --out apart from the bag, and no option the
+    chosen mode (offline or --live) would ignore."""
+    check_shared_options(args)
+    for option, value, low in (("--rate", args.rate, 0.0), ("--wait-for-node", args.wait_for_node, 0.0)):
+        if not value > low:
+            raise ValueError(f"--{option.lstrip('-')} {value}: must be > {low:g}")
+    if not args.drain >= 0:
+        raise ValueError(f"--drain {args.drain}: must be >= 0 seconds")
+    ignored, mode = (OFFLINE_ONLY, "--live (the running node has its own model and settings)") if args.live \
+        else (LIVE_ONLY, "offline (add --live to score a running node)")
+    for name, default in ignored.items():
+        value = getattr(args, name)
+        if value != default:
+            option = "--" + name.replace("_", "-")
+            raise ValueError(f"{option}{'' if value is True else f' {value}'} would be ignored {mode}")
+    check_output_apart(args.out, [args.bag])
 
 
 def summary_line(summary: dict) -> str:

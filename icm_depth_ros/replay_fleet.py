@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from icm_depth_ros.replay.command_line import (add_model_options, add_scoring_options, add_topic_options,
-                                            topic_selection)
+                                            check_output_apart, check_shared_options, topic_selection)
 from icm_depth_ros.replay.drive_list import DriveListError, resolve_drives
 from icm_depth_ros.replay.fleet import check_gates, compare, drive_entry, overall, parse_gate
 from icm_depth_ros.replay.fleet_report import write_fleet_outputs
@@ -91,19 +91,18 @@ def main(argv: list[str] | None = None) -> int:
 def _check(args):
     """Every input checked before Ray starts: ValueError naming the option (or DRIVE) and the value."""
     drives = resolve_drives(args.drives)
-    for option, path in (("--model", args.model), ("--baseline", args.baseline)):
-        if option == "--model" and not path:
-            raise ValueError("--model is required: the exported .onnx (or TensorRT engine) to evaluate")
-        if path and not Path(path).is_file():
-            raise ValueError(f"{option} {path}: no such file")
+    if not args.model:
+        raise ValueError("--model is required: the exported .onnx (or TensorRT engine) to evaluate")
+    check_shared_options(args)  # --model's file, --stamp-tolerance, --samples, the depth range
+    if args.baseline and not Path(args.baseline).is_file():
+        raise ValueError(f"--baseline {args.baseline}: no such file")
     for option, value, low in (("--workers", args.workers, 1), ("--cpus-per-task", args.cpus_per_task, 1),
-                               ("--max-retries", args.max_retries, 0), ("--samples", args.samples, 0)):
+                               ("--max-retries", args.max_retries, 0)):
         if value is not None and value < low:
             raise ValueError(f"{option} {value}: must be >= {low}")
     if args.gpus_per_task < 0:
         raise ValueError(f"--gpus-per-task {args.gpus_per_task}: must be >= 0")
-    if args.stamp_tolerance < 0:
-        raise ValueError(f"--stamp-tolerance {args.stamp_tolerance}: must be >= 0")
+    check_output_apart(args.out, drives)
     gates = [parse_gate(text) for text in args.gate]
     if gates and not args.baseline:
         raise ValueError(f"--gate {args.gate[0]}: a gate compares with a baseline; give --baseline M0.onnx")

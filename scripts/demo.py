@@ -51,9 +51,14 @@ def main() -> int:
     parser.add_argument("--model", type=Path, default=MODEL)
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "demo")
     args = parser.parse_args()
+    if args.frames < 1:
+        parser.error(f"--frames {args.frames}: must be >= 1 (frames of the drive at 10 Hz)")
+    if not args.rate > 0:
+        parser.error(f"--rate {args.rate}: must be > 0 (a multiple of the recorded 10 Hz)")
     if not args.model.is_file():
-        print(f"demo: model file not found: {args.model}", file=sys.stderr)
-        return 2
+        parser.error(f"--model {args.model}: no such file")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out}: exists and is not a folder")
 
     bag = args.out / f"drive_{args.frames}_frames"
     render_drive(bag, args.frames, (192, 640))

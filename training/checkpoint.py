@@ -51,19 +51,26 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         os.close(directory)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``: tensors and plain containers only, no code runs."""
+def read_checkpoint_file(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The dict a checkpoint file holds (``weights_only=True``); FileNotFoundError or a ValueError that
+    names the file when it is missing or is not a PyTorch checkpoint (a text file, a cut file, code)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # a text file, a truncated file, a pickle with code: torch says it many ways
+    except Exception as error:  # torch says it many ways: UnpicklingError, KeyError, RuntimeError, EOFError
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ValueError(f"{path} is not a training checkpoint (torch.load: {type(error).__name__}: "
-                         f"{first_line[:160]})") from None
+                         f"{first_line[:120]})") from None
     if not isinstance(state, dict):
         raise ValueError(f"{path} is not a training checkpoint: it holds a {type(state).__name__}, not a dict")
+    return state
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``: tensors and plain containers only, no code runs."""
+    state = read_checkpoint_file(path, map_location)
     missing = [key for key in ("model", "config", "step") if key not in state]
     if missing:
         raise ValueError(f"{path} is not a training checkpoint: missing key(s) {missing}")

@@ -134,6 +134,10 @@ def endless_batches(dataset: Dataset, batch_size: int, num_workers: int, seed: i
     loader = DataLoader(SeededItems(dataset), batch_size=batch_size, sampler=SeededDraws(sampler),
                         num_workers=num_workers, drop_last=True, pin_memory=context.device.type == "cuda",
                         persistent_workers=num_workers > 0, worker_init_fn=seed_worker)
+    return _forever(loader)  # the checks above run now, at the call, not at the first batch
+
+
+def _forever(loader: DataLoader):
     while True:
         yield from loader
 

@@ -102,12 +102,24 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--config", default=None, help="data/eval settings (default: the checkpoint's)")
     parser.add_argument("--output", default=None, help="folder for metrics.json / metrics.md")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     parser.add_argument("overrides", nargs="*", help="key=value, e.g. eval.crop=garg")
     args = parser.parse_args(argv)
+    if not Path(args.checkpoint).is_file():
+        parser.error(f"--checkpoint {args.checkpoint}: no such file")
+    if args.output is not None and Path(args.output).exists() and not Path(args.output).is_dir():
+        parser.error(f"--output {args.output}: exists and is not a folder (metrics.json and metrics.md go there)")
+    for text in args.overrides:
+        if text.split("=", 1)[0].strip().startswith("model."):
+            parser.error(f"{text} would be ignored: the network is rebuilt from the checkpoint's own model settings")
     try:
+        load_config(args.config, args.overrides)  # every override's key, type and range, before any work
         return run(args.checkpoint, args.config, args.overrides, args.output)
-    except (ConfigError, FileNotFoundError) as error:
-        raise SystemExit(f"error: {error}") from None
+    except (ValueError, FileNotFoundError) as error:  # ConfigError is a ValueError
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

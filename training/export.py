@@ -26,6 +26,7 @@ if __package__ in (None, ""):  # run as a script: import the repository's packag
 from training.exporting.tensorrt_build import DEFAULT_WORKSPACE_GIB, TensorRTUnavailable, require_tensorrt  # noqa: E402
 
 PARITY_TOLERANCE = 1e-3  # max relative depth error of ONNX Runtime against PyTorch (fp32)
+DEFAULT_INT8_SCENES = 16  # rendered scenes to calibrate INT8 on without --calib
 
 
 def __getattr__(name: str):
@@ -49,9 +50,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--fp16-out", type=Path, help="also write a float16 ONNX variant (I/O stay float32)")
     parser.add_argument("--int8-out", type=Path, help="also write the INT8 symmetric Q/DQ variant (ONNX Runtime and TensorRT)")
-    parser.add_argument("--int8-scenes", type=int, default=16, help="synthetic train scenes to calibrate on without --calib")
+    parser.add_argument("--int8-scenes", type=int, default=None,
+                        help=f"synthetic train scenes to calibrate on without --calib (default {DEFAULT_INT8_SCENES})")
     parser.add_argument("--engine", type=Path, help="TensorRT engine to build (needs TensorRT 10.3+ or 11.x and a GPU)")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
+                        help="the engine's precision (default fp16; with --engine only)")
     parser.add_argument("--calib", type=Path, help="directory of dataset images for INT8 calibration (default: synthetic scenes)")
     parser.add_argument("--calib-images", type=int, default=64, help="at most this many calibration images")
     parser.add_argument("--workspace-gib", type=float, default=DEFAULT_WORKSPACE_GIB, help="TensorRT workspace limit")
@@ -59,7 +62,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-batch", type=int, default=1,
                         help="largest batch of a dynamic-batch engine: the number of cameras one node serves")
     parser.add_argument("--skip-parity", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
+    check_combination(parser, args)
+    args.int8_scenes = DEFAULT_INT8_SCENES if args.int8_scenes is None else args.int8_scenes
+    args.precision = "fp16" if args.precision is None else args.precision
+    return args
+
+
+def check_combination(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse, before any work, values out of range, inputs that are not there, outputs that would overwrite
+    an input or each other, and options the combination given would ignore (argparse's error: exit code 2)."""
     if args.checkpoint is not None and args.out is None:
         parser.error("--checkpoint needs --out model.onnx")
     if args.onnx is not None and args.engine is None:
@@ -73,7 +86,49 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.checkpoint is not None and args.max_batch > 1 and not args.dynamic_batch:
         parser.error(f"--max-batch {args.max_batch} needs --dynamic-batch: an ONNX model with a fixed batch of 1 "
                      "gives an engine of batch 1")
-    return args
+    source = args.checkpoint if args.checkpoint is not None else args.onnx
+    if not source.is_file():
+        parser.error(f"{'--checkpoint' if args.checkpoint is not None else '--onnx'} {source}: no such file")
+    for option, value in (("--height", args.height), ("--width", args.width)):
+        if value is not None and (value < 32 or value % 32):
+            parser.error(f"{option} {value}: must be a positive multiple of 32 (the encoder's output stride)")
+    for option, value in (("--calib-images", args.calib_images), ("--int8-scenes", args.int8_scenes)):
+        if value is not None and value < 1:
+            parser.error(f"{option} {value}: must be >= 1")
+    if args.workspace_gib <= 0:
+        parser.error(f"--workspace-gib {args.workspace_gib}: must be > 0")
+    outputs = [(option, path) for option, path in (("--out", args.out), ("--fp16-out", args.fp16_out),
+                                                   ("--int8-out", args.int8_out), ("--engine", args.engine),
+                                                   ("--timing-cache", args.timing_cache)) if path is not None]
+    inputs = [(option, path) for option, path in (("--checkpoint", args.checkpoint), ("--onnx", args.onnx),
+                                                  ("--calib", args.calib)) if path is not None]
+    for index, (option, path) in enumerate(outputs):
+        for other, other_path in inputs + outputs[:index]:
+            if path.resolve() == other_path.resolve():
+                parser.error(f"{option} {path} is also {other}: it would overwrite it; give another file")
+    int8 = args.int8_out is not None or (args.engine is not None and args.precision == "int8")
+    engine_only = {"--precision": args.precision, "--timing-cache": args.timing_cache}
+    if args.engine is None:
+        engine_only["--max-batch"] = args.max_batch if args.max_batch != 1 else None
+        engine_only["--workspace-gib"] = args.workspace_gib if args.workspace_gib != DEFAULT_WORKSPACE_GIB else None
+    ignored = [(option, value, "it applies to --engine only") for option, value in engine_only.items()
+               if value is not None and args.engine is None]
+    if not int8:
+        ignored += [(option, value, "it applies to an INT8 output (--int8-out, or --engine --precision int8) only")
+                    for option, value in (("--calib", args.calib), ("--int8-scenes", args.int8_scenes))
+                    if value is not None]
+    if args.calib is not None and args.int8_scenes is not None:
+        ignored.append(("--int8-scenes", args.int8_scenes, "--calib DIR is calibrated on instead"))
+    if args.onnx is not None:
+        ignored += [(option, value, "it applies to --checkpoint (an export) only")
+                    for option, value in (("--dynamic-batch", args.dynamic_batch or None),
+                                          ("--skip-parity", args.skip_parity or None), ("--out", args.out),
+                                          ("--height", args.height), ("--width", args.width))
+                    if value is not None]
+    if ignored:
+        option, value, why = ignored[0]
+        shown = "" if value is True else f" {value}"
+        parser.error(f"{option}{shown} would be ignored: {why}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +145,14 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if args.engine is not None:
             return build(args, onnx_path)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:  # bad input or a failed build, already worded
+    except (FileNotFoundError, ValueError) as error:  # the input is not what it should be, already worded
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:  # a failed build, already worded
+        if args.debug:
+            raise
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -93,6 +93,9 @@ class TrainingRun:
         self.step, self.metrics, self.best, self.nonfinite, self.in_a_row = 0, {}, {"abs_rel": math.inf, "step": -1}, 0, 0
         if resume:
             self.restore()
+        train_cfg = self.config.train
+        self.batches = endless_batches(self.train_set, train_cfg.batch_size, self.config.data.num_workers,
+                                       train_cfg.seed, context, self.step * train_cfg.accumulate)
         self.amp = self.config.train.amp and context.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if self.amp and amp_dtype() == torch.float16 else None
         if context.distributed:
@@ -139,15 +142,13 @@ class TrainingRun:
 
     def run(self) -> dict:
         train_cfg = self.config.train
-        batches = endless_batches(self.train_set, train_cfg.batch_size, self.config.data.num_workers,
-                                  train_cfg.seed, self.context, self.step * train_cfg.accumulate)
         eval_cfg = self.config.eval
         eval_loader = evaluation_loader(self.val_set, eval_cfg.batch_size, self.config.data.num_workers, self.context,
                                         train_cfg.eval_max_images)
         progress = tqdm(total=train_cfg.steps, initial=self.step, disable=not self.context.is_main, dynamic_ncols=True)
         self.model.train()
         while self.step < train_cfg.steps:
-            self.train_one_step(batches, progress)
+            self.train_one_step(self.batches, progress)
             if self.step % train_cfg.eval_every == 0 or self.step == train_cfg.steps:
                 self.evaluate(eval_loader)
                 self.save(LAST)

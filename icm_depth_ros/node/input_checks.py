@@ -42,18 +42,63 @@ def decode_color_image(msg, topic: str, max_pixels: int) -> np.ndarray:
         raise InputError(_kind_of(error), f"{topic}: {error}") from None
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SOI = b"\xff\xd8"
+# JPEG start-of-frame markers (ITU-T T.81, table B.1): C0-CF except DHT (C4), JPG (C8) and DAC (CC).
+JPEG_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def compressed_image_size(data: bytes) -> tuple[str, int, int] | None:
+    """(format, width, height) read from a PNG or JPEG header without decoding the pixels; None when the
+    data is neither or its header is cut short. (Pillow reads headers too, but is no dependency of the node.)"""
+    if data.startswith(PNG_SIGNATURE):
+        if len(data) < 24 or data[12:16] != b"IHDR":  # IHDR is the first chunk (PNG spec, 5.3)
+            return None
+        return "png", int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if not data.startswith(JPEG_SOI):
+        return None
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        length = int.from_bytes(data[position + 2:position + 4], "big")
+        if marker in JPEG_SOF_MARKERS:
+            if position + 9 > len(data):
+                return None
+            height = int.from_bytes(data[position + 5:position + 7], "big")
+            width = int.from_bytes(data[position + 7:position + 9], "big")
+            return "jpeg", width, height
+        if length < 2:
+            return None
+        position += 2 + length
+    return None
+
+
 def decode_compressed_image(msg, topic: str, max_pixels: int) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg/png) -> uint8 [H, W, 3] RGB."""
+    """sensor_msgs/CompressedImage (jpeg/png) -> uint8 [H, W, 3] RGB. The size in the header is checked
+    before decoding: a small message that would decode to a huge image is refused without allocating it."""
     import cv2
 
-    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
-    if data.size == 0:
+    raw = bytes(msg.data)
+    if not raw:
         raise InputError("zero_size", f"{topic}: empty compressed image (format {msg.format!r})")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    header = compressed_image_size(raw)
+    if header is None:
+        raise InputError("decode", f"{topic}: {len(raw)} bytes of format {msg.format!r} are neither a PNG nor a JPEG "
+                                   "image with a readable header")
+    kind, width, height = header
+    if width == 0 or height == 0:
+        raise InputError("zero_size", f"{topic}: zero-size {kind} image {width}x{height}")
+    if width * height > max_pixels:
+        raise InputError("too_large", f"{topic}: {kind} header says {width}x{height}, which exceeds "
+                                      f"max_input_pixels={max_pixels}; not decoded")
+    image = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise InputError("decode", f"{topic}: cannot decode {data.size} bytes of format {msg.format!r}")
-    if image.shape[0] * image.shape[1] > max_pixels:
-        raise InputError("too_large", f"{topic}: image {image.shape[1]}x{image.shape[0]} exceeds max_input_pixels={max_pixels}")
+        raise InputError("decode", f"{topic}: cannot decode {len(raw)} bytes of format {msg.format!r}")
     return np.ascontiguousarray(image[:, :, ::-1])  # OpenCV decodes to BGR
 
 

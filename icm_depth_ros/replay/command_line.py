@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+from pathlib import Path
 
 from icm_depth_ros.replay.bag_reader import TopicSelection
 
@@ -43,3 +45,30 @@ def add_scoring_options(parser: argparse.ArgumentParser) -> None:
 
 def topic_selection(args: argparse.Namespace) -> TopicSelection:
     return TopicSelection(args.image_topic, args.camera_info_topic, args.depth_topic, args.instances_topic)
+
+
+def check_shared_options(args: argparse.Namespace) -> None:
+    """The shared options' values, before any work: ValueError naming the option, the value and what is allowed."""
+    if not (math.isfinite(args.stamp_tolerance) and args.stamp_tolerance >= 0):
+        raise ValueError(f"--stamp-tolerance {args.stamp_tolerance}: must be a number of seconds >= 0 "
+                         "(a negative one pairs no frame)")
+    if args.samples < 0:
+        raise ValueError(f"--samples {args.samples}: must be >= 0")
+    if getattr(args, "threads", 0) < 0:
+        raise ValueError(f"--threads {args.threads}: must be >= 0 (0 = ONNX Runtime's default)")
+    if not (math.isfinite(args.min_depth) and math.isfinite(args.max_depth) and 0 < args.min_depth < args.max_depth):
+        raise ValueError(f"--min-depth {args.min_depth} / --max-depth {args.max_depth}: need 0 < min < max (metres)")
+    if args.model:
+        model = Path(args.model)
+        if not model.is_file():
+            raise ValueError(f"--model {model}: no such file")
+
+
+def check_output_apart(out: str, inputs: list[str | Path], option: str = "--out") -> None:
+    """``out`` must be neither an input nor inside one (a rosbag2 folder), nor hold one: writing there would
+    change what is read."""
+    target = Path(out).resolve()
+    for given in inputs:
+        source = Path(given).resolve()
+        if target == source or source in target.parents or (source.is_file() and target in source.parents):
+            raise ValueError(f"{option} {out}: it would write into the input {given}; choose a folder apart from it")

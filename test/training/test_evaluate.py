@@ -42,6 +42,7 @@ def test_markdown_table_keeps_metric_order_and_marks_missing():
     assert lines[2] == "| a | 0.2500 | 0.5000 |" and lines[3] == "| b | 0.1250 | - |"
 
 
-def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="checkpoint not found"):
+def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
         main(["--checkpoint", str(tmp_path / "nope.pt")])
+    assert stop.value.code == 2 and f"--checkpoint {tmp_path / 'nope.pt'}: no such file" in capsys.readouterr().err

@@ -208,8 +208,8 @@ def test_cli_names_a_calibration_folder_that_is_not_one(tmp_path):
 
 def test_cli_names_a_missing_checkpoint(tmp_path):
     result = run_cli("--checkpoint", str(tmp_path / "nowhere.pt"), "--out", str(tmp_path / "m.onnx"))
-    assert result.returncode == 1
-    assert result.stderr.strip() == f"error: checkpoint not found: {tmp_path / 'nowhere.pt'}"
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith(f"error: --checkpoint {tmp_path / 'nowhere.pt'}: no such file")
 
 
 def test_module_imports_as_training_export():

@@ -192,8 +192,9 @@ def test_max_batch_on_a_fixed_batch_model_is_refused(export_runs):
     assert (f"error: --max-batch 3: {folder / 'model.onnx'} has a fixed batch of 1; export it with --dynamic-batch"
             in three["stderr"])
     assert not (folder / "three.engine").exists()
+    checkpoint = str(folder / "model.onnx")  # any existing file: only the arguments are checked here
     with pytest.raises(SystemExit):
-        parse_args(["--checkpoint", "best.pt", "--out", "m.onnx", "--engine", "m.engine", "--max-batch", "3"])
-    args = parse_args(["--checkpoint", "best.pt", "--out", "m.onnx", "--dynamic-batch", "--engine", "m.engine",
+        parse_args(["--checkpoint", checkpoint, "--out", "m.onnx", "--engine", "m.engine", "--max-batch", "3"])
+    args = parse_args(["--checkpoint", checkpoint, "--out", "m.onnx", "--dynamic-batch", "--engine", "m.engine",
                        "--max-batch", "3"])
     assert args.max_batch == 3 and args.dynamic_batch

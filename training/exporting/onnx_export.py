@@ -19,6 +19,7 @@ from torch import nn
 import icm_depth_ros
 from icm_depth_ros.inference import contract
 from icm_depth_ros.inference.fingerprint import file_sha256
+from training.checkpoint import read_checkpoint_file
 from training.model import ICMDepthNet
 
 DEFAULT_OPSET = 17  # LayerNormalization is native from 17; TensorRT 10 parses 17 everywhere
@@ -32,12 +33,9 @@ def load_model_from_checkpoint(path: str | Path) -> tuple[ICMDepthNet, dict]:
     weights: the checkpoint's state dict holds them.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or "model" not in checkpoint or "config" not in checkpoint:
-        keys = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise ValueError(f"{path}: expected a dict with 'model' (state_dict) and 'config', got {keys}")
+    checkpoint = read_checkpoint_file(path)
+    if "model" not in checkpoint or "config" not in checkpoint:
+        raise ValueError(f"{path}: expected a dict with 'model' (state_dict) and 'config', got {sorted(checkpoint)}")
     config = checkpoint["config"]
     model_config = config.get("model") if isinstance(config, dict) else None
     if not isinstance(model_config, dict):
