@@ -153,12 +153,13 @@ class InstanceTracker:
         if not self.count or not measured["near"].size:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         iou = _box_iou(self.bbox, measured["bbox"])  # [T, n]
-        predicted = self.centroid.copy()
-        predicted[:, 2] += self.range_state[:, 1] * dt  # the centroid moves along the axis with the range rate
-        difference = predicted[:, None, :] - measured["centroid"][None, :, :]  # [T, n, 3]
-        known = np.isfinite(difference)
-        distance = np.sqrt(np.square(np.where(known, difference, 0.0)).sum(axis=2))  # x, y NaN without K: depth alone
-        distance[~known[..., 2]] = np.inf
+        track, seen = self.centroid, measured["centroid"]  # x, y are 0 where there was no K: depth alone
+        squared = np.zeros((self.count, seen.shape[0]))  # [T, n]
+        for axis in range(3):
+            ahead = track[:, axis] + self.range_state[:, 1] * dt if axis == 2 else track[:, axis]  # z follows the range rate
+            squared += np.square(ahead[:, None] - seen[None, :, axis])
+        # a centroid without depth (NaN z): not near, but the boxes may still pair it
+        distance = np.nan_to_num(np.sqrt(squared), nan=2.0 * self.config.gate_m)
         cost = (1.0 - iou) + distance / self.config.gate_m
         if self.stable_labels:
             cost -= LABEL_BONUS * (self.label[:, None] == measured["id"][None, :])
@@ -192,6 +193,8 @@ class InstanceTracker:
         self.scale_hits[rows[sized]] += 1
 
     def _keep(self, keep: np.ndarray) -> None:
+        if keep.all():
+            return
         for name in ("track_id", "hits", "misses", "label", "bbox", "centroid", "range_state", "range_cov",
                      "scale_state", "scale_cov", "scale_hits"):
             setattr(self, name, getattr(self, name)[keep])
@@ -243,8 +246,10 @@ def _measurements(instances: list[Instance]) -> dict[str, np.ndarray]:
         return {"id": np.zeros(0, dtype=np.int64), "bbox": np.zeros((0, 4)), "centroid": np.zeros((0, 3)),
                 "near": np.zeros(0), "median": np.zeros(0), "pixel_count": np.zeros(0), "confidence": np.zeros(0)}
     ids, _, bbox, median, near, centroid, pixel_count, confidence = zip(*instances)
+    centroid = np.asarray(centroid, dtype=np.float64)
+    centroid[:, :2] = np.nan_to_num(centroid[:, :2])  # x, y NaN without camera_info: compared as equal
     return {"id": np.asarray(ids, dtype=np.int64), "bbox": np.asarray(bbox, dtype=np.float64),
-            "centroid": np.asarray(centroid, dtype=np.float64), "near": np.asarray(near, dtype=np.float64),
+            "centroid": centroid, "near": np.asarray(near, dtype=np.float64),
             "median": np.asarray(median, dtype=np.float64), "pixel_count": np.asarray(pixel_count, dtype=np.float64),
             "confidence": np.asarray(confidence, dtype=np.float64)}
 
