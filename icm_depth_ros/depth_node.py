@@ -18,6 +18,7 @@ from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
 
 from icm_depth_ros.instances import statistics as instance_statistics_module
+from icm_depth_ros.instances.tracking import TrackIds
 from icm_depth_ros.node.camera_channel import CameraChannel, camera_names
 from icm_depth_ros.node.frame_scheduler import RoundRobinFrames
 from icm_depth_ros.inference import ModelLoadError
@@ -42,6 +43,7 @@ class DepthNode(LifecycleNode):
         self.pipeline: DepthPipeline | None = None
         self.settings = None
         self.channels: list[CameraChannel] = []  # one per camera namespace
+        self.track_ids = TrackIds()  # one for the process: track ids unique across cameras, never reused
         self._diagnostics_publisher, self._timer = None, None
         self._worker: InferenceWorker | None = None
 
@@ -57,7 +59,7 @@ class DepthNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         qos = output_qos(self.settings.output_qos, self.settings.output_qos_depth)
         frames = RoundRobinFrames(len(cameras))
-        self.channels = [CameraChannel(self, name, index, frames, self.settings, self.pipeline)
+        self.channels = [CameraChannel(self, name, index, frames, self.settings, self.pipeline, self.track_ids)
                          for index, name in enumerate(cameras)]
         for channel in self.channels:
             channel.open_outputs(qos)

@@ -7,9 +7,11 @@ Behaviour, frame by frame (``InstanceTracker.update``):
   ends every track (their positions are too old to match) and the frame starts new ones.
 * Association: every live track against every instance, gated (box IoU >= ``min_iou`` or 3-D centroid
   distance <= ``gate_m`` from the track's predicted centroid), cost = (1 - IoU) + distance / gate_m,
-  minus ``LABEL_BONUS`` where the instance has the track's last label id and the label source keeps ids
-  (``stable_labels``: a panoptic tracking segmentation); solved with scipy's linear_sum_assignment.
-  Network clusters are renumbered every frame: there the ids are ignored and geometry alone decides.
+  solved with scipy's linear_sum_assignment. Where the label source keeps ids (``stable_labels``: a
+  panoptic tracking segmentation) a track whose label is in the frame pairs with that label's instance
+  only (inside the gate; ``LABEL_BONUS`` makes it the cheapest pair) and no other track takes it;
+  geometry pairs the tracks whose label is gone with the labels no track holds. Network clusters are
+  renumbered every frame: there the ids are ignored and geometry alone decides.
 * Life cycle: a new track is tentative; after ``confirm_hits`` matched frames it is confirmed and takes
   the next id of the shared ``TrackIds`` (one per node, so ids are unique across its cameras and never
   reused while the node runs). A tentative track missed once is dropped; a confirmed one after
@@ -161,9 +163,13 @@ class InstanceTracker:
         # a centroid without depth (NaN z): not near, but the boxes may still pair it
         distance = np.nan_to_num(np.sqrt(squared), nan=2.0 * self.config.gate_m)
         cost = (1.0 - iou) + distance / self.config.gate_m
-        if self.stable_labels:
-            cost -= LABEL_BONUS * (self.label[:, None] == measured["id"][None, :])
         inside = (iou >= self.config.min_iou) | (distance <= self.config.gate_m)
+        if self.stable_labels:
+            same = self.label[:, None] == measured["id"][None, :]  # [T, n]
+            cost -= LABEL_BONUS * same
+            # a label the source still shows belongs to its track: no other track takes it, and the track
+            # takes no other label; geometry pairs only tracks whose label is gone with labels new to us
+            inside &= same | ~(same.any(axis=1)[:, None] | same.any(axis=0)[None, :])
         cost = np.where(inside, cost, _NO_PAIR)
         rows, columns = linear_sum_assignment(cost)
         paired = inside[rows, columns]

@@ -203,3 +203,14 @@ def test_the_stated_std_covers_68_percent_of_errors_when_the_motion_fits_the_mod
 def test_bad_tracking_parameters_are_refused_with_their_name_and_value(field, value, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         TrackerConfig(**{field: value})
+
+
+def test_with_stable_labels_a_shown_label_stays_with_its_track_and_a_new_label_may_continue_a_lost_one():
+    tracker = InstanceTracker(TrackerConfig(confirm_hits=1), TrackIds(), stable_labels=True)
+    first = tracker.update(0.0, [seen(7, 20.0, x_m=0.0), seen(9, 20.5, x_m=0.8)], IMAGE)
+    # label 7 is gone; 9 now sits where 7 was: it stays on its own track, 7's track is missed
+    second = tracker.update(0.1, [seen(9, 20.0, x_m=0.0)], IMAGE)
+    assert first["track_id"].tolist() == [1, 2] and second["track_id"].tolist() == [2]
+    # the segmentation renumbers the lost object 7 as 12: geometry continues track 1
+    third = tracker.update(0.2, [seen(9, 20.0, x_m=0.0), seen(12, 20.0, x_m=0.1)], IMAGE)
+    assert third["track_id"].tolist() == [2, 1]
