@@ -154,7 +154,7 @@ class InstanceTracker:
         """(track rows, instance columns) of the matched pairs."""
         if not self.count or not measured["near"].size:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        iou = _box_iou(self.bbox, measured["bbox"])  # [T, n]
+        iou = box_iou(self.bbox, measured["bbox"])  # [T, n]
         track, seen = self.centroid, measured["centroid"]  # x, y are 0 where there was no K: depth alone
         squared = np.zeros((self.count, seen.shape[0]))  # [T, n]
         for axis in range(3):
@@ -260,7 +260,7 @@ def _measurements(instances: list[Instance]) -> dict[str, np.ndarray]:
             "confidence": np.asarray(confidence, dtype=np.float64)}
 
 
-def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of boxes a [T, 4] and b [n, 4] (u0, v0, u1, v1; u1, v1 exclusive) -> [T, n]."""
     width = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
     height = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
