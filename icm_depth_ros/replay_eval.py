@@ -5,9 +5,14 @@ graph needed. Live (--live): plays the bag's camera topics into a ROS graph at t
 scores what a running depth_node publishes. Both write metrics.json, frames.csv, instances.csv and
 report.md to --out. A drive without ground truth (--depth-topic '') is run and reported, not scored;
 without camera_info (--camera-info-topic '') instance centroids have no x/y. See docs/replay.md.
+Offline runs also track the instances (the node's tracker) into tracks.csv, scored against per-instance
+truth where the bag has it (--truth-topic); --depth-source ground-truth runs that on the bag's true
+depth, no model needed.
 
     replay_eval BAG --image-topic /camera/image_raw --camera-info-topic /camera/camera_info \\
         --depth-topic /camera/depth_gt [--instances-topic /camera/instances] --model model.onnx --out DIR
+    replay_eval BAG --instances-topic /camera/instances --truth-topic /camera/instances_truth \\
+        --depth-source ground-truth --out DIR
 """
 from __future__ import annotations
 
@@ -31,8 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "('' = none: the drive is run and reported, not scored)")
     topics.add_argument("--instances-topic", default="",
                         help="instance labels, sensor_msgs/Image mono16/16UC1/32SC1, 0 = background ('' = none)")
+    topics.add_argument("--truth-topic", default="",
+                        help="per-instance truth over time, sensor_msgs/PointCloud2 (synthetic closing-object drives: "
+                             "/camera/instances_truth); scores the tracks ('' = none: tracks.csv only)")
     model = parser.add_argument_group("model (offline)")
     model.add_argument("--model", default="", help="exported .onnx (or TensorRT engine) file")
+    model.add_argument("--depth-source", default="model", choices=("model", "ground-truth"),
+                       help="ground-truth: the bag's true depth instead of a model's (needs --instances-topic): "
+                            "scores the tracking stage alone")
+    model.add_argument("--min-instance-pixels", type=int, default=50, help="smallest instance (the node's parameter)")
+    model.add_argument("--no-tracking", action="store_true", help="no tracker, no tracks.csv")
     model.add_argument("--backend", default="onnxruntime", choices=("auto", "onnxruntime", "tensorrt"))
     model.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = its default)")
     model.add_argument("--resize-policy", default="crop", choices=("resize", "crop", "letterbox"),
@@ -68,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     if "--ros-args" in argv:
         argv = argv[: argv.index("--ros-args")]
     args = build_parser().parse_args(argv)
-    topics = TopicSelection(args.image_topic, args.camera_info_topic, args.depth_topic, args.instances_topic)
+    topics = TopicSelection(args.image_topic, args.camera_info_topic, args.depth_topic, args.instances_topic,
+                            args.truth_topic)
     try:
         if args.rate <= 0:
             raise ValueError(f"--rate {args.rate}: must be > 0")
@@ -81,20 +95,23 @@ def main(argv: list[str] | None = None) -> int:
                 stamp_tolerance_s=args.stamp_tolerance, out=args.out, samples=args.samples,
                 wait_for_node_s=args.wait_for_node, drain_s=args.drain))
         else:
-            if not args.model:
-                raise ValueError("--model is required offline: an exported .onnx file (or --live to score a running node)")
             from icm_depth_ros.replay.offline import ReplayOptions, run_offline
 
             summary = run_offline(ReplayOptions(
                 bag=args.bag, topics=topics, model_path=args.model, backend=args.backend, threads=args.threads,
                 resize_policy=args.resize_policy, min_depth=args.min_depth, max_depth=args.max_depth,
                 crop=args.crop, stamp_tolerance_s=args.stamp_tolerance, out=args.out, write_bag=args.write_bag,
-                output_namespace=args.output_namespace, samples=args.samples, progress=not args.no_progress))
+                output_namespace=args.output_namespace, samples=args.samples, progress=not args.no_progress,
+                depth_source=args.depth_source, tracking=not args.no_tracking,
+                min_instance_pixels=args.min_instance_pixels))
     except (BagError, ValueError, RuntimeError, TimeoutError) as error:  # ModelLoadError is a RuntimeError
         print(f"replay_eval: error: {error}", file=sys.stderr)
         return 2
     print(summary_line(summary))
-    print(f"replay_eval: wrote {args.out}/metrics.json, frames.csv, instances.csv, report.md")
+    written = "metrics.json, frames.csv, instances.csv" + (", tracks.csv" if "tracks" in summary else "")
+    print(f"replay_eval: wrote {args.out}/{written}, report.md")
+    if summary.get("tracks", {}).get("scored"):
+        print(track_line(summary["tracks"]))
     return 0
 
 
@@ -112,6 +129,21 @@ def summary_line(summary: dict) -> str:
     for name in ("abs_rel", "d1"):
         parts.append(f"{name} {metrics[name]:.4f}" if name in metrics else f"{name} n/a")
     return "replay_eval: " + "; ".join(parts)
+
+
+def track_line(tracks: dict) -> str:
+    """The track scoring on one line: identity, time-to-contact error, calibration."""
+    identity, errors, calibration = tracks["identity"], tracks["errors"]["all"], tracks["calibration"]["actors"]
+
+    def share(name):
+        value = calibration[name]["within_one_std"]
+        return "n/a" if value is None else f"{100 * value:.0f} %"
+
+    ttc = errors["ttc_relative_error"]
+    return (f"replay_eval: tracks: MOTA {identity['mota']:.3f}, IDF1 {identity['idf1']:.3f}, ID switches "
+            f"{identity['num_switches']} (closing objects {identity['actor_switches']}); closing objects: median ttc "
+            f"error {'n/a' if ttc is None else f'{100 * ttc:.1f} %'} (true ttc < 6 s), within one std: range rate "
+            f"{share('range_rate')}, ttc {share('ttc')}")
 
 
 if __name__ == "__main__":

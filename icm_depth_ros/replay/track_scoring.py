@@ -13,9 +13,11 @@ frame's truth; ``summary()`` gives
     calibration   the share of matched frames whose error lies within one stated std, for range, range
                   rate and time to contact (true ttc < 6 s), actors and all matched tracks
 
-and ``rows`` are tracks.csv: one row per confirmed track per frame.
+and ``rows`` are tracks.csv: one row per confirmed track per frame. A frame without truth (None) is
+written to tracks.csv but not scored; a run without any truth has no figures (``summary()`` says so).
 
-motmetrics is imported here only, by replay_eval, never by the node (requirements.txt pins it).
+motmetrics is imported here only, and only once a frame with truth arrives: by replay_eval and the
+bench, never by the node (requirements.txt pins it).
 """
 from __future__ import annotations
 
@@ -34,10 +36,8 @@ TRACK_COLUMNS = ("stamp", "track_id", "label", "range", "range_rate", "ttc", "ra
 
 class TrackScorer:
     def __init__(self):
-        import motmetrics
-
-        self._motmetrics = motmetrics
-        self.accumulator = motmetrics.MOTAccumulator(auto_id=False)
+        self._motmetrics = None
+        self.accumulator = None
         self.rows: list[dict] = []
         self._frames: list[tuple[float, dict, dict]] = []  # (stamp, track id -> row, truth id -> truth row)
         self.actors: set[int] = set()
@@ -47,7 +47,13 @@ class TrackScorer:
         confirmed = [(instance, track) for instance, track in zip(instances, tracks) if track["track_id"] > 0]
         by_track = {int(track["track_id"]): {"instance": instance, "track": track} for instance, track in confirmed}
         frame = len(self._frames)
-        truth = np.zeros(0, dtype=TRUTH_DTYPE) if truth is None else truth
+        if truth is None:  # not scored: tracks.csv only
+            self._frames.append((stamp_s, by_track, None))
+            return
+        if self.accumulator is None:
+            import motmetrics
+
+            self._motmetrics, self.accumulator = motmetrics, motmetrics.MOTAccumulator(auto_id=False)
         self.actors |= {int(row["id"]) for row in truth if row["actor"]}
         if truth.size or by_track:
             # motmetrics' own iou_matrix calls np.asfarray, which NumPy 2 removed: the same distances here
@@ -60,6 +66,10 @@ class TrackScorer:
 
     def summary(self) -> dict:
         """The figures of the module docstring; also fills ``rows`` (tracks.csv)."""
+        if self.accumulator is None:
+            self.rows = [_row(stamp, track_id, entry, None, None) for stamp, by_track, _ in self._frames
+                         for track_id, entry in by_track.items()]
+            return {"scored": False, "reason": "no frame has per-instance truth (--truth-topic)"}
         motmetrics = self._motmetrics
         names = ["mota", "idf1", "num_switches", "num_fragmentations", "num_frames", "num_objects",
                  "num_false_positives", "num_misses", "mostly_tracked", "num_unique_objects"]
@@ -72,27 +82,19 @@ class TrackScorer:
         switches = events[events["Type"] == "SWITCH"]
         identity["actor_switches"] = int(sum(int(obj) in self.actors for obj in switches["OId"]))
         identity["actor_frames_tracked"] = sum(1 for obj in matched.values() if obj in self.actors)
-        identity["actor_frames_visible"] = sum(1 for _, _, truth in self._frames for obj in truth if obj in self.actors)
+        identity["actor_frames_visible"] = sum(1 for _, _, truth in self._frames for obj in truth or {}
+                                               if obj in self.actors)
 
         self.rows, scored = [], []
         for index, (stamp, by_track, truth) in enumerate(self._frames):
             for track_id, entry in by_track.items():
-                track = entry["track"]
                 true_id = matched.get((index, track_id))
                 true = truth.get(true_id) if true_id is not None else None
-                row = {"stamp": f"{stamp:.9f}", "track_id": track_id, "label": int(entry["instance"].id),
-                       **{name: float(track[name]) for name in ("range", "range_rate", "ttc", "range_std",
-                                                                "range_rate_std", "ttc_std")},
-                       "true_id": "" if true is None else true_id,
-                       "true_range": "" if true is None else float(true["range"]),
-                       "true_range_rate": "" if true is None else float(true["range_rate"]),
-                       "true_ttc": "" if true is None else float(true["ttc"]),
-                       "actor": "" if true is None else int(true["actor"])}
-                self.rows.append(row)
+                self.rows.append(_row(stamp, track_id, entry, true_id, true))
                 if true is not None:
-                    scored.append((track, true))
+                    scored.append((entry["track"], true))
         actors = [(track, true) for track, true in scored if true["actor"]]
-        return {"identity": identity, "errors": _errors_by_band(actors), "standing": _standing(scored),
+        return {"scored": True, "identity": identity, "errors": _errors_by_band(actors), "standing": _standing(scored),
                 "calibration": {"actors": _calibration(actors), "all": _calibration(scored)}}
 
     def series(self, truth_id: int) -> dict[str, np.ndarray]:
@@ -105,7 +107,7 @@ class TrackScorer:
             if row["true_id"] == truth_id:
                 by_stamp[row["stamp"]] = row
         for stamp, _, truth in self._frames:
-            if truth_id not in truth:
+            if truth is None or truth_id not in truth:
                 continue
             row = by_stamp.get(f"{stamp:.9f}")
             series["stamp"].append(stamp)
@@ -114,6 +116,19 @@ class TrackScorer:
             series["true_range"].append(float(truth[truth_id]["range"]))
             series["true_ttc"].append(float(truth[truth_id]["ttc"]))
         return {key: np.asarray(values, dtype=np.float64) for key, values in series.items()}
+
+
+def _row(stamp: float, track_id: int, entry: dict, true_id, true) -> dict:
+    """One tracks.csv row (TRACK_COLUMNS); the true_* columns empty where no truth instance matched."""
+    track = entry["track"]
+    return {"stamp": f"{stamp:.9f}", "track_id": track_id, "label": int(entry["instance"].id),
+            **{name: float(track[name]) for name in ("range", "range_rate", "ttc", "range_std", "range_rate_std",
+                                                     "ttc_std")},
+            "true_id": "" if true is None else true_id,
+            "true_range": "" if true is None else float(true["range"]),
+            "true_range_rate": "" if true is None else float(true["range_rate"]),
+            "true_ttc": "" if true is None else float(true["ttc"]),
+            "actor": "" if true is None else int(true["actor"])}
 
 
 def _plain(value):
