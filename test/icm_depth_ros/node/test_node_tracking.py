@@ -15,9 +15,9 @@ def values(**changes) -> dict:
 
 
 def test_tracking_parameters_become_the_tracker_config():
-    _, settings = parse_parameters(values(track_confirm_hits=2, track_gate_m=4.5, track_acceleration_std=2.0))
+    _, settings = parse_parameters(values(track_confirm_hits=2, track_gate_m=4.5, track_jerk_std=2.0))
     assert settings.tracker.confirm_hits == 2 and settings.tracker.gate_m == 4.5
-    assert settings.tracker.acceleration_std == 2.0 and settings.tracker.max_misses == 5
+    assert settings.tracker.jerk_std == 2.0 and settings.tracker.max_misses == 5
     _, settings = parse_parameters(values(tracking=False))
     assert settings.tracker is None
 
