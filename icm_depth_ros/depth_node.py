@@ -17,6 +17,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
 
+from icm_depth_ros.instances import detections as detections_module
 from icm_depth_ros.instances import statistics as instance_statistics_module
 from icm_depth_ros.instances.tracking import TrackIds
 from icm_depth_ros.node.camera_channel import CameraChannel, camera_names
@@ -73,6 +74,10 @@ class DepthNode(LifecycleNode):
             f"cameras: {', '.join(c.topic('image') for c in self.channels)} (batches of up to "
             f"{min(self.pipeline.max_batch, len(self.channels))})"
         )
+        if not detections_module.AVAILABLE:
+            self.get_logger().info(
+                "vision_msgs is not importable: depth/detections (vision_msgs/Detection3DArray) is not offered; "
+                "install it with rosdep (ros-<distro>-vision-msgs) for that topic")
         if self.settings.instance_source != "none" and not instance_statistics_module.compiled_kernel_available():
             self.get_logger().warning(
                 "instance statistics: the compiled kernel icm_depth_ros/instances/_instance_kernel is not built, using "
