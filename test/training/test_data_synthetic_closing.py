@@ -82,3 +82,20 @@ def test_the_bag_carries_the_truth_topic(tmp_path, braking):
         read = [truth_from_cloud(reader.deserialize(raw, c.msgtype)) for c, _, raw in reader.messages(connections)]
     for frame, truth in zip(braking[:3], read):
         np.testing.assert_array_equal(truth, frame["truth"])
+
+
+def test_several_scenarios_make_one_drive_with_unique_ids_and_a_gap(tmp_path):
+    from training.data.synthetic.closing import ID_OFFSET, SCENARIO_GAP_S, main, render_closing_drives
+
+    frames = render_closing_drives(["standing", "oncoming"], SIZE, seed=0)
+    assert len(frames) == SCENARIOS["standing"].frames + SCENARIOS["oncoming"].frames
+    first, second = frames[: SCENARIOS["standing"].frames], frames[SCENARIOS["standing"].frames:]
+    gap_ns = second[0]["stamp_ns"] - first[-1]["stamp_ns"]
+    assert gap_ns == int(SCENARIO_GAP_S * 1e9)
+    ids_first = {int(i) for f in first for i in f["truth"]["id"]}
+    ids_second = {int(i) for f in second for i in f["truth"]["id"]}
+    assert not ids_first & ids_second and min(ids_second) > ID_OFFSET
+    for frame in second:  # the label image carries the same offset ids as the truth
+        assert set(np.unique(frame["instances"])) - {0} == {int(i) for i in frame["truth"]["id"]}
+    assert main(["--out", str(tmp_path / "bag"), "--size", "48x160", "--scenarios", "standing"]) == 0
+    assert (tmp_path / "bag" / "metadata.yaml").is_file()

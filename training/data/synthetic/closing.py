@@ -15,10 +15,20 @@ The truth comes from the geometry (the nearest corner of the object's parts, the
 not from the rendered depth, so that a chain run on the rendered depth is scored against something
 it did not produce. Range rate is the exact derivative of that range (a central difference over
 1 ms of the same analytic motion).
+
+    python -m training.data.synthetic.closing --out BAG [--size 192x640] [--seed 0] [--scenarios ...]
+
+writes every scenario (or those named) into one rosbag2, one after another: each starts SCENARIO_GAP_S
+after the previous one ended (a tracker ends its tracks over such a gap) and its instance ids are
+offset by ID_OFFSET x its position, so that ids stay unique over the bag. replay_eval scores it with
+--instances-topic /camera/instances --truth-topic /camera/instances_truth.
 """
 from __future__ import annotations
 
+import argparse
+import sys
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -67,6 +77,8 @@ SCENARIOS = {
     "standing": Scenario(0.0, 20, (Actor("car", 0, 15.0, (0.0, 0.0, 0.0)), Actor("person", 1, 9.0, (0.0, 0.0, 0.0)))),
 }
 RANGE_RATE_STEP_S = 1e-3
+SCENARIO_GAP_S = 5.0  # between scenarios in one bag
+ID_OFFSET = 1000  # instance ids of scenario k in one bag: id + k * ID_OFFSET (labels are mono16: up to 65535)
 
 
 def build_closing_scene(name: str, seed: int = 0) -> tuple[Scene, set[int]]:
@@ -148,3 +160,41 @@ def render_closing_drive(name: str, size=(192, 640), seed: int = 0) -> list[dict
         frame["truth"] = frame_truth(scene, table, time_s, frame["instances"], actors)
         frames.append(frame)
     return frames
+
+
+def render_closing_drives(names, size=(192, 640), seed: int = 0) -> list[dict]:
+    """The scenarios ``names`` one after another as one drive (see the module docstring)."""
+    frames, start_ns = [], 0
+    for position, name in enumerate(names):
+        drive = render_closing_drive(name, size, seed)
+        offset = position * ID_OFFSET
+        for frame in drive:
+            frame["stamp_ns"] += start_ns
+            frame["instances"] = np.where(frame["instances"] > 0, frame["instances"] + offset, 0).astype(np.uint16)
+            frame["truth"]["id"] += offset
+            frame["instance_classes"] = {key + offset: value for key, value in frame["instance_classes"].items()}
+        frames += drive
+        start_ns = frames[-1]["stamp_ns"] + int(SCENARIO_GAP_S * 1e9)
+    return frames
+
+
+def main(argv=None) -> int:
+    from .__main__ import parse_size
+    from .bag import write_bag
+
+    parser = argparse.ArgumentParser(prog="python -m training.data.synthetic.closing", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="rosbag2 folder to create")
+    parser.add_argument("--size", type=parse_size, default=(192, 640), help="H x W, default 192x640")
+    parser.add_argument("--seed", type=int, default=0, help="the street of every scenario")
+    parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS))
+    args = parser.parse_args(argv)
+    if args.out.exists():
+        parser.error(f"--out {args.out} already exists; rosbag2 writers need a new folder")
+    frames = render_closing_drives(args.scenarios, args.size, args.seed)
+    write_bag(args.out, frames)
+    print(f"wrote {len(frames)} frames of {', '.join(args.scenarios)} to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
