@@ -6,8 +6,9 @@ closing-object synthetic drives for two chains, scored against the drives' per-i
 cost          InstanceTracker.update (association + both filters + time to contact) on 64 instances that
               move over --frames frames; median / p90 / p99 ms per frame.
 ground-truth  the drives' rendered depth and instance labels -> instance statistics -> tracker: the
-              tracking stage alone, its upper bound.
-model         the demo model's depth (ONNX Runtime, the node's DepthPipeline) with the same labels; once with
+              tracking stage alone, its upper bound (as replay_eval --depth-source ground-truth).
+model         the node's DepthPipeline on the demo model (ONNX Runtime) with the drives' labels as its
+              instance topic (confidence from the network's cluster firmness, as on the node); once with
               the node's defaults, once with track_range_noise_fraction 0.02 (too small for that model).
 Each chain: MOTA / IDF1 / ID switches (motmetrics), errors by distance band, standing objects, and the
 share of frames within one stated std (track_scoring.py). Node defaults for every tracking parameter.
@@ -29,7 +30,8 @@ GOAL_MS = 0.5
 GOAL_TTC_RELATIVE_ERROR = 0.10  # median, ground-truth chain, true ttc < 6 s
 GOAL_STANDING_RATE = 0.5  # m/s, |range rate| of a standing object, ground-truth chain
 MODEL_NOISE_FRACTION = 0.02  # a second setting for the model chain: too small a noise (the default is 0.08)
-DRIVE_OFFSET = 10_000  # truth ids of drive k become id + k * DRIVE_OFFSET: ids are per drive
+DRIVE_OFFSET = 10_000
+MIN_PIXELS = 50  # the node's min_instance_pixels default  # truth ids of drive k become id + k * DRIVE_OFFSET: ids are per drive
 
 
 def main(argv=None) -> dict:
@@ -75,10 +77,9 @@ def measure_cost(frames: int) -> dict:
             "goal_met": bool(np.median(ms) <= GOAL_MS)}
 
 
-def score_chain(drives: dict, depth_of, **tracker_settings) -> dict:
-    """depth_of(frame) -> (depth [H, W] metres NaN invalid, K) per frame; the tracker (TrackerConfig with
+def score_chain(drives: dict, instances_of, **tracker_settings) -> dict:
+    """instances_of(frame) -> (Instance records, depth-image size) per frame; the tracker (TrackerConfig with
     ``tracker_settings``, else the node's defaults) on every drive."""
-    from icm_depth_ros.instances.statistics import instance_statistics
     from icm_depth_ros.instances.tracking import InstanceTracker, TrackerConfig, TrackIds
     from icm_depth_ros.replay.track_scoring import TrackScorer
 
@@ -86,11 +87,10 @@ def score_chain(drives: dict, depth_of, **tracker_settings) -> dict:
     for number, frames in enumerate(drives.values()):
         tracker = InstanceTracker(TrackerConfig(**tracker_settings), ids, stable_labels=True)  # label ids are kept
         for frame in frames:
-            depth, K = depth_of(frame)
-            instances = instance_statistics(depth, frame["instances"].astype(np.int32), K, min_pixels=50)
+            instances, size = instances_of(frame)
             stamp = number * 1000.0 + frame["stamp_ns"] * 1e-9
             start = time.perf_counter()
-            tracks = tracker.update(stamp, instances, depth.shape)
+            tracks = tracker.update(stamp, instances, size)
             seconds.append(time.perf_counter() - start)
             truth = frame["truth"].copy()
             truth["id"] += number * DRIVE_OFFSET
@@ -108,26 +108,30 @@ def measure(args: argparse.Namespace) -> dict:
               "scenarios": {name: SCENARIOS[name].frames for name in SCENARIOS}, "chains": {}}
     drives = {name: render_closing_drive(name, (height, width), args.seed) for name in SCENARIOS}
 
-    def true_depth(frame):
-        return np.where(frame["depth"] > 0, frame["depth"], np.nan).astype(np.float32), frame["K"]
+    def on_true_depth(frame):  # as replay_eval --depth-source ground-truth
+        from icm_depth_ros.instances.statistics import instance_statistics
 
-    report["chains"]["ground-truth"] = score_chain(drives, true_depth)
+        depth = np.where(frame["depth"] > 0, frame["depth"], np.nan).astype(np.float32)
+        return instance_statistics(depth, frame["instances"].astype(np.int32), frame["K"], min_pixels=MIN_PIXELS), depth.shape
+
+    report["chains"]["ground-truth"] = score_chain(drives, on_true_depth)
     if args.model:
         from icm_depth_ros.processing.pipeline import DepthPipeline, PipelineConfig
 
-        pipeline = DepthPipeline.from_config(PipelineConfig(model_path=args.model, backend="onnxruntime", threads=2))
-        predicted = {}  # id(frame) -> (depth, K): each frame inferred once for both settings
+        pipeline = DepthPipeline.from_config(PipelineConfig(model_path=args.model, backend="onnxruntime", threads=2,
+                                                            min_instance_pixels=MIN_PIXELS))
+        predicted = {}  # id(frame) -> (instances, size): each frame inferred once for both settings
 
-        def model_depth(frame):
+        def on_model_depth(frame):  # the node's chain with instance_source topic (as replay_eval with --model)
             if id(frame) not in predicted:
-                result = pipeline.process(frame["image"], frame["K"])
-                predicted[id(frame)] = (result.depth, result.K)
+                result = pipeline.process(frame["image"], frame["K"], frame["instances"].astype(np.int32), "topic")
+                predicted[id(frame)] = (result.instances, result.depth.shape)
             return predicted[id(frame)]
 
-        report["chains"]["model"] = score_chain(drives, model_depth)
+        report["chains"]["model"] = score_chain(drives, on_model_depth)
         # the same depth with a measurement noise smaller than the demo model's frame-to-frame depth error
         report["chains"][f"model, track_range_noise_fraction {MODEL_NOISE_FRACTION:g}"] = score_chain(
-            drives, model_depth, range_noise_fraction=MODEL_NOISE_FRACTION)
+            drives, on_model_depth, range_noise_fraction=MODEL_NOISE_FRACTION)
         report["model"] = str(Path(args.model).relative_to(ROOT)) if Path(args.model).is_relative_to(ROOT) else args.model
     truth_chain = report["chains"]["ground-truth"]
     ttc_error = truth_chain["errors"]["all"]["ttc_relative_error"]
