@@ -14,9 +14,9 @@ Two constant-acceleration Kalman filters per track, both vectorised over all tra
                    a constant closing speed, where y moves at a constant rate.)
 
 Constant acceleration rather than constant velocity: a braking lead vehicle, the case forward collision
-warning exists for, decelerates for seconds; a constant-velocity filter lags its closing speed by the
-deceleration times its smoothing time (on the synthetic lead_braking drive, true depth: median time-to-
-contact error 30 % with a constant-velocity filter, 5-8 % with this one; bench/tracking.py). Process noise
+warning exists for, decelerates for seconds, and a constant-velocity filter lags its closing speed by about
+the deceleration times its smoothing time for as long as the braking lasts; this one takes up the
+deceleration as a state (test_tracking.py: test_a_braking_lead_vehicle_is_followed_without_lag). Process noise
 is piecewise-constant white jerk, j ~ N(0, jerk_std^2) over a step: Q = jerk_std^2 g g^T, g = (dt^3/6,
 dt^2/2, dt). The scale filter's y = r / (f x size) has jerk j y / r, so both filters share the one
 physical parameter.
