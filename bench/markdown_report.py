@@ -198,6 +198,53 @@ def instance_statistics_section(report: dict) -> list[str]:
                            verdict(f["goal_met"])) for name, f in result["cases"].items()])
 
 
+def _share(figure: dict) -> str:
+    return "n/a" if figure["within_one_std"] is None else f"{100 * figure['within_one_std']:.0f} % of {figure['frames']}"
+
+
+def tracking_section(report: dict) -> list[str]:
+    """bench/tracking.py: cost, then per chain identity, errors by band, standing objects and calibration."""
+    result, lines = result_of(report, "tracking")
+    if result is None:
+        return lines
+    cost, goals = result["cost"], result["goals"]
+    lines += table(("instances", "median ms", "p90 ms", "p99 ms", f"goal: median <= {cost['goal_ms']:g} ms"),
+                   [(cost["instances"], number(cost["median_ms"], ".3f"), number(cost["p90_ms"], ".3f"),
+                     number(cost["p99_ms"], ".3f"), verdict(cost["goal_met"]))])
+    lines += [f"Closing-object drives ({', '.join(f'{name} {frames}' for name, frames in result['scenarios'].items())} "
+              f"frames at 10 Hz, {result['size']}, street seed {result['seed']}); node defaults unless named.", ""]
+    chains = result["chains"]
+    lines += table(("chain", "MOTA", "IDF1", "ID switches", "fragmentations", "actor ID switches",
+                    "actor frames tracked", "standing: median / max abs range rate m/s"),
+                   [(name, number(c["identity"]["mota"], ".3f"), number(c["identity"]["idf1"], ".3f"),
+                     c["identity"]["num_switches"], c["identity"]["num_fragmentations"], c["identity"]["actor_switches"],
+                     f"{c['identity']['actor_frames_tracked']} / {c['identity']['actor_frames_visible']}",
+                     f"{number(c['standing']['abs_range_rate_median_mps'], '.2f')} / "
+                     f"{number(c['standing']['abs_range_rate_max_mps'], '.2f')}") for name, c in chains.items()])
+    lines += ["Closing objects (actors) by true range: median |range error| m, median |range-rate error| m/s, "
+              "median relative time-to-contact error where the true time to contact is under 6 s (frames).", ""]
+    bands = [band for band in next(iter(chains.values()))["errors"] if band != "all"]
+    lines += table(("chain", *bands, "all: ttc error"),
+                   [(name, *(f"{number(c['errors'][b]['range_abs_error_m'], '.2f')} / "
+                             f"{number(c['errors'][b]['range_rate_abs_error_mps'], '.2f')} / "
+                             f"{'n/a' if c['errors'][b]['ttc_relative_error'] is None else format(100 * c['errors'][b]['ttc_relative_error'], '.1f') + ' %'}"
+                             f" ({c['errors'][b]['frames']})" for b in bands),
+                     "n/a" if c["errors"]["all"]["ttc_relative_error"] is None
+                     else f"{100 * c['errors']['all']['ttc_relative_error']:.1f} % ({c['errors']['all']['ttc_frames']})")
+                    for name, c in chains.items()])
+    lines += ["Calibration: the share of matched frames whose error lies within one stated standard deviation "
+              "(a calibrated 1-sigma holds about 68 %).", ""]
+    lines += table(("chain", "objects", "range", "range rate", "time to contact (true < 6 s)"),
+                   [(name, group, _share(c["calibration"][group]["range"]), _share(c["calibration"][group]["range_rate"]),
+                     _share(c["calibration"][group]["ttc"])) for name, c in chains.items() for group in ("actors", "all")])
+    lines += table(("goal (ground-truth chain)", "met"),
+                   [("tracking + kinematics <= 0.5 ms per frame, 64 instances", verdict(goals["cost"])),
+                    ("median time-to-contact error <= 10 % (true ttc < 6 s)", verdict(goals["ttc_median_relative_error"])),
+                    ("no ID switch of the closing objects", verdict(goals["no_actor_id_switch"])),
+                    ("standing objects: abs range rate < 0.5 m/s", verdict(goals["standing_rate"]))])
+    return lines
+
+
 def ort_spinning_section(report: dict) -> list[str]:
     result, lines = result_of(report, "ort_spinning")
     if result is None:
@@ -336,6 +383,7 @@ SECTIONS = (
     ("Node overhead", node_overhead_section),
     ("Instance statistics, 64 instances at 1242x375", instance_statistics_section),
     ("ONNX Runtime threads beside the node's instance thread", ort_spinning_section),
+    ("Tracking and kinematics: cost, closing-object drives, calibration", tracking_section),
     ("Real time: one camera at 30 Hz against the transport floor", realtime_section),
     ("Real time, heavy case: 352x1216 ResNet-18 (random weights)", realtime_heavy_section),
     ("Several cameras: one process for all against one process per camera", realtime_multicamera_section),
@@ -363,6 +411,17 @@ def render_realtime_summary(report: dict) -> str:
         if section in (instance_statistics_section, ort_spinning_section, realtime_section, realtime_heavy_section,
                        realtime_multicamera_section, realtime_batched_section):
             lines += [f"### {title}", "", *section(report)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_tracking_summary(report: dict) -> str:
+    """The tracking section alone, for docs/benchmarks.md."""
+    machine = report["machine"]
+    lines = [f"## Tracking and kinematics ({report['mode']} run of `{report['command']}`, {machine['date']}, "
+             f"commit {machine['git_commit']})", "",
+             f"{machine['cpu']} ({machine['cores']} cores, shared with other engineers' jobs); load average at start "
+             f"{', '.join(f'{v:.2f}' for v in machine['load_average_start'])}. Script: `bench/tracking.py`.", "",
+             *tracking_section(report)]
     return "\n".join(lines).rstrip() + "\n"
 
 

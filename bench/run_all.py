@@ -26,10 +26,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from markdown_report import render_markdown, render_realtime_summary  # noqa: E402
+from markdown_report import render_markdown, render_realtime_summary, render_tracking_summary  # noqa: E402
 
 SUMMARY_BEGIN = "<!-- bench/run_all.py: real-time tables (regenerated; edit outside these markers) -->"
 SUMMARY_END = "<!-- end of bench/run_all.py tables -->"
+TRACKING_BEGIN = "<!-- bench/run_all.py: tracking tables (regenerated; edit outside these markers) -->"
+TRACKING_END = "<!-- end of bench/run_all.py tracking tables -->"
 
 # name: (script, full-run arguments, quick-run arguments). Order = run order, cheapest-to-disturb first.
 # Full-run estimates on an idle 2-core machine in the comments; --quick keeps every benchmark but with
@@ -52,6 +54,9 @@ SETTINGS = {
     ),
     "instance_statistics": (  # ~10 s: 64 instances at 1242x375, new and previous implementation
         "instance_statistics.py", ["--repeats", "30"], ["--repeats", "5"],
+    ),
+    "tracking": (  # ~1 min: 64-instance cost, 5 closing-object drives rendered at 192x640, truth and demo-model chains
+        "tracking.py", ["--frames", "300", "--size", "192x640"], ["--frames", "60", "--size", "96x320"],
     ),
     "ort_spinning": (  # ~30 s: ONNX Runtime thread settings beside the instance thread's work
         "ort_spinning.py", ["--seconds", "4"], ["--seconds", "1"],
@@ -165,13 +170,13 @@ def run_benchmark(name: str, script: str, arguments: list[str], time_limit_s: fl
 REALTIME_BENCHMARKS = ("node_realtime", "node_realtime_heavy", "node_multicamera", "node_multicamera_batched")
 
 
-def update_summary(path: Path, block: str) -> None:
-    """Put ``block`` between SUMMARY_BEGIN and SUMMARY_END in ``path`` (appended at the end the first time)."""
+def update_summary(path: Path, block: str, begin: str = SUMMARY_BEGIN, end: str = SUMMARY_END) -> None:
+    """Put ``block`` between ``begin`` and ``end`` in ``path`` (appended at the end the first time)."""
     text = path.read_text() if path.exists() else ""
-    marked = f"{SUMMARY_BEGIN}\n{block.rstrip()}\n{SUMMARY_END}"
-    if SUMMARY_BEGIN in text and SUMMARY_END in text:
-        before, rest = text.split(SUMMARY_BEGIN, 1)
-        after = rest.split(SUMMARY_END, 1)[1]
+    marked = f"{begin}\n{block.rstrip()}\n{end}"
+    if begin in text and end in text:
+        before, rest = text.split(begin, 1)
+        after = rest.split(end, 1)[1]
         text = before + marked + after
     else:
         text = text.rstrip() + ("\n\n" if text else "") + marked + "\n"
@@ -209,6 +214,9 @@ def main(argv=None) -> int:
     if args.summary and any(name in report["benchmarks"] for name in REALTIME_BENCHMARKS):  # Path("") would be "."
         update_summary(Path(args.summary), render_realtime_summary(report))
         print(f"updated the real-time tables in {args.summary}")
+    if args.summary and "tracking" in report["benchmarks"]:
+        update_summary(Path(args.summary), render_tracking_summary(report), TRACKING_BEGIN, TRACKING_END)
+        print(f"updated the tracking tables in {args.summary}")
     failed = [name for name, entry in report["benchmarks"].items() if entry["status"] != "ok"]
     print(f"wrote {args.out / 'benchmarks.json'} and {args.out / 'benchmarks.md'} in {report['total_seconds']:.0f} s"
           + (f"; FAILED: {', '.join(failed)}" if failed else "; all benchmarks ran"))

@@ -17,7 +17,9 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
 
+from icm_depth_ros.instances import detections as detections_module
 from icm_depth_ros.instances import statistics as instance_statistics_module
+from icm_depth_ros.instances.tracking import TrackIds
 from icm_depth_ros.node.camera_channel import CameraChannel, camera_names
 from icm_depth_ros.node.frame_scheduler import RoundRobinFrames
 from icm_depth_ros.inference import ModelLoadError
@@ -42,6 +44,7 @@ class DepthNode(LifecycleNode):
         self.pipeline: DepthPipeline | None = None
         self.settings = None
         self.channels: list[CameraChannel] = []  # one per camera namespace
+        self.track_ids = TrackIds()  # one for the process: track ids unique across cameras, never reused
         self._diagnostics_publisher, self._timer = None, None
         self._worker: InferenceWorker | None = None
 
@@ -58,7 +61,7 @@ class DepthNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         qos = output_qos(self.settings.output_qos, self.settings.output_qos_depth)
         frames = RoundRobinFrames(len(cameras))
-        self.channels = [CameraChannel(self, name, index, frames, self.settings, self.pipeline)
+        self.channels = [CameraChannel(self, name, index, frames, self.settings, self.pipeline, self.track_ids)
                          for index, name in enumerate(cameras)]
         for channel in self.channels:
             channel.open_outputs(qos)
@@ -72,6 +75,10 @@ class DepthNode(LifecycleNode):
             f"cameras: {', '.join(c.topic('image') for c in self.channels)} (batches of up to "
             f"{min(self.pipeline.max_batch, len(self.channels))})"
         )
+        if not detections_module.AVAILABLE:
+            self.get_logger().info(
+                "vision_msgs is not importable: depth/detections (vision_msgs/Detection3DArray) is not offered; "
+                "install it with rosdep (ros-<distro>-vision-msgs) for that topic")
         if self.settings.instance_source != "none" and not instance_statistics_module.compiled_kernel_available():
             self.get_logger().warning(
                 "instance statistics: the compiled kernel icm_depth_ros/instances/_instance_kernel is not built, using "

@@ -5,9 +5,14 @@ graph needed. Live (--live): plays the bag's camera topics into a ROS graph at t
 scores what a running depth_node publishes. Both write metrics.json, frames.csv, instances.csv and
 report.md to --out. A drive without ground truth (--depth-topic '') is run and reported, not scored;
 without camera_info (--camera-info-topic '') instance centroids have no x/y. See docs/replay.md.
+Offline runs also track the instances (the node's tracker) into tracks.csv, scored against per-instance
+truth where the bag has it (--truth-topic); --depth-source ground-truth runs that on the bag's true
+depth, no model needed.
 
     replay_eval BAG --image-topic /camera/image_raw --camera-info-topic /camera/camera_info \\
         --depth-topic /camera/depth_gt [--instances-topic /camera/instances] --model model.onnx --out DIR
+    replay_eval BAG --instances-topic /camera/instances --truth-topic /camera/instances_truth \\
+        --depth-source ground-truth --out DIR
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from icm_depth_ros.replay.command_line import (add_model_options, add_scoring_op
 # The options each mode would ignore, with their defaults: given otherwise, they are refused.
 LIVE_ONLY = {"node_namespace": "", "rate": 1.0, "wait_for_node": 30.0, "drain": 2.0}
 OFFLINE_ONLY = {"model": "", "backend": "onnxruntime", "threads": 0, "resize_policy": "crop", "write_bag": False,
-                "output_namespace": None}
+                "output_namespace": None, "depth_source": "model", "min_instance_pixels": 50, "no_tracking": False}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("bag", help="rosbag2 folder (sqlite3 or mcap) or ROS 1 .bag file")
     add_topic_options(parser)
-    add_model_options(parser, "model (offline)")
+    model = add_model_options(parser, "model (offline)")
+    model.add_argument("--depth-source", default="model", choices=("model", "ground-truth"),
+                       help="ground-truth: the bag's true depth instead of a model's (needs --instances-topic): "
+                            "scores the tracking stage alone")
+    model.add_argument("--min-instance-pixels", type=int, default=50, help="smallest instance (the node's parameter)")
+    model.add_argument("--no-tracking", action="store_true", help="no tracker, no tracks.csv")
     add_scoring_options(parser)
     output = parser.add_argument_group("output")
     output.add_argument("--out", required=True, help="folder for metrics.json, frames.csv, report.md")
@@ -69,22 +79,25 @@ def main(argv: list[str] | None = None) -> int:
                 stamp_tolerance_s=args.stamp_tolerance, out=args.out, samples=args.samples,
                 wait_for_node_s=args.wait_for_node, drain_s=args.drain))
         else:
-            if not args.model:
-                raise ValueError("--model is required offline: an exported .onnx file (or --live to score a running node)")
             from icm_depth_ros.replay.offline import ReplayOptions, run_offline
 
             summary = run_offline(ReplayOptions(
                 bag=args.bag, topics=topics, model_path=args.model, backend=args.backend, threads=args.threads,
                 resize_policy=args.resize_policy, min_depth=args.min_depth, max_depth=args.max_depth,
                 crop=args.crop, stamp_tolerance_s=args.stamp_tolerance, out=args.out, write_bag=args.write_bag,
-                output_namespace=args.output_namespace, samples=args.samples, progress=not args.no_progress))
+                output_namespace=args.output_namespace, samples=args.samples, progress=not args.no_progress,
+                depth_source=args.depth_source, tracking=not args.no_tracking,
+                min_instance_pixels=args.min_instance_pixels))
     except (BagError, ValueError, RuntimeError, TimeoutError) as error:  # ModelLoadError is a RuntimeError
         if args.debug:
             raise
         print(f"replay_eval: error: {error}", file=sys.stderr)
         return 2
     print(summary_line(summary))
-    print(f"replay_eval: wrote {args.out}/metrics.json, frames.csv, instances.csv, report.md")
+    written = "metrics.json, frames.csv, instances.csv" + (", tracks.csv" if "tracks" in summary else "")
+    print(f"replay_eval: wrote {args.out}/{written}, report.md")
+    if summary.get("tracks", {}).get("scored"):
+        print(track_line(summary["tracks"]))
     return 0
 
 
@@ -121,6 +134,21 @@ def summary_line(summary: dict) -> str:
     for name in ("abs_rel", "d1"):
         parts.append(f"{name} {metrics[name]:.4f}" if name in metrics else f"{name} n/a")
     return "replay_eval: " + "; ".join(parts)
+
+
+def track_line(tracks: dict) -> str:
+    """The track scoring on one line: identity, time-to-contact error, calibration."""
+    identity, errors, calibration = tracks["identity"], tracks["errors"]["all"], tracks["calibration"]["actors"]
+
+    def share(name):
+        value = calibration[name]["within_one_std"]
+        return "n/a" if value is None else f"{100 * value:.0f} %"
+
+    ttc = errors["ttc_relative_error"]
+    return (f"replay_eval: tracks: MOTA {identity['mota']:.3f}, IDF1 {identity['idf1']:.3f}, ID switches "
+            f"{identity['num_switches']} (closing objects {identity['actor_switches']}); closing objects: median ttc "
+            f"error {'n/a' if ttc is None else f'{100 * ttc:.1f} %'} (true ttc < 6 s), within one std: range rate "
+            f"{share('range_rate')}, ttc {share('ttc')}")
 
 
 if __name__ == "__main__":

@@ -199,3 +199,42 @@ def test_empty_summary_writes_the_report_and_no_page(tmp_path, monkeypatch):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]  # no page written, no crash on Path("")
     assert run_all.main(["--only", "node_realtime", "--out", str(tmp_path / "out"), "--summary", str(page)]) == 0
     assert "### Real time: one camera at 30 Hz" in page.read_text()
+
+
+def tracking_chain(ttc_error: float, switches: int, rate_share: float) -> dict:
+    band = {"frames": 10, "range_abs_error_m": 0.5, "range_rate_abs_error_mps": 0.25, "ttc_frames": 8,
+            "ttc_relative_error": ttc_error}
+    share = {"frames": 100, "within_one_std": rate_share}
+    return {"identity": {"mota": 0.9, "idf1": 0.8, "num_switches": switches, "num_fragmentations": 1,
+                         "actor_switches": switches, "actor_frames_tracked": 90, "actor_frames_visible": 100},
+            "errors": {"0-10 m": band, "10-20 m": band, "20-40 m": band, "40-80 m": band,
+                       "all": {"frames": 40, "ttc_frames": 32, "ttc_relative_error": ttc_error}},
+            "standing": {"frames": 20, "abs_range_rate_median_mps": 0.1, "abs_range_rate_max_mps": 0.3},
+            "calibration": {group: {"range": share, "range_rate": share, "ttc": share} for group in ("actors", "all")}}
+
+
+TRACKING = {"cost": {"instances": 64, "frames": 300, "median_ms": 0.41, "p90_ms": 0.6, "p99_ms": 1.2, "goal_ms": 0.5,
+                     "goal_met": True},
+            "size": "192x640", "seed": 0, "scenarios": {"lead_braking": 45, "standing": 20},
+            "chains": {"ground-truth": tracking_chain(0.04, 0, 0.7), "model": tracking_chain(0.25, 2, 0.3)},
+            "goals": {"cost": True, "ttc_median_relative_error": True, "no_actor_id_switch": True, "standing_rate": True}}
+
+
+def test_tracking_section_and_its_own_block_in_the_summary_page(tmp_path):
+    from markdown_report import render_tracking_summary
+    from run_all import SUMMARY_BEGIN, TRACKING_BEGIN, TRACKING_END, update_summary
+
+    report = {**CANNED, "benchmarks": {"tracking": ok(TRACKING)}}
+    markdown = render_markdown(report)
+    assert "| 64 | 0.410 | 0.600 | 1.200 | met |" in markdown
+    assert "| ground-truth | 0.900 | 0.800 | 0 | 1 | 0 | 90 / 100 | 0.10 / 0.30 |" in markdown
+    assert "| model | 0.50 / 0.25 / 25.0 % (10) | 0.50 / 0.25 / 25.0 % (10) |" in markdown
+    assert "| model | actors | 30 % of 100 | 30 % of 100 | 30 % of 100 |" in markdown
+    assert "| median time-to-contact error <= 10 % (true ttc < 6 s) | met |" in markdown
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"# Benchmarks\n\n{SUMMARY_BEGIN}\nreal-time tables\n<!-- end of bench/run_all.py tables -->\n")
+    update_summary(page, render_tracking_summary(report), TRACKING_BEGIN, TRACKING_END)
+    update_summary(page, render_tracking_summary(report), TRACKING_BEGIN, TRACKING_END)
+    text = page.read_text()
+    assert "real-time tables" in text and text.count(TRACKING_BEGIN) == 1  # the real-time block is left alone
+    assert "## Tracking and kinematics (full run of `python bench/run_all.py`" in text

@@ -1,7 +1,7 @@
 """Per-instance depth as standard messages: sensor_msgs/PointCloud2 (one point per instance) and a MarkerArray.
 
 PointCloud2 layout of ``depth/instances`` (height 1, width = number of instances, little-endian,
-point_step 52, is_dense false because x/y/z/median/near may be NaN):
+point_step 80, is_dense false because x/y/z/median/near and the track columns may be NaN):
 
     offset  name          type     meaning
      0      x             float32  centroid, metres, camera optical frame (x right); NaN without camera_info
@@ -17,6 +17,14 @@ point_step 52, is_dense false because x/y/z/median/near may be NaN):
     40      near          float32  10th-percentile depth, metres
     44      pixel_count   uint32   pixels of the instance in depth/image
     48      confidence    float32  [0, 1]: mean winning cluster probability x fraction of pixels with depth
+    52      track_id      uint32   track (tracking.py), unique across the node's cameras; 0 = no confirmed track
+    56      range         float32  metres: the track's filtered near depth (the near surface, along z)
+    60      range_rate    float32  m/s, negative = closing
+    64      ttc           float32  time to contact, s; +inf = not closing
+    68      range_std     float32  standard deviations of the three (metres, m/s, s; ttc_std +inf when not closing)
+    72      range_rate_std float32
+    76      ttc_std       float32
+    The track columns are NaN (track_id 0) for an instance without a confirmed track or with tracking off.
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ from sensor_msgs.msg import PointCloud2, PointField
 from visualization_msgs.msg import Marker, MarkerArray
 
 from icm_depth_ros.instances.statistics import Instance
+from icm_depth_ros.instances.tracking import TRACK_DTYPE
 
 INSTANCE_DTYPE = np.dtype([
     ("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
@@ -33,13 +42,18 @@ INSTANCE_DTYPE = np.dtype([
     ("u0", "<i4"), ("v0", "<i4"), ("u1", "<i4"), ("v1", "<i4"),
     ("median", "<f4"), ("near", "<f4"),
     ("pixel_count", "<u4"), ("confidence", "<f4"),
+    *((name, TRACK_DTYPE.fields[name][0].str) for name in TRACK_DTYPE.names),
 ])
 _POINT_FIELD_TYPES = {"<f4": PointField.FLOAT32, "<i4": PointField.INT32, "<u4": PointField.UINT32}
 
 
-def instances_to_array(instances: list[Instance]) -> np.ndarray:
-    """Instances -> structured array [n] of INSTANCE_DTYPE."""
+def instances_to_array(instances: list[Instance], tracks: np.ndarray | None = None) -> np.ndarray:
+    """Instances (and their tracks: TRACK_DTYPE [n] from InstanceTracker.update, or None) -> INSTANCE_DTYPE [n]."""
     array = np.zeros(len(instances), dtype=INSTANCE_DTYPE)
+    for name in TRACK_DTYPE.names[1:]:
+        array[name] = np.nan if tracks is None else tracks[name]
+    if tracks is not None:
+        array["track_id"] = tracks["track_id"]
     for row, instance in zip(array, instances):
         row["x"], row["y"], row["z"] = instance.centroid
         row["id"], row["class"] = instance.id, instance.class_id
@@ -49,8 +63,8 @@ def instances_to_array(instances: list[Instance]) -> np.ndarray:
     return array
 
 
-def instances_to_cloud(instances: list[Instance], header) -> PointCloud2:
-    array = instances_to_array(instances)
+def instances_to_cloud(instances: list[Instance], header, tracks: np.ndarray | None = None) -> PointCloud2:
+    array = instances_to_array(instances, tracks)
     cloud = PointCloud2()
     cloud.header = header
     cloud.height, cloud.width = 1, len(array)
@@ -75,16 +89,20 @@ def cloud_to_array(cloud) -> np.ndarray:
     return np.frombuffer(bytes(cloud.data), dtype=INSTANCE_DTYPE, count=cloud.width * cloud.height)
 
 
-def instance_markers(instances: list[Instance], header, lifetime_s: float = 0.5) -> MarkerArray:
-    """A sphere and a distance label ("#3 12.4 m") per instance with a 3-D centroid; DELETEALL first."""
+def instance_markers(instances: list[Instance], header, lifetime_s: float = 0.5,
+                     tracks: np.ndarray | None = None) -> MarkerArray:
+    """A sphere and a label per instance with a 3-D centroid; DELETEALL first. The label is the instance's
+    distance ("#3 12.4 m"), or for a tracked one its track id, range, range rate and time to contact
+    ("#12 14.2 m -3.1 m/s 4.6 s"; no time when not closing); the colour follows the track id."""
     markers = MarkerArray()
     clear = Marker(header=header, action=Marker.DELETEALL)
     markers.markers.append(clear)
-    for instance in instances:
+    for index, instance in enumerate(instances):
         x, y, z = instance.centroid
         if not np.isfinite([x, y, z]).all():
             continue
-        colour = _colour(instance.id)
+        track = tracks[index] if tracks is not None and tracks[index]["track_id"] > 0 else None
+        colour = _colour(instance.id if track is None else int(track["track_id"]))
         for kind in (Marker.SPHERE, Marker.TEXT_VIEW_FACING):
             marker = Marker(header=header, ns="instances" if kind == Marker.SPHERE else "distances",
                             id=instance.id, type=kind, action=Marker.ADD)
@@ -95,10 +113,15 @@ def instance_markers(instances: list[Instance], header, lifetime_s: float = 0.5)
             marker.color.r, marker.color.g, marker.color.b, marker.color.a = (*colour, 1.0)
             marker.lifetime.sec, marker.lifetime.nanosec = int(lifetime_s), int((lifetime_s % 1) * 1e9)
             if kind == Marker.TEXT_VIEW_FACING:
-                marker.text = f"#{instance.id} {instance.median_depth:.1f} m"
+                marker.text = f"#{instance.id} {instance.median_depth:.1f} m" if track is None else _track_text(track)
                 marker.pose.position.y -= 0.6  # above the sphere (y points down in the optical frame)
             markers.markers.append(marker)
     return markers
+
+
+def _track_text(track) -> str:
+    text = f"#{track['track_id']} {track['range']:.1f} m {track['range_rate']:+.1f} m/s"
+    return text + (f" {track['ttc']:.1f} s" if np.isfinite(track["ttc"]) else "")
 
 
 def _colour(index: int) -> tuple[float, float, float]:

@@ -27,7 +27,9 @@ from icm_depth_ros.processing.image_conversion import fill_image
 from icm_depth_ros.node.input_checks import (
     InputError, check_camera_info, decode_color_image, decode_compressed_image, decode_label_image, stamp_seconds,
 )
+from icm_depth_ros.instances import detections
 from icm_depth_ros.instances.messages import instance_markers, instances_to_cloud
+from icm_depth_ros.instances.tracking import InstanceTracker, TrackIds
 from icm_depth_ros.node.transport import InputSubscription
 
 LABEL_BUFFER = 16  # label images kept for stamp matching (about half a second at 30 Hz)
@@ -60,10 +62,16 @@ class Frame:
 
 
 class CameraChannel:
-    """Camera ``name`` ('' = the node's own namespace) of ``node``; frames go to slot ``index`` of ``frames``."""
+    """Camera ``name`` ('' = the node's own namespace) of ``node``; frames go to slot ``index`` of ``frames``.
 
-    def __init__(self, node, name: str, index: int, frames: RoundRobinFrames, settings, pipeline):
+    ``track_ids``: the node's one source of track ids, shared by its cameras (ids unique across them)."""
+
+    def __init__(self, node, name: str, index: int, frames: RoundRobinFrames, settings, pipeline,
+                 track_ids: TrackIds | None = None):
         self.node, self.name, self.index = node, name, index
+        self.tracker = (InstanceTracker(settings.tracker, track_ids or TrackIds(),
+                                        stable_labels=settings.instance_source == "topic")
+                        if settings.tracker is not None else None)
         self.settings, self.pipeline = settings, pipeline
         self.frames = frames
         self.stats = FrameStatistics()
@@ -85,6 +93,8 @@ class CameraChannel:
         # colorized and markers always exist: publish_colorized / publish_markers switch them live
         outputs = {"depth/image": Image, "depth/camera_info": CameraInfo, "depth/instances": PointCloud2,
                    "depth/colorized": Image, "depth/instance_markers": MarkerArray}
+        if detections.AVAILABLE:  # vision_msgs is optional (the node logs its absence at configure)
+            outputs["depth/detections"] = detections.Detection3DArray
         self._publishers = {topic: self.node.create_lifecycle_publisher(kind, self._prefix + topic, qos)
                             for topic, kind in outputs.items()}
 
@@ -213,13 +223,20 @@ class CameraChannel:
             colorized.publish(fill_image(Image(header=header), self._colorize(result.depth), "bgr8"))
 
     def publish_instances(self, frame: Frame, result) -> None:
-        """depth/instances (and depth/instance_markers); then the frame's latency (stamp -> its last
-        output) into the statistics."""
+        """Track the frame's instances (tracking on), publish depth/instances (and depth/instance_markers,
+        depth/detections while subscribed);
+        then the frame's latency (stamp -> its last output) into the statistics. Runs on the instance
+        thread only, so a camera's tracker sees its frames one at a time, in order."""
         header = frame.header
-        self._publishers["depth/instances"].publish(instances_to_cloud(result.instances, header))
+        tracks = (self.tracker.update(stamp_seconds(header.stamp), result.instances, result.depth.shape)
+                  if self.tracker is not None else None)
+        self._publishers["depth/instances"].publish(instances_to_cloud(result.instances, header, tracks))
         markers = self._publishers.get("depth/instance_markers")
         if self.settings.publish_markers and markers is not None and markers.get_subscription_count() > 0:
-            markers.publish(instance_markers(result.instances, header))
+            markers.publish(instance_markers(result.instances, header, tracks=tracks))
+        detected = self._publishers.get("depth/detections")
+        if detected is not None and detected.get_subscription_count() > 0:
+            detected.publish(detections.instances_to_detections(result.instances, header, result.K, tracks))
         now = self.node.get_clock().now().nanoseconds * 1e-9
         self.stats.on_output(now - stamp_seconds(header.stamp), result.timings["inference"])
 

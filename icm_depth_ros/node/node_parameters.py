@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from icm_depth_ros.inference import BACKENDS, ONNXRUNTIME_PROVIDERS, PRECISIONS
+from icm_depth_ros.instances.tracking import TrackerConfig
 from icm_depth_ros.processing.geometry import RESIZE_POLICIES
 from icm_depth_ros.processing.pipeline import INSTANCE_SOURCES, OUTPUT_RESOLUTIONS, PipelineConfig
 
@@ -36,6 +37,15 @@ PARAMETERS: dict[str, tuple[object, tuple | None, str]] = {
     "max_instances": (64, None, "clusters: report at most this many regions, the largest; 0 = no limit"),
     "instance_label_divisor": (0, None, "topic: labels are class * divisor + instance (panoptic); 0 = class unknown (-1)"),
     "instance_timeout_s": (0.2, None, "topic: how long to wait for the label image with the frame's stamp"),
+    "tracking": (True, None, "follow instances over frames: track_id, range, range_rate, ttc and their stds in depth/instances (false: those columns 0 / NaN)"),
+    "track_confirm_hits": (3, None, "matched frames before a track is confirmed and gets an id (earlier: track_id 0)"),
+    "track_max_misses": (5, None, "frames in a row without a match before a confirmed track ends (its id is not reused)"),
+    "track_min_iou": (0.1, None, "association gate, overlap: an instance may pair with a track whose box it overlaps by at least this IoU (or whose centroid is within track_gate_m)"),
+    "track_gate_m": (3.0, None, "association gate, distance: metres between the track's predicted 3-D centroid and the instance's; cost = (1 - IoU) + distance / track_gate_m, minimised by scipy's linear_sum_assignment"),
+    "track_max_gap_s": (1.0, None, "a longer gap between image stamps ends every track of the camera"),
+    "track_jerk_std": (10.0, None, "m/s^3, filter process noise (constant-acceleration filters): how fast objects change their braking or acceleration"),
+    "track_range_noise_fraction": (0.08, None, "filter measurement noise: the depth's error between frames as a fraction of range (divided by the instance's confidence; plus the near percentile's sampling error); 0.08 fits the demo model, set it from replay_eval's calibration for yours"),
+    "track_scale_noise_px": (0.5, None, "filter measurement noise of the image-size cue: std of each box edge between frames, pixels"),
     "use_compressed": (False, None, "subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image"),
     "input_qos": ("auto", INPUT_QOS_PROFILES, "reliability of the image, camera_info and instances subscriptions; auto = reliable when every publisher offers reliable (lost fragments of large images are resent), else best effort"),
     "input_qos_depth": (1, None, "subscription history depth (1: only the newest frame waits)"),
@@ -73,6 +83,7 @@ class NodeSettings:
     require_camera_info: bool
     reject_out_of_order: bool
     error_throttle_s: float
+    tracker: TrackerConfig | None  # None: tracking off
 
 
 PIPELINE_PARAMETERS = {
@@ -128,6 +139,13 @@ def check_values(values: dict[str, object]) -> None:
     for name in NON_NEGATIVE:
         if not values[name] >= 0:
             raise ValueError(f"parameter {name}={values[name]!r} must be >= 0")
+    tracker_config(values)  # its own checks (ValueError naming track_<field>)
+
+
+def tracker_config(values: dict[str, object]) -> TrackerConfig | None:
+    """The track_* parameters as a TrackerConfig (None when tracking is off); ValueError names a bad one."""
+    config = TrackerConfig(**{field: values[f"track_{field}"] for field in TrackerConfig.__dataclass_fields__})
+    return config if values["tracking"] else None
 
 
 def parse_parameters(values: dict[str, object]) -> tuple[PipelineConfig, NodeSettings]:
@@ -136,5 +154,6 @@ def parse_parameters(values: dict[str, object]) -> tuple[PipelineConfig, NodeSet
     if not values["model_path"]:
         raise ValueError("parameter model_path is empty: set it to an exported .onnx file or a TensorRT .engine")
     pipeline = PipelineConfig(**{field: values[name] for name, field in PIPELINE_PARAMETERS.items()})
-    node = NodeSettings(**{field: values[field] for field in NodeSettings.__dataclass_fields__})
+    node = NodeSettings(**{field: values[field] for field in NodeSettings.__dataclass_fields__ if field != "tracker"},
+                        tracker=tracker_config(values))
     return pipeline, node

@@ -17,9 +17,11 @@ from typing import Iterator
 import numpy as np
 
 from icm_depth_ros.processing.image_conversion import COLOR_ENCODINGS, LABEL_ENCODINGS, image_to_array, to_rgb
+from icm_depth_ros.replay.track_truth import truth_from_cloud
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+POINT_CLOUD_TYPE = "sensor_msgs/msg/PointCloud2"
 GT_ENCODINGS = ("32FC1", "16UC1")  # REP 118: metres as float, or millimetres with 0 = no measurement
 
 
@@ -35,17 +37,19 @@ class DecodeError(ValueError):
 class TopicSelection:
     """The bag topics of one camera. ``camera_info``, ``depth`` (ground truth) and ``instances`` are
     optional ('' = none): without ground truth the drive is run but not scored, without camera_info
-    instance centroids have no x/y."""
+    instance centroids have no x/y. ``truth``: per-instance truth over time (track_truth.py), for
+    scoring tracks; optional."""
 
     image: str
     camera_info: str
     depth: str
     instances: str = ""
+    truth: str = ""
 
     def roles(self) -> dict[str, str]:
-        """role -> topic for the topics in use (role: 'image', 'camera_info', 'depth', 'instances')."""
+        """role -> topic for the topics in use (role: 'image', 'camera_info', 'depth', 'instances', 'truth')."""
         roles = {"image": self.image, "camera_info": self.camera_info, "depth": self.depth,
-                 "instances": self.instances}
+                 "instances": self.instances, "truth": self.truth}
         return {role: topic for role, topic in roles.items() if topic or role == "image"}
 
     def missing_notes(self) -> list[str]:
@@ -59,7 +63,8 @@ class TopicSelection:
         return notes
 
 
-EXPECTED_TYPES = {"image": IMAGE_TYPE, "camera_info": CAMERA_INFO_TYPE, "depth": IMAGE_TYPE, "instances": IMAGE_TYPE}
+EXPECTED_TYPES = {"image": IMAGE_TYPE, "camera_info": CAMERA_INFO_TYPE, "depth": IMAGE_TYPE, "instances": IMAGE_TYPE,
+                  "truth": POINT_CLOUD_TYPE}
 
 
 def default_typestore():
@@ -180,7 +185,8 @@ class BagSource:
         """Raw message of ``role`` -> (array or K, message). Raises DecodeError with the reason.
 
         image -> uint8 [H, W, 3] RGB; depth -> float32 [H, W] metres, NaN invalid;
-        instances -> int [H, W] labels; camera_info -> float64 K [3, 3] (None when K is all zero).
+        instances -> int [H, W] labels; camera_info -> float64 K [3, 3] (None when K is all zero);
+        truth -> TRUTH_DTYPE [n] (track_truth.py).
         """
         try:
             msg = self.reader.deserialize(raw, connection.msgtype)
@@ -193,6 +199,8 @@ class BagSource:
                 return ground_truth_metres(msg), msg
             if role == "instances":
                 return image_to_array(msg, allowed=LABEL_ENCODINGS), msg
+            if role == "truth":
+                return truth_from_cloud(msg), msg
             K = np.asarray(msg.k if hasattr(msg, "k") else msg.K, dtype=np.float64).reshape(3, 3)  # ROS 1: K
             return (K if K.any() else None), msg
         except ValueError as error:

@@ -18,6 +18,9 @@ def add_topic_options(parser: argparse.ArgumentParser) -> None:
                              "('' = none: the drive is run and reported, not scored)")
     topics.add_argument("--instances-topic", default="",
                         help="instance labels, sensor_msgs/Image mono16/16UC1/32SC1, 0 = background ('' = none)")
+    topics.add_argument("--truth-topic", default="",
+                        help="per-instance truth over time, sensor_msgs/PointCloud2 (synthetic closing-object drives: "
+                             "/camera/instances_truth); scores the tracks ('' = none: tracks.csv only)")
 
 
 def add_model_options(parser: argparse.ArgumentParser, title: str = "model", threads: bool = True):
@@ -44,7 +47,8 @@ def add_scoring_options(parser: argparse.ArgumentParser) -> None:
 
 
 def topic_selection(args: argparse.Namespace) -> TopicSelection:
-    return TopicSelection(args.image_topic, args.camera_info_topic, args.depth_topic, args.instances_topic)
+    return TopicSelection(args.image_topic, args.camera_info_topic, args.depth_topic, args.instances_topic,
+                          args.truth_topic)
 
 
 def check_shared_options(args: argparse.Namespace) -> None:
@@ -52,6 +56,8 @@ def check_shared_options(args: argparse.Namespace) -> None:
     if not (math.isfinite(args.stamp_tolerance) and args.stamp_tolerance >= 0):
         raise ValueError(f"--stamp-tolerance {args.stamp_tolerance}: must be a number of seconds >= 0 "
                          "(a negative one pairs no frame)")
+    if getattr(args, "min_instance_pixels", 1) < 1:
+        raise ValueError(f"--min-instance-pixels {args.min_instance_pixels}: must be >= 1")
     if args.samples < 0:
         raise ValueError(f"--samples {args.samples}: must be >= 0")
     if getattr(args, "threads", 0) < 0:

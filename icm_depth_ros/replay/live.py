@@ -11,6 +11,9 @@ finds each output's frame by the header stamp the node copies, and scores it lik
 
 Per-instance errors need the node to run with ``instance_source:=topic`` (it then reports the label
 ids it was given); with clusters the ids do not correspond and the band table is meaningless.
+The node's own tracks (the track columns of its depth/instances) go to tracks.csv and, where the bag has
+per-instance truth (--truth-topic), are scored as offline (track_scoring.py); a frame whose cloud did not
+arrive is left out of them.
 """
 from __future__ import annotations
 
@@ -25,11 +28,13 @@ import numpy as np
 
 from icm_depth_ros.processing.image_conversion import image_to_array
 from icm_depth_ros.instances.statistics import Instance
+from icm_depth_ros.instances.tracking import TRACK_DTYPE
 from icm_depth_ros.replay.bag_reader import BagSource, DecodeError, TopicSelection, default_typestore
 from icm_depth_ros.replay.evaluation import Evaluation, evenly_spaced
 from icm_depth_ros.replay.pairing import FrameAssembler, plan_frames
 from icm_depth_ros.replay.report import write_outputs
 from icm_depth_ros.replay.scoring import ReplayScorer
+from icm_depth_ros.replay.track_scoring import TrackScorer
 
 SETTLE_S = 0.25  # a received depth image waits this long for its instance cloud before it is scored
 
@@ -60,6 +65,7 @@ class _Pending:
     labels: np.ndarray | None
     K: np.ndarray | None
     rgb: np.ndarray | None  # kept only for report sample frames
+    truth: np.ndarray | None  # per-instance truth (track_truth.py), None: the frame's tracks are not scored
 
 
 class _Part:
@@ -97,7 +103,7 @@ def run_live(options: LiveOptions) -> dict:
         executor.add_node(node)
         spinner = threading.Thread(target=executor.spin, name="replay_eval_spin", daemon=True)
         try:
-            player = _Player(node, source, options, evaluation)
+            player = _Player(node, source, options, evaluation, TrackScorer())
             spinner.start()
             player.wait_for_node()
             player.play(plans)
@@ -112,6 +118,7 @@ def run_live(options: LiveOptions) -> dict:
             summary["metrics_unavailable"] = "the drive has no ground truth (--depth-topic '')"
         summary["instances_reported"] = len(evaluation.instance_rows)
         summary["live"] = live
+        summary["tracks"] = player.tracks.summary()  # the node's own tracks (its depth/instances track columns)
         summary["run"] = {
             "mode": "live", "bag": str(options.bag), "storage": source.storage, "topics": asdict(options.topics),
             "model": "(the running depth_node's)", "backend": "(the running depth_node's)",
@@ -119,18 +126,20 @@ def run_live(options: LiveOptions) -> dict:
             "max_depth": options.max_depth, "crop": options.crop, "stamp_tolerance_s": options.stamp_tolerance_s,
             "elapsed_s": round(time.perf_counter() - started, 3), "notes": options.topics.missing_notes(),
         }
-    write_outputs(Path(options.out), summary, evaluation.rows, evaluation.samples, evaluation.instance_rows)
+    write_outputs(Path(options.out), summary, evaluation.rows, evaluation.samples, evaluation.instance_rows,
+                  player.tracks)
     return summary
 
 
 class _Player:
     """Publishes frames on schedule (main thread); the executor thread queues what the node sends back."""
 
-    def __init__(self, node, source: BagSource, options: LiveOptions, evaluation: Evaluation):
+    def __init__(self, node, source: BagSource, options: LiveOptions, evaluation: Evaluation, tracks: TrackScorer):
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
         self.node, self.source, self.options, self.evaluation = node, source, options, evaluation
+        self.tracks = tracks  # the node's tracks from its depth/instances, scored where the bag has truth
         namespace = options.node_namespace.rstrip("/")
         if namespace and not namespace.startswith("/"):
             namespace = "/" + namespace
@@ -236,7 +245,8 @@ class _Player:
         K = parts["camera_info"].value if "camera_info" in parts else None
         self.pending[stamp_ns] = _Pending(plan.index, plan.stamp_ns, time.monotonic(), gt,
                                           parts["image"].value.shape[:2], labels, K,
-                                          parts["image"].value if keep_rgb else None)
+                                          parts["image"].value if keep_rgb else None,
+                                          parts["truth"].value if "truth" in parts else None)
         self.counts["published"] += 1
 
     def _ros_message(self, role: str, part: _Part):
@@ -280,6 +290,8 @@ class _Player:
                 continue
             cloud = self.clouds.pop(stamp, None)
             instances = _cloud_instances(cloud) if cloud is not None else None
+            if cloud is not None:  # the node's tracks, on the drive's recorded stamps
+                self.tracks.add(frame.recorded_stamp_ns * 1e-9, instances, _cloud_tracks(cloud), frame.truth)
             self.evaluation.add_frame(frame.index, frame.recorded_stamp_ns, frame.rgb, depth, frame.gt,
                                       frame.labels, instances, frame.K,
                                       {"stamp_to_publication": (arrival_ns - stamp) * 1e-9})
@@ -298,6 +310,17 @@ class _Player:
 
 def _stamp_ns(stamp) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def _cloud_tracks(cloud) -> np.ndarray:
+    """The track columns of a depth/instances cloud, TRACK_DTYPE [n]."""
+    from icm_depth_ros.instances.messages import cloud_to_array
+
+    rows = cloud_to_array(cloud)
+    tracks = np.zeros(rows.size, dtype=TRACK_DTYPE)
+    for name in TRACK_DTYPE.names:
+        tracks[name] = rows[name]
+    return tracks
 
 
 def _cloud_instances(cloud) -> list[Instance]:

@@ -3,6 +3,12 @@
 No ROS graph: the bag is read with rosbags, frames go through the very ``DepthPipeline`` the node runs.
 A drive without ground truth (no --depth-topic) is run and reported but not scored; without camera_info
 the instance centroids have no x/y (NaN), as on the node.
+
+Tracking: the frames' instances go through the node's InstanceTracker (default parameters), in bag order,
+on the image stamps; tracks.csv holds every confirmed track per frame and, where the bag has per-instance
+truth (--truth-topic), track_scoring.py scores them. ``depth_source`` "ground-truth" takes the bag's true
+depth instead of a model's (no model needed; the instance labels must come from the bag): the tracking
+stage alone, its upper bound.
 """
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from icm_depth_ros.instances.statistics import instance_statistics
+from icm_depth_ros.instances.tracking import InstanceTracker, TrackerConfig, TrackIds
 from icm_depth_ros.processing.pipeline import DepthPipeline, PipelineConfig
 from icm_depth_ros.replay.bag_output import PredictionBag, topic_namespace
 from icm_depth_ros.replay.bag_reader import BagSource, DecodeError, TopicSelection
@@ -18,6 +26,9 @@ from icm_depth_ros.replay.evaluation import Evaluation, evenly_spaced
 from icm_depth_ros.replay.pairing import FrameAssembler, plan_frames
 from icm_depth_ros.replay.report import write_outputs
 from icm_depth_ros.replay.scoring import ReplayScorer
+from icm_depth_ros.replay.track_scoring import TrackScorer
+
+DEPTH_SOURCES = ("model", "ground-truth")
 
 
 @dataclass
@@ -40,6 +51,9 @@ class ReplayOptions:
     samples: int = 4  # frames drawn as image | predicted | true | error in report.md
     progress: bool = True
     pipeline_overrides: dict = field(default_factory=dict)  # further PipelineConfig fields
+    depth_source: str = "model"  # model | ground-truth (the bag's depth: scores the tracking stage alone)
+    tracking: bool = True  # tracks.csv, and track scoring where the bag has truth
+    min_instance_pixels: int = 50  # as the node's parameter (both depth sources)
 
 
 @dataclass
@@ -58,13 +72,14 @@ class DriveRun:
 
     summary: dict
     evaluation: Evaluation
+    tracks: TrackScorer | None = None  # the tracks and their scores (tracks.csv), when tracking ran
 
 
 def run_offline(options: ReplayOptions) -> dict:
     """Evaluate ``options.bag``; writes options.out and returns the metrics.json contents."""
     run = evaluate_drive(options)
     write_outputs(Path(options.out), run.summary, run.evaluation.rows, run.evaluation.samples,
-                  run.evaluation.instance_rows)
+                  run.evaluation.instance_rows, run.tracks)
     return run.summary
 
 
@@ -78,9 +93,13 @@ def evaluate_drive(options: ReplayOptions, pipeline: DepthPipeline | None = None
 
     started = time.perf_counter()
     out = Path(options.out)
+    check_depth_source(options)
     scorer = ReplayScorer(options.min_depth, options.max_depth, options.crop)
+    tracker = InstanceTracker(TrackerConfig(), TrackIds(), stable_labels=bool(options.topics.instances)) \
+        if options.tracking else None
+    tracks = TrackScorer() if options.tracking else None
     with BagSource(options.bag, options.topics) as source:
-        if pipeline is None:
+        if pipeline is None and options.depth_source == "model":
             pipeline = DepthPipeline.from_config(pipeline_config(options))  # after the bag check: a wrong topic fails fast
         notes = options.topics.missing_notes()
         for note in notes:
@@ -115,7 +134,7 @@ def evaluate_drive(options: ReplayOptions, pipeline: DepthPipeline | None = None
                             bar.update(1)
                         continue
                     for plan, parts in assembler.add(role, index, _Part(value, msg, raw, connection)):
-                        _evaluate_frame(pipeline, evaluation, plan, parts, bag_out, log_time)
+                        _evaluate_frame(pipeline, evaluation, plan, parts, bag_out, log_time, options, tracker, tracks)
                         bar.update(1)
         finally:
             if bag_out is not None:
@@ -132,16 +151,46 @@ def evaluate_drive(options: ReplayOptions, pipeline: DepthPipeline | None = None
         if bag_out is not None:
             summary["run"]["output_bag"] = str(out / "bag")
             summary["run"]["output_bag_topics_not_copied"] = bag_out.not_copied
-    return DriveRun(summary, evaluation)
+        if tracks is not None:
+            summary["tracks"] = tracks.summary()
+            summary["tracks"]["tracker"] = asdict(tracker.config)
+            summary["tracks"]["skipped_stamps"] = tracker.skipped_stamps
+    return DriveRun(summary, evaluation, tracks)
 
 
 def pipeline_config(options: ReplayOptions) -> PipelineConfig:
     """The DepthPipeline a replay of ``options`` runs: the node's, with its output on the camera grid."""
     return PipelineConfig(model_path=options.model_path, backend=options.backend, threads=options.threads,
-                          resize_policy=options.resize_policy, output_resolution="input", **options.pipeline_overrides)
+                          resize_policy=options.resize_policy, output_resolution="input",
+                          min_instance_pixels=options.min_instance_pixels, **options.pipeline_overrides)
 
 
-def _evaluate_frame(pipeline, evaluation: Evaluation, plan, parts: dict, bag_out, log_time: int) -> None:
+def check_depth_source(options: ReplayOptions) -> None:
+    """ValueError naming the option when the depth source cannot run with the topics and model given."""
+    if options.depth_source not in DEPTH_SOURCES:
+        raise ValueError(f"--depth-source {options.depth_source!r} is not one of {', '.join(DEPTH_SOURCES)}")
+    if options.depth_source == "model" and not options.model_path:
+        raise ValueError("--model is required offline with --depth-source model: an exported .onnx file "
+                         "(or --depth-source ground-truth, or --live to score a running node)")
+    if options.depth_source == "ground-truth" and not (options.topics.depth and options.topics.instances):
+        raise ValueError("--depth-source ground-truth needs the bag's true depth (--depth-topic) and its instance "
+                         f"labels (--instances-topic); got --depth-topic {options.topics.depth!r}, --instances-topic "
+                         f"{options.topics.instances!r}")
+
+
+def _frame_result(pipeline, rgb, gt, K, labels, min_pixels: int):
+    """(depth [H, W], instances, K of the depth, timings): the model's, or the bag's true depth itself."""
+    if pipeline is not None:
+        result = pipeline.process(rgb, K, instance_labels=labels,
+                                  instance_source="topic" if labels is not None else "clusters")
+        return result.depth, result.instances, result.K, result.timings
+    start = time.perf_counter()
+    instances = instance_statistics(gt, labels, K, min_pixels=min_pixels) if labels is not None else []
+    return gt, instances, K, {"instances": time.perf_counter() - start}
+
+
+def _evaluate_frame(pipeline, evaluation: Evaluation, plan, parts: dict, bag_out, log_time: int,
+                    options: ReplayOptions, tracker, tracks) -> None:
     rgb = parts["image"].value
     gt = parts["depth"].value if "depth" in parts else None  # None: a drive without ground truth
     K = parts["camera_info"].value if "camera_info" in parts else None
@@ -153,20 +202,33 @@ def _evaluate_frame(pipeline, evaluation: Evaluation, plan, parts: dict, bag_out
                             f"{array.shape[1]}x{array.shape[0]} (width x height)", plan.index, plan.stamp_ns)
             return
     start = time.perf_counter()
-    result = pipeline.process(rgb, K, instance_labels=labels, instance_source="topic" if labels is not None else "clusters")
+    depth, instances, K_depth, timings = _frame_result(pipeline, rgb, gt, K, labels, options.min_instance_pixels)
     total = time.perf_counter() - start
-    evaluation.add_frame(plan.index, plan.stamp_ns, rgb, result.depth, gt, labels, result.instances, result.K,
-                         {"total": total, **result.timings})
+    if tracker is not None:
+        start = time.perf_counter()
+        frame_tracks = tracker.update(plan.stamp_ns * 1e-9, instances, depth.shape)
+        timings["tracking"] = time.perf_counter() - start
+        truth = parts["truth"].value if "truth" in parts else None
+        tracks.add(plan.stamp_ns * 1e-9, instances, frame_tracks, truth)
+    evaluation.add_frame(plan.index, plan.stamp_ns, rgb, depth, gt, labels, instances, K_depth,
+                         {"total": total, **timings})
     if bag_out is not None:
         info = parts.get("camera_info")
-        bag_out.add(log_time, parts["image"].msg, result.depth, result.instances,
+        bag_out.add(log_time, parts["image"].msg, depth, instances,
                     info.raw if info is not None else None, info.connection if info is not None else None)
 
 
 def _run_info(options: ReplayOptions, storage: str, pipeline, elapsed_s: float) -> dict:
+    if pipeline is None:  # --depth-source ground-truth
+        return {"mode": "offline", "depth_source": options.depth_source, "bag": str(options.bag), "storage": storage,
+                "topics": asdict(options.topics), "model": "none (the bag's true depth)", "backend": "none",
+                "min_instance_pixels": options.min_instance_pixels, "min_depth": options.min_depth,
+                "max_depth": options.max_depth, "crop": options.crop, "stamp_tolerance_s": options.stamp_tolerance_s,
+                "elapsed_s": round(elapsed_s, 3)}
     info = pipeline.backend.info
     return {
         "mode": "offline",
+        "depth_source": options.depth_source,
         "bag": str(options.bag),
         "storage": storage,
         "topics": asdict(options.topics),

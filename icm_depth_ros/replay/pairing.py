@@ -10,6 +10,8 @@ Rules (docs/replay.md):
     before the image (drivers may publish it more slowly); none at all -> skipped ("no_camera_info").
   * instances (when a topic is given): the nearest within ``tolerance``; none -> the frame is scored
     without instance figures and counted in ``frames_without_instances``.
+  * per-instance truth (when a topic is given): the nearest within ``tolerance``; none -> the frame's
+    tracks are written but not scored.
   * an image whose header does not decode -> skipped ("undecodable_image").
 """
 from __future__ import annotations
@@ -97,6 +99,10 @@ def plan_frames(stamps: dict[str, list[int | None]], tolerance_ns: int) -> tuple
                 without_instances += 1
             else:
                 plan.parts["instances"] = labels
+        if "truth" in indexes:
+            truth = indexes["truth"].nearest(stamp, tolerance_ns)
+            if truth is not None:
+                plan.parts["truth"] = truth
         plans.append(plan)
     return plans, skipped, without_instances
 

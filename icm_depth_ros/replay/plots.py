@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 
 WHITE, BLACK, GREY, BLUE = (255, 255, 255), (0, 0, 0), (200, 200, 200), (180, 90, 20)  # BGR
+BAND = (240, 210, 170)  # light blue: the +- 1 std band
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -46,6 +47,59 @@ def line_plot(path: Path, xs, ys, title: str, xlabel: str, ylabel: str, size=(64
     else:
         cv2.putText(image, "no data", (width // 2 - 30, height // 2), FONT, 0.6, BLACK, 1, cv2.LINE_AA)
     cv2.imwrite(str(path), image)
+
+
+def band_plot(path: Path, xs, estimate, std, truth, title: str, xlabel: str, ylabel: str, y_max: float | None = None,
+              size=(640, 320)) -> None:
+    """An estimate over time (blue) with its +- 1 std band (light blue) against the truth (black); values
+    above ``y_max`` are drawn at it (time to contact: +inf when not closing). Writes a PNG to ``path``."""
+    width, height = size
+    left, right, top, bottom = 60, 15, 30, 45
+    image = np.full((height, width, 3), 255, np.uint8)
+    xs = np.asarray(xs, np.float64)
+    clip = (lambda a: np.minimum(np.asarray(a, np.float64), y_max)) if y_max is not None else (lambda a: np.asarray(a, np.float64))
+    estimate, truth = clip(estimate), clip(truth)
+    low, high = clip(np.asarray(estimate) - np.asarray(std)), clip(np.asarray(estimate) + np.asarray(std))
+    cv2.putText(image, title + "  (black: truth, blue: estimate +- 1 std)", (left, 20), FONT, 0.42, BLACK, 1, cv2.LINE_AA)
+    cv2.putText(image, xlabel, (width // 2 - 4 * len(xlabel), height - 8), FONT, 0.45, BLACK, 1, cv2.LINE_AA)
+    cv2.putText(image, ylabel, (4, top - 8), FONT, 0.4, BLACK, 1, cv2.LINE_AA)
+    cv2.rectangle(image, (left, top), (width - right, height - bottom), BLACK, 1)
+    values = np.concatenate([a[np.isfinite(a)] for a in (estimate, truth, low, high)])
+    if xs.size and values.size:
+        x0, x1 = float(xs.min()), float(xs.max())
+        y0, y1 = min(0.0, float(values.min())), float(values.max())
+        x1, y1 = (x1 if x1 > x0 else x0 + 1.0), (y1 * 1.05 if y1 > y0 else y0 + 1.0)
+
+        def to_pixel(x, y):
+            u = left + (np.asarray(x) - x0) / (x1 - x0) * (width - left - right)
+            v = height - bottom - (np.asarray(y) - y0) / (y1 - y0) * (height - top - bottom)
+            return np.stack([u, v], axis=-1)
+
+        for fraction in np.linspace(0, 1, 5):
+            x, y = x0 + fraction * (x1 - x0), y0 + fraction * (y1 - y0)
+            u, v = to_pixel(x, y).astype(int)
+            cv2.line(image, (u, top), (u, height - bottom), GREY, 1)
+            cv2.line(image, (left, v), (width - right, v), GREY, 1)
+            cv2.putText(image, f"{x:.3g}", (u - 12, height - bottom + 15), FONT, 0.35, BLACK, 1, cv2.LINE_AA)
+            cv2.putText(image, f"{y:.3g}", (4, v + 4), FONT, 0.35, BLACK, 1, cv2.LINE_AA)
+        shown = np.isfinite(low) & np.isfinite(high)
+        for start, end in _runs(shown):  # one band polygon per stretch of frames with an estimate
+            upper = to_pixel(xs[start:end], high[start:end])
+            lower = to_pixel(xs[start:end], low[start:end])[::-1]
+            cv2.fillPoly(image, [np.concatenate([upper, lower]).round().astype(np.int32)], BAND, cv2.LINE_AA)
+        for series, colour in ((truth, BLACK), (estimate, BLUE)):
+            for start, end in _runs(np.isfinite(series)):
+                points = to_pixel(xs[start:end], series[start:end]).round().astype(np.int32)
+                cv2.polylines(image, [points.reshape(-1, 1, 2)], False, colour, 2, cv2.LINE_AA)
+    else:
+        cv2.putText(image, "no data", (width // 2 - 30, height // 2), FONT, 0.6, BLACK, 1, cv2.LINE_AA)
+    cv2.imwrite(str(path), image)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of every run of True in ``mask``."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
 
 
 def colorize(depth: np.ndarray, max_depth: float) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""Write a replay evaluation's outputs: metrics.json, frames.csv, instances.csv, report.md and its plots
-(docs/replay.md). A drive without ground truth has its metric sections marked as not available."""
+"""Write a replay evaluation's outputs: metrics.json, frames.csv, instances.csv, tracks.csv, report.md and its
+plots (docs/replay.md). A drive without ground truth has its metric sections marked as not available."""
 from __future__ import annotations
 
 import csv
@@ -8,13 +8,17 @@ from pathlib import Path
 
 from icm_depth_ros.processing.metrics import EXTRA_NAMES, METRIC_NAMES
 from icm_depth_ros.replay.evaluation import INSTANCE_COLUMNS
-from icm_depth_ros.replay.plots import contact_sheet, frame_panel, line_plot
+from icm_depth_ros.replay.plots import band_plot, contact_sheet, frame_panel, line_plot
+from icm_depth_ros.replay.track_scoring import TRACK_COLUMNS
+
+TTC_PLOT_MAX_S = 10.0  # time to contact is drawn up to this (+inf: not closing)
 
 
 def write_outputs(out_dir: Path, summary: dict, rows: list[dict], samples: list[dict],
-                  instance_rows: list[dict] = ()) -> None:
-    """summary: Evaluation.summary() plus "run" (how it was run); rows: one dict per frame;
-    instance_rows: Evaluation.instance_rows (each reported instance of each frame)."""
+                  instance_rows: list[dict] = (), track_scorer=None) -> None:
+    """summary: Evaluation.summary() plus "run" (how it was run) and, with tracking, "tracks" (the
+    scorer's summary()); rows: one dict per frame; instance_rows: Evaluation.instance_rows (each reported
+    instance of each frame); track_scorer: track_scoring.TrackScorer after summary() (tracks.csv, plots)."""
     out_dir = Path(out_dir)
     (out_dir / "plots").mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=False, default=_plain) + "\n")
@@ -24,7 +28,29 @@ def write_outputs(out_dir: Path, summary: dict, rows: list[dict], samples: list[
         writer.writeheader()
         writer.writerows(instance_rows)
     plots = write_plots(out_dir / "plots", summary, rows, samples)
+    if track_scorer is not None:
+        with open(out_dir / "tracks.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=TRACK_COLUMNS)
+            writer.writeheader()
+            writer.writerows(track_scorer.rows)
+        plots.update(write_track_plots(out_dir / "plots", track_scorer))
     (out_dir / "report.md").write_text(render_markdown(summary, plots))
+
+
+def write_track_plots(plot_dir: Path, track_scorer) -> dict[str, str]:
+    """Range and time to contact over time against the truth, with the +- 1 std band, per closing object."""
+    plots = {}
+    for truth_id in sorted(track_scorer.actors):
+        series = track_scorer.series(truth_id)
+        if not series["stamp"].size:
+            continue
+        time_s = series["stamp"] - series["stamp"][0]
+        for name, unit, y_max in (("range", "m", None), ("ttc", "s", TTC_PLOT_MAX_S)):
+            path = plot_dir / f"track_{truth_id}_{name}.png"
+            band_plot(path, time_s, series[name], series[f"{name}_std"], series[f"true_{name}"],
+                      f"object {truth_id}: {name}", "time [s]", f"{name} [{unit}]", y_max)
+            plots[f"Closing object {truth_id}: {name} over time"] = f"plots/{path.name}"
+    return plots
 
 
 def write_frames_csv(path: Path, rows: list[dict]) -> None:
@@ -115,6 +141,7 @@ def render_markdown(summary: dict, plots: dict[str, str]) -> str:
               f"{summary.get('instances_reported', 0)} instances over the run frames, one row each in "
               "`instances.csv` (frame, id, class, centroid x/y/z, median and near depth in metres, pixels, "
               "confidence)."]
+    lines += _tracks_section(summary.get("tracks"))
     lines += ["", "## Latency", "", "| stage | mean [ms] | p50 | p90 | p99 | max | frames |", "|---|---|---|---|---|---|---|"]
     for stage, figures in summary["latency"].items():
         if figures:
@@ -124,6 +151,41 @@ def render_markdown(summary: dict, plots: dict[str, str]) -> str:
     for caption, path in plots.items():
         lines += [f"### {caption}", "", f"![{caption}]({path})", ""]
     return "\n".join(lines)
+
+
+def _tracks_section(tracks: dict | None) -> list[str]:
+    """report.md's tracks: identity figures, errors by band and calibration (metrics.json "tracks")."""
+    if tracks is None:
+        return []
+    lines = ["", "## Tracks", "", "One row per confirmed track per frame in `tracks.csv` (stamp, track_id, label, "
+             "range, range_rate, ttc, their stds, the matched truth)."]
+    if not tracks["scored"]:
+        return lines + ["", f"Not scored: {tracks['reason']}."]
+    identity = tracks["identity"]
+    lines += ["", "| MOTA | IDF1 | ID switches | fragmentations | closing objects: ID switches | frames tracked |",
+              "|---|---|---|---|---|---|",
+              f"| {_number(identity['mota'], 3)} | {_number(identity['idf1'], 3)} | {identity['num_switches']} | "
+              f"{identity['num_fragmentations']} | {identity['actor_switches']} | "
+              f"{identity['actor_frames_tracked']} / {identity['actor_frames_visible']} |", "",
+              "Closing objects by true range (time to contact scored where the truth is under 6 s):", "",
+              "| band | frames | median abs range error [m] | median abs range-rate error [m/s] | "
+              "median relative ttc error | ttc frames |", "|---|---|---|---|---|---|"]
+    for band, row in tracks["errors"].items():
+        if band != "all":
+            lines.append(f"| {band} | {row['frames']} | {_number(row['range_abs_error_m'], 3)} | "
+                         f"{_number(row['range_rate_abs_error_mps'], 3)} | {_number(row['ttc_relative_error'], 3)} | "
+                         f"{row['ttc_frames']} |")
+    standing = tracks["standing"]
+    lines += ["", f"Standing objects (true range rate under 0.1 m/s): {standing['frames']} frames, abs range rate "
+              f"median {_number(standing['abs_range_rate_median_mps'], 3)}, max "
+              f"{_number(standing['abs_range_rate_max_mps'], 3)} m/s.", "",
+              "Share of matched frames within one stated std (68 % when calibrated):", "",
+              "| objects | range | range rate | time to contact |", "|---|---|---|---|"]
+    for group, figures in tracks["calibration"].items():
+        lines.append(f"| {group} | " + " | ".join(
+            f"{_number(figures[name]['within_one_std'], 3)} of {figures[name]['frames']}"
+            for name in ("range", "range_rate", "ttc")) + " |")
+    return lines
 
 
 def _plain(value):

@@ -7,10 +7,14 @@ discovery; the test process publishes and subscribes through an rclpy context of
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import random
 import shutil
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
 from pathlib import Path
 
@@ -72,6 +76,47 @@ def onnx_model(tmp_path_factory) -> Path:
 def dynamic_batch_model(tmp_path_factory) -> Path:
     """The demo model (same graph and weights as ``onnx_model``) with a dynamic batch dimension."""
     return with_dynamic_batch(DEMO_MODEL, tmp_path_factory.mktemp("model") / "icm_test_dynamic_batch.onnx")
+
+
+INTERFACES = Path(__file__).resolve().parents[1] / "interfaces"  # test/interfaces
+
+
+@pytest.fixture(scope="session")
+def vision_msgs_install() -> dict[str, str]:
+    """The vision_msgs-layout interface package (test/interfaces/vision_msgs) built with colcon from the
+    Kilted wheels: the environment additions that make it importable (AMENT_PREFIX_PATH, PYTHONPATH,
+    LD_LIBRARY_PATH, as its install/setup.bash sets them). Built once per source version and kept under
+    .venv/var/ (about 25 s); the wheels' hard-coded include folders are redirected during the build by
+    test/interfaces/wheel_include_paths.cmake."""
+    if shutil.which("cmake") is None or shutil.which("colcon") is None:
+        pytest.skip("cmake and colcon are needed to build the vision_msgs-layout interface package")
+    import numpy
+
+    sources = sorted(p for p in INTERFACES.rglob("*") if p.is_file() and p.suffix in (".msg", ".txt", ".xml", ".cmake"))
+    digest = hashlib.sha256(sys.version.encode() + b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
+    cache = Path(sys.prefix) / "var" / "icm_depth_ros_test_interfaces" / digest
+    prefix = cache / "install" / "vision_msgs"
+    if not (prefix / "share" / "vision_msgs" / "package.xml").is_file():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        build = Path(tempfile.mkdtemp(dir=cache.parent))  # built aside, then renamed: no half-built cache
+        finished = subprocess.run(
+            ["colcon", "build", "--paths", str(INTERFACES / "vision_msgs"), "--cmake-args",
+             f"-DCMAKE_PROJECT_INCLUDE={INTERFACES / 'wheel_include_paths.cmake'}",
+             f"-DICM_PYTHON_INCLUDE={sysconfig.get_paths()['include']}", f"-DICM_NUMPY_INCLUDE={numpy.get_include()}",
+             f"-DPython3_EXECUTABLE={sys.executable}", "-DBUILD_TESTING=OFF"],
+            cwd=build, capture_output=True, text=True, env={**os.environ, "AMENT_PREFIX_PATH": sys.prefix})
+        assert finished.returncode == 0, f"colcon build of the vision_msgs layout failed:\n{finished.stdout[-3000:]}"
+        try:
+            build.rename(cache)
+        except OSError:  # another session built it meanwhile
+            shutil.rmtree(build, ignore_errors=True)
+    site = prefix / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+
+    def prepend(name: str, value: Path) -> str:
+        return os.pathsep.join(filter(None, [str(value), os.environ.get(name, "")]))
+
+    return {"AMENT_PREFIX_PATH": prepend("AMENT_PREFIX_PATH", prefix), "PYTHONPATH": prepend("PYTHONPATH", site),
+            "LD_LIBRARY_PATH": prepend("LD_LIBRARY_PATH", prefix / "lib")}
 
 
 def ros_environment(domain_id: int | None = None, shm: bool = True) -> dict[str, str]:

@@ -24,7 +24,8 @@ ALLOWED = {
 ENTRY_MODULES = {"depth_node", "replay_eval", "replay_fleet"}
 ALIAS_MODULES = {"instance_message"}  # kept where the README pointed users: re-exports instances/messages.py
 # Modules that must not know ROS at all: no rclpy, no message package.
-ROS_FREE = {"inference", "processing", "instances.statistics",
+ROS_FREE = {"inference", "processing", "instances.statistics", "instances.kinematics", "instances.tracking",
+            "replay.track_truth", "replay.track_scoring",
             "node.frame_flow", "node.frame_scheduler", "node.node_parameters", "node.local_graph"}
 
 

@@ -10,6 +10,7 @@ from std_msgs.msg import Header  # noqa: E402
 from icm_depth_ros.node.frame_flow import FrameStatistics, ProblemThrottle  # noqa: E402
 from icm_depth_ros.instances.messages import cloud_to_array, instance_markers, instances_to_cloud  # noqa: E402
 from icm_depth_ros.instances.statistics import Instance  # noqa: E402
+from icm_depth_ros.instances.tracking import TRACK_DTYPE  # noqa: E402
 
 INSTANCES = [
     Instance(4, -1, (1, 2, 30, 40), 12.5, 9.0, (0.5, -0.2, 12.7), 900, 0.8),
@@ -21,7 +22,7 @@ def test_cloud_layout_and_round_trip():
     header = Header(frame_id="cam")
     cloud = instances_to_cloud(INSTANCES, header)
     assert cloud.header.frame_id == "cam" and (cloud.height, cloud.width) == (1, 2)
-    assert cloud.point_step == 52 and cloud.row_step == 104 and len(cloud.data) == 104 and not cloud.is_dense
+    assert cloud.point_step == 80 and cloud.row_step == 160 and len(cloud.data) == 160 and not cloud.is_dense
     layout = [(f.name, f.offset, f.datatype) for f in cloud.fields]
     assert layout[:4] == [("x", 0, PointField.FLOAT32), ("y", 4, PointField.FLOAT32), ("z", 8, PointField.FLOAT32),
                           ("id", 12, PointField.INT32)]
@@ -29,6 +30,28 @@ def test_cloud_layout_and_round_trip():
     rows = cloud_to_array(cloud)
     assert rows["id"].tolist() == [4, 9] and rows["class"].tolist() == [-1, 13]
     assert rows[0]["u1"] == 30 and rows[0]["median"] == pytest.approx(12.5) and np.isnan(rows[1]["median"])
+    assert rows["track_id"].tolist() == [0, 0] and np.isnan(rows["ttc"]).all()  # tracking off: no track columns
+
+
+def test_cloud_carries_the_track_columns_at_the_readme_offsets():
+    tracks = np.zeros(2, dtype=TRACK_DTYPE)
+    tracks[0] = (12, 14.2, -3.1, 4.6, 0.3, 0.5, 0.7)
+    tracks[1] = (0, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan)
+    cloud = instances_to_cloud(INSTANCES, Header(frame_id="cam"), tracks)
+    layout = [(f.name, f.offset, f.datatype) for f in cloud.fields]
+    assert layout[13:] == [("track_id", 52, PointField.UINT32), ("range", 56, PointField.FLOAT32),
+                           ("range_rate", 60, PointField.FLOAT32), ("ttc", 64, PointField.FLOAT32),
+                           ("range_std", 68, PointField.FLOAT32), ("range_rate_std", 72, PointField.FLOAT32),
+                           ("ttc_std", 76, PointField.FLOAT32)]
+    rows = cloud_to_array(cloud)
+    assert rows["track_id"].tolist() == [12, 0] and rows["id"].tolist() == [4, 9]
+    assert rows[0]["range_rate"] == pytest.approx(-3.1) and rows[0]["ttc_std"] == pytest.approx(0.7)
+    assert np.isnan(rows[1]["range"])
+    texts = [m.text for m in instance_markers(INSTANCES, Header(), tracks=tracks).markers if m.type == m.TEXT_VIEW_FACING]
+    assert texts == ["#12 14.2 m -3.1 m/s 4.6 s"]
+    tracks[0]["ttc"], tracks[0]["range_rate"] = np.inf, 0.3  # not closing: no time to contact in the label
+    texts = [m.text for m in instance_markers(INSTANCES, Header(), tracks=tracks).markers if m.type == m.TEXT_VIEW_FACING]
+    assert texts == ["#12 14.2 m +0.3 m/s"]
 
 
 def test_markers_label_distances_and_skip_instances_without_a_position():

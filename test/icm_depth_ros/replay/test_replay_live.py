@@ -107,3 +107,41 @@ def test_live_run_of_a_real_bag_without_ground_truth_or_camera_info(tmp_path, on
     with open(tmp_path / "live" / "instances.csv") as handle:
         instances = list(csv.DictReader(handle))
     assert instances and all(row["x"] == "nan" and float(row["z"]) > 0 for row in instances)
+
+
+@pytest.mark.timeout(180)
+def test_live_run_scores_the_nodes_own_tracks(tmp_path, onnx_model):
+    """A closing-object drive played into the node (instance labels as its topic): the track columns of
+    its depth/instances go to tracks.csv with the bag's truth beside them, scored with motmetrics."""
+    pytest.importorskip("rclpy")
+    from training.data.synthetic import write_bag
+    from training.data.synthetic.closing import render_closing_drive
+
+    frames = render_closing_drive("lead_braking", MODEL_SIZE, seed=0)[:20]
+    bag = write_bag(tmp_path / "bag", frames)
+    env = ros_environment()
+    node = NodeProcess({"model_path": onnx_model, "backend": "onnxruntime", "instance_source": "topic",
+                        "min_instance_pixels": 10, "inference_threads": 1, "publish_colorized": False,
+                        "publish_markers": False}, env, tmp_path / "node.log",
+                       command=[sys.executable, "-m", "icm_depth_ros.depth_node", "--ros-args", "-r", "__ns:=/replay"])
+    try:
+        assert node.wait_for_log("active", 60), node.log()
+        live = subprocess.run(
+            [sys.executable, "-m", "icm_depth_ros.replay_eval", str(bag), "--live", "--node-namespace", "/replay",
+             "--instances-topic", "/camera/instances", "--truth-topic", "/camera/instances_truth", "--rate", "0.5",
+             "--wait-for-node", "20", "--drain", "3", "--out", str(tmp_path / "live")],
+            env=env, capture_output=True, text=True, timeout=90)
+    finally:
+        node.stop()
+    assert live.returncode == 0, live.stderr + node.log()
+    assert "replay_eval: tracks: MOTA" in live.stdout
+    summary = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    tracks = summary["tracks"]
+    assert tracks["scored"] and tracks["identity"]["num_frames"] >= summary["live"]["received"] - 2
+    lead = int(frames[0]["truth"][frames[0]["truth"]["actor"] == 1]["id"][0])
+    with open(tmp_path / "live" / "tracks.csv") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["true_id"] == str(lead)]
+    assert len(rows) >= 5 and len({row["track_id"] for row in rows}) == 1  # the label id kept one track
+    assert all(row["label"] == str(lead) and row["actor"] == "1" for row in rows)
+    recorded = {round(float(f["truth"][f["truth"]["id"] == lead]["range"][0]), 3) for f in frames}
+    assert {round(float(row["true_range"]), 3) for row in rows} <= recorded  # truth of the recorded frames

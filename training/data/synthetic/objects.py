@@ -2,7 +2,8 @@
 
 Every builder appends `Part`s to a list. A part is one primitive (box or ellipsoid) with a material,
 a base colour, a Cityscapes trainId (`semantic`) and a thing instance id (0 for stuff). All parts of
-one object share the object's world velocity so sequences can move it rigidly.
+one object share the object's world velocity (and, for scripted drives, one acceleration phase) so
+sequences can move it rigidly.
 Object-local frame: x lateral, y up from the ground, z along the object's heading.
 """
 from __future__ import annotations
@@ -34,6 +35,9 @@ class Part:
     instance: int = 0
     velocity: tuple = (0.0, 0.0, 0.0)
     shadow: bool = True  # casts a sun shadow
+    acceleration: tuple = (0.0, 0.0, 0.0)  # m/s^2, applied from accelerate_from_s for accelerate_for_s seconds
+    accelerate_from_s: float = 0.0
+    accelerate_for_s: float = 0.0  # 0: the part moves at its velocity throughout
 
 
 @dataclass

@@ -48,6 +48,9 @@ class PartTable:
         self.center = np.array([p.center for p in parts], dtype=np.float64).reshape(-1, 3)
         self.half = np.array([p.half for p in parts], dtype=np.float64).reshape(-1, 3)
         self.velocity = np.array([p.velocity for p in parts], dtype=np.float64).reshape(-1, 3)
+        self.acceleration = np.array([p.acceleration for p in parts], dtype=np.float64).reshape(-1, 3)
+        self.accelerate_from = np.array([p.accelerate_from_s for p in parts], dtype=np.float64)
+        self.accelerate_for = np.array([p.accelerate_for_s for p in parts], dtype=np.float64)
         self.yaw = np.array([p.yaw for p in parts], dtype=np.float64)
         self.kind = np.array([p.kind for p in parts], dtype=np.int64)
         self.material = np.array([p.material for p in parts], dtype=np.int64)
@@ -56,6 +59,15 @@ class PartTable:
         self.instance = np.array([p.instance for p in parts], dtype=np.uint16)
         self.shadow = np.array([p.shadow for p in parts], dtype=bool)
         self.facade = facade_parameters(len(parts))
+
+
+def part_centers(table: PartTable, time_s: float) -> np.ndarray:
+    """Part centres [N, 3] at ``time_s``: velocity, plus the acceleration over its phase [from, from + for]
+    (before: nothing; after: the speed it reached is kept)."""
+    tau = np.clip(time_s - table.accelerate_from, 0.0, table.accelerate_for)  # [N] seconds accelerated so far
+    after = time_s - table.accelerate_from - tau  # [N] seconds since the phase ended (0 before its end)
+    shift = 0.5 * tau * tau + tau * np.maximum(after, 0.0)
+    return table.center + table.velocity * time_s + table.acceleration * shift[:, None]
 
 
 def _cast_shadows(scene, table, centers, K, pose, size):
@@ -86,7 +98,7 @@ def render_frame(scene: Scene, size, time_s: float = 0.0, sparse: bool = False, 
     table = PartTable(scene.parts) if table is None else table
     start = scene.start_pose
     pose = CameraPose(start.x, start.height, start.z + scene.ego_speed * time_s, start.yaw, start.pitch)
-    centers = table.center + table.velocity * time_s
+    centers = part_centers(table, time_s)
     dirs = ray_directions(K, H, W, pose)
     dx, dy, dz = dirs[0], dirs[1], dirs[2]
     o = pose.origin
