@@ -134,7 +134,7 @@ def test_replay_eval_refuses(files, tmp_path):
     assert_refused(run(replay + ["--model", model, "--stamp-tolerance", "-0.1"]), "--stamp-tolerance -0.1", ">= 0")
     assert_refused(run(replay + ["--model", model, "--samples", "-1"]), "--samples -1", ">= 0")
     assert_refused(run(replay + ["--model", model, "--threads", "-2"]), "--threads -2", ">= 0")
-    assert_refused(run(replay + ["--model", model, "--min-depth", "50", "--max-depth", "10"]), "need 0 < min < max")
+    assert_refused(run(replay + ["--model", model, "--min-depth", "50", "--max-depth", "10"]), "the depth range needs 0 < min < max")
     assert_refused(run(replay + ["--model", model, "--samples", "two"]), "--samples", "invalid int value: 'two'")
     assert_refused(run(replay + ["--model", model, "--rate", "2"]), "--rate 2.0 would be ignored offline")
     assert_refused(run(replay + ["--live", "--write-bag"]), "--write-bag would be ignored --live")

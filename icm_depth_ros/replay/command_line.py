@@ -63,7 +63,7 @@ def check_shared_options(args: argparse.Namespace) -> None:
     if getattr(args, "threads", 0) < 0:
         raise ValueError(f"--threads {args.threads}: must be >= 0 (0 = ONNX Runtime's default)")
     if not (math.isfinite(args.min_depth) and math.isfinite(args.max_depth) and 0 < args.min_depth < args.max_depth):
-        raise ValueError(f"--min-depth {args.min_depth} / --max-depth {args.max_depth}: need 0 < min < max (metres)")
+        raise ValueError(f"--min-depth {args.min_depth} / --max-depth {args.max_depth}: the depth range needs 0 < min < max (metres)")
     if args.model:
         model = Path(args.model)
         if not model.is_file():

@@ -72,6 +72,29 @@ def onnx_model(tmp_path_factory) -> Path:
     return path
 
 
+def with_perturbed_weights(source: Path, target: Path, scale: float = 0.3, seed: int = 0) -> Path:
+    """``source`` with Gaussian noise (``scale`` x each tensor's spread) added to every float weight, metadata
+    kept: a model that still runs and declares itself the same, but predicts worse (onnx only, no PyTorch)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(source))
+    rng = np.random.default_rng(seed)
+    for initializer in model.graph.initializer:
+        weights = numpy_helper.to_array(initializer)
+        if weights.dtype == np.float32 and weights.size > 1:
+            noisy = weights + rng.normal(0.0, scale * float(weights.std()) + 1e-6, weights.shape).astype(np.float32)
+            initializer.CopyFrom(numpy_helper.from_array(noisy, initializer.name))
+    onnx.save(model, str(target))
+    return target
+
+
+@pytest.fixture(scope="session")
+def perturbed_model(tmp_path_factory) -> Path:
+    """The demo model with noise on its weights (same metadata): worse depth than the demo model."""
+    return with_perturbed_weights(DEMO_MODEL, tmp_path_factory.mktemp("model") / "icm_perturbed.onnx")
+
+
 @pytest.fixture(scope="session")
 def dynamic_batch_model(tmp_path_factory) -> Path:
     """The demo model (same graph and weights as ``onnx_model``) with a dynamic batch dimension."""

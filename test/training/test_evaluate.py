@@ -26,7 +26,7 @@ def test_evaluate_writes_json_and_markdown(tmp_path):
     config = load_config(None, TINY)
     write_checkpoint(tmp_path / "best.pt", config)
     metrics = main(["--checkpoint", str(tmp_path / "best.pt"), "--output", str(tmp_path / "eval"),
-                    "eval.crop=garg", "model.update=parallel"])  # the model override is ignored (note printed)
+                    "eval.crop=garg"])  # a model.* override is refused: test_commands_refuse_bad_input.py
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert report["step"] == 7 and report["metrics"] == pytest.approx(metrics)
     assert report["config"]["eval"]["crop"] == "garg" and report["config"]["model"]["update"] == "sequential"

@@ -121,9 +121,9 @@ def test_fleet_overall_equals_replay_eval_on_the_joined_bag(tmp_path, drives, ca
 
 
 @pytest.mark.slow
-def test_a_regressing_candidate_fails_the_gate_with_exit_code_3(tmp_path, drives, onnx_model, capsys):
-    """The tests' random network as the candidate, the trained demo model as the baseline."""
-    code = fleet(*drives["bags"][:2], "--model", onnx_model, "--baseline", DEMO_MODEL, "--workers", 2,
+def test_a_regressing_candidate_fails_the_gate_with_exit_code_3(tmp_path, drives, perturbed_model, capsys):
+    """The demo model with noise on its weights as the candidate, the demo model itself as the baseline."""
+    code = fleet(*drives["bags"][:2], "--model", perturbed_model, "--baseline", DEMO_MODEL, "--workers", 2,
                  "--samples", 0, "--gate", "abs_rel=0.002", "--gate", "d1=-0.005", "--gate", "rmse=1000",
                  "--out", tmp_path / "out")
     captured = capsys.readouterr()
