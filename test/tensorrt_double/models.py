@@ -1,6 +1,7 @@
 """Tiny ONNX models that follow the model contract, and their fp16 / INT8 Q/DQ variants, for the doubles.
 
-The batch-1 set is also shipped in contract_models/ (6 KB): the node-side tests copy it from there, because
+The batch-1 set is also shipped in contract_models/ and the dynamic-batch set in contract_models/dynamic/
+(6 KB each): the node-side tests copy them from there, because
 writing the INT8 variant takes the training side's export tools (ONNX Runtime's quantization, newer than
 the ONNX Runtime a Python 3.10 vehicle has). Regenerate with ``python -m tensorrt_double.models`` from test/;
 test_double.py checks that the shipped files are what this module writes.
@@ -62,18 +63,24 @@ def write_model_and_variants(folder: Path, dynamic_batch: bool) -> dict[str, Pat
     return {precision: onnx_precision.variant_path(fp32, precision) for precision in PRECISIONS}
 
 
-def shipped_model_and_variants(folder: Path) -> dict[str, Path]:
-    """The shipped batch-1 set (what ``write_model_and_variants(folder, False)`` writes), copied into ``folder``."""
+def shipped_folder(dynamic_batch: bool) -> Path:
+    return SHIPPED / "dynamic" if dynamic_batch else SHIPPED
+
+
+def shipped_model_and_variants(folder: Path, dynamic_batch: bool = False) -> dict[str, Path]:
+    """The shipped set (what ``write_model_and_variants(folder, dynamic_batch)`` writes), copied into ``folder``."""
+    source = shipped_folder(dynamic_batch)
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
     for precision in PRECISIONS:
-        name = onnx_precision.variant_path(SHIPPED / "model.onnx", precision).name
-        if not (SHIPPED / name).is_file():
-            raise FileNotFoundError(f"{SHIPPED / name} is missing: run python -m tensorrt_double.models from test/")
-        files[precision] = Path(shutil.copyfile(SHIPPED / name, folder / name))
+        name = onnx_precision.variant_path(source / "model.onnx", precision).name
+        if not (source / name).is_file():
+            raise FileNotFoundError(f"{source / name} is missing: run python -m tensorrt_double.models from test/")
+        files[precision] = Path(shutil.copyfile(source / name, folder / name))
     return files
 
 
 if __name__ == "__main__":
-    written = write_model_and_variants(SHIPPED, dynamic_batch=False)
-    print("\n".join(str(path) for path in written.values()), file=sys.stderr)
+    for dynamic in (False, True):
+        written = write_model_and_variants(shipped_folder(dynamic), dynamic_batch=dynamic)
+        print("\n".join(str(path) for path in written.values()), file=sys.stderr)

@@ -150,10 +150,11 @@ def test_documented_return_counts_of_cuda_functions():
     assert documented_return_count(stand_in) == 2
 
 
-def test_shipped_contract_models_are_what_models_py_writes(tmp_path):
+@pytest.mark.parametrize("dynamic_batch", [False, True], ids=["batch1", "dynamic"])
+def test_shipped_contract_models_are_what_models_py_writes(tmp_path, dynamic_batch):
     """The node-side tests copy contract_models/ instead of writing it (the INT8 export needs the training side)."""
-    written = write_model_and_variants(tmp_path / "written", dynamic_batch=False)
-    shipped = shipped_model_and_variants(tmp_path / "shipped")
+    written = write_model_and_variants(tmp_path / "written", dynamic_batch=dynamic_batch)
+    shipped = shipped_model_and_variants(tmp_path / "shipped", dynamic_batch=dynamic_batch)
     for precision in PRECISIONS:
         assert shipped[precision].read_bytes() == written[precision].read_bytes(), (
             f"{shipped[precision].name} differs from what tensorrt_double/models.py writes: "

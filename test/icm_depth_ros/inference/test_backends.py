@@ -276,7 +276,7 @@ DYNAMIC_MAX = 3  # training/export.py --dynamic-batch --max-batch 3: three camer
 
 @pytest.fixture(scope="module")
 def dynamic_files(tmp_path_factory):
-    return write_model_and_variants(tmp_path_factory.mktemp("dynamic_models"), dynamic_batch=True)
+    return shipped_model_and_variants(tmp_path_factory.mktemp("dynamic_models"), dynamic_batch=True)
 
 
 @pytest.fixture(scope="module", params=RUNTIMES, ids=lambda pair: f"tensorrt{pair[0]}-cuda{pair[1]}")
