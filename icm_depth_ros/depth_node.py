@@ -23,6 +23,7 @@ from icm_depth_ros.instances.tracking import TrackIds
 from icm_depth_ros.node.camera_channel import CameraChannel, camera_names
 from icm_depth_ros.node.frame_scheduler import RoundRobinFrames
 from icm_depth_ros.inference import ModelLoadError
+from icm_depth_ros.inference.self_test import SelfTestFailed, check_backend
 from icm_depth_ros.node.inference_worker import InferenceWorker
 from icm_depth_ros.node.node_parameters import PARAMETERS, parse_parameters
 from icm_depth_ros.processing.pipeline import DepthPipeline
@@ -58,6 +59,17 @@ class DepthNode(LifecycleNode):
             self.pipeline = DepthPipeline.from_config(pipeline_config, logger=self.get_logger())
         except (ValueError, ModelLoadError) as error:
             self.get_logger().error(f"configure failed: {error}")
+            return TransitionCallbackReturn.FAILURE
+        try:  # before the model serves anything: its backend against the reference the model carries
+            check_backend(self.pipeline.backend, self.settings.self_test, self.get_logger(),
+                          model=pipeline_config.model_path, precision=pipeline_config.precision)
+        except SelfTestFailed as error:  # self_test: refuse; the one 'self-test failed: ...' line
+            self.get_logger().error(str(error))
+            self.pipeline = None
+            return TransitionCallbackReturn.FAILURE
+        except ModelLoadError as error:  # the backend failed on the reference input
+            self.get_logger().error(f"configure failed: {error}")
+            self.pipeline = None
             return TransitionCallbackReturn.FAILURE
         qos = output_qos(self.settings.output_qos, self.settings.output_qos_depth)
         frames = RoundRobinFrames(len(cameras))

@@ -26,7 +26,8 @@ from icm_depth_ros.replay.command_line import (add_model_options, add_scoring_op
 # The options each mode would ignore, with their defaults: given otherwise, they are refused.
 LIVE_ONLY = {"node_namespace": "", "rate": 1.0, "wait_for_node": 30.0, "drain": 2.0}
 OFFLINE_ONLY = {"model": "", "backend": "onnxruntime", "threads": 0, "resize_policy": "crop", "write_bag": False,
-                "output_namespace": None, "depth_source": "model", "min_instance_pixels": 50, "no_tracking": False}
+                "output_namespace": None, "depth_source": "model", "min_instance_pixels": 50, "no_tracking": False,
+                "self_test": "refuse"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "scores the tracking stage alone")
     model.add_argument("--min-instance-pixels", type=int, default=50, help="smallest instance (the node's parameter)")
     model.add_argument("--no-tracking", action="store_true", help="no tracker, no tracks.csv")
+    model.add_argument("--self-test", default="refuse", choices=("refuse", "warn", "off"),
+                       help="before scoring, run the backend on the model's self-test reference (as the node's "
+                            "self_test parameter): refuse = a failure stops the run (exit 2), warn = report it and score")
     add_scoring_options(parser)
     output = parser.add_argument_group("output")
     output.add_argument("--out", required=True, help="folder for metrics.json, frames.csv, report.md")
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 crop=args.crop, stamp_tolerance_s=args.stamp_tolerance, out=args.out, write_bag=args.write_bag,
                 output_namespace=args.output_namespace, samples=args.samples, progress=not args.no_progress,
                 depth_source=args.depth_source, tracking=not args.no_tracking,
-                min_instance_pixels=args.min_instance_pixels))
+                min_instance_pixels=args.min_instance_pixels, self_test=args.self_test))
     except (BagError, ValueError, RuntimeError, TimeoutError) as error:  # ModelLoadError is a RuntimeError
         if args.debug:
             raise
@@ -117,6 +121,8 @@ def check_options(args) -> None:
         if value != default:
             option = "--" + name.replace("_", "-")
             raise ValueError(f"{option}{'' if value is True else f' {value}'} would be ignored {mode}")
+    if not args.live and args.depth_source == "ground-truth" and args.self_test != OFFLINE_ONLY["self_test"]:
+        raise ValueError(f"--self-test {args.self_test} would be ignored with --depth-source ground-truth (no model runs)")
     check_output_apart(args.out, [args.bag])
 
 

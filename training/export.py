@@ -9,8 +9,11 @@ Engines are strongly typed: an fp16 or int8 engine is built from the ONNX varian
 written beside the fp32 file as model.fp16.onnx / model.int8.onnx (INT8: symmetric Q/DQ calibrated on
 --calib DIR images, or on rendered synthetic scenes without it) unless it exists already. Every ONNX
 file is checked against TensorRT's operator support (and symmetric Q/DQ) and, for the fp32 graph,
-against PyTorch in ONNX Runtime on a rendered synthetic scene. An engine request fails at once, before
-any export, when TensorRT or a GPU is missing. Details: docs/export.md. Importable as ``training.export``.
+against PyTorch in ONNX Runtime on a rendered synthetic scene, and carries the self-test reference
+(icm_depth_ros/inference/self_test.py). Every engine built is opened through the node's backend and
+self-tested against that reference (exit 1 when it fails: the engine computes something else than the
+fp32 model). An engine request fails at once, before any export, when TensorRT or a GPU is missing.
+Details: docs/export.md. Importable as ``training.export``.
 """
 from __future__ import annotations
 
@@ -248,7 +251,49 @@ def build(args: argparse.Namespace, onnx_path: Path) -> int:
         source, args.engine, args.precision, workspace_gib=args.workspace_gib,
         timing_cache_path=args.timing_cache, max_batch=args.max_batch,
     )
-    print(f"wrote {args.engine} (from {source}) and its fingerprint: {fingerprint}")
+    print(f"wrote {args.engine} (from {source}) and its fingerprint: {shown_fingerprint(fingerprint)}")
+    return engine_self_test(args.engine, source, args.precision)
+
+
+def shown_fingerprint(fingerprint: dict) -> dict:
+    """The fingerprint as printed: the self-test reference (tens of KB) by its size only."""
+    from icm_depth_ros.inference.contract import META_SELF_TEST  # noqa: PLC0415
+
+    metadata = dict(fingerprint.get("model_metadata") or {})
+    if META_SELF_TEST in metadata:
+        metadata[META_SELF_TEST] = f"<{len(metadata[META_SELF_TEST])} characters>"
+    return {**fingerprint, "model_metadata": metadata} if "model_metadata" in fingerprint else fingerprint
+
+
+class _Printer:
+    """The self-test's log lines on the command's output: info on stdout, warnings on stderr."""
+
+    @staticmethod
+    def info(text: str) -> None:
+        print(text)
+
+    @staticmethod
+    def warning(text: str) -> None:
+        print(f"warning: {text}", file=sys.stderr)
+
+
+def engine_self_test(engine: Path, source: Path, precision: str) -> int:
+    """Open the engine just built through the node's backend and run the model's self-test on it: 0 passed (or
+    nothing to compare: a model without a reference, warned about), 1 failed (the engine stays where it is)."""
+    from icm_depth_ros.inference import ModelLoadError, open_backend  # noqa: PLC0415
+    from icm_depth_ros.inference.self_test import SelfTestFailed, check_backend  # noqa: PLC0415
+
+    try:
+        backend = open_backend("tensorrt", str(engine), onnx_path=str(source), precision=precision)
+        check_backend(backend, "refuse", _Printer(), model=str(engine), precision=precision)
+    except SelfTestFailed as error:
+        print(error, file=sys.stderr)
+        print(f"error: {engine} does not compute what the fp32 model does on the self-test input; it was kept for "
+              "inspection, but a node with self_test: refuse (the default) will not run it", file=sys.stderr)
+        return 1
+    except ModelLoadError as error:
+        print(f"error: {engine} was built but its self-test could not run: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

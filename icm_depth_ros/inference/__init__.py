@@ -7,6 +7,7 @@
     engine_builder.py       ONNX -> TensorRT engine + fingerprint (export and the node's rebuild)
     tensorrt_backend.py     fingerprint check, rebuild decision, engine load and inference
     selection.py            open_backend: a backend by name ("auto", "onnxruntime", "tensorrt")
+    self_test.py            the reference in a model's metadata, the comparison per precision, the command
 
 Imports run up this list: a module imports only modules above it (test/icm_depth_ros/test_layout.py
 checks). No other package of icm_depth_ros, no PyTorch, no ROS.

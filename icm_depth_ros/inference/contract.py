@@ -39,6 +39,10 @@ META_DYNAMIC_BATCH = "icm.dynamic_batch"
 # (absent = fp32) and the sha256 of the fp32 file the variant was made from (the model's identity).
 META_PRECISION = "icm.precision"
 META_FP32_ONNX_SHA256 = "icm.fp32_onnx_sha256"
+# The self-test reference (self_test.py): a reference input and the fp32 model's outputs for it, JSON. Written
+# by training/export.py into every export; variants and engine fingerprints inherit it. Optional: files
+# exported before it existed lack it.
+META_SELF_TEST = "icm.self_test"
 
 REQUIRED_KEYS = (
     META_INPUT_HEIGHT,

@@ -3,6 +3,13 @@
 Takes image [B, 3, H, W] float32 RGB in [0, 1] and returns (depth [B, 1, H, W] metres, membership
 [B, N, H/4, W/4]); B is 1 for a static export, up to ``max_batch`` for a dynamic-batch one.
 onnxruntime is imported in the constructor only.
+
+The CUDA provider (the ``onnxruntime-gpu`` package: the GPU path where TensorRT is not installed) is
+asked for with provider "cuda", or "auto" where this onnxruntime offers it. ONNX Runtime does not fail
+when the provider cannot start (CUDA or cuDNN libraries missing, no device): it logs an error and runs
+the session on the CPU. So after the session is made, the providers it actually runs are checked
+(``session.get_providers()``): "cuda" is refused with a line saying so, unless the caller allows a CPU
+fallback (``backend: auto``), which, like "auto", runs on the CPU and logs one line saying why.
 """
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from icm_depth_ros.inference.contract import (
-    DEPTH_OUTPUT, INPUT_NAME, MEMBERSHIP_OUTPUT, ModelInfo, ModelLoadError, check_io_names,
+    DEPTH_OUTPUT, INPUT_NAME, MEMBERSHIP_OUTPUT, META_PRECISION, ModelInfo, ModelLoadError, check_io_names,
 )
 
 ONNXRUNTIME_PROVIDERS = ("auto", "cpu", "cuda")
@@ -23,7 +30,11 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, model_path: str | os.PathLike, provider: str = "auto", threads: int = 0):
+    def __init__(self, model_path: str | os.PathLike, provider: str = "auto", threads: int = 0, *,
+                 logger=None, cpu_fallback: bool = False):
+        """provider: "auto" (CUDA where this onnxruntime offers it, else the CPU), "cpu" or "cuda".
+        cpu_fallback: with "cuda", run on the CPU (logged on ``logger``) instead of refusing when the CUDA
+        provider is not offered or does not start (``backend: auto`` passes True)."""
         import onnxruntime as ort
 
         path = Path(model_path)
@@ -33,7 +44,11 @@ class OnnxRuntimeBackend:
             raise ModelLoadError(f"onnxruntime provider {provider!r} is not one of {ONNXRUNTIME_PROVIDERS}")
         available = ort.get_available_providers()
         if provider == "cuda" and "CUDAExecutionProvider" not in available:
-            raise ModelLoadError(f"onnxruntime_provider 'cuda' requested but this onnxruntime offers {available}")
+            message = (f"onnxruntime_provider 'cuda' requested but this onnxruntime ({ort.__version__}) offers "
+                       f"{available}: install onnxruntime-gpu (not onnxruntime) for ONNX Runtime on a GPU")
+            if not cpu_fallback:
+                raise ModelLoadError(message)
+            _log(logger, "warning", f"{message}; backend auto: running ONNX Runtime on the CPU")
         use_cuda = provider in ("auto", "cuda") and "CUDAExecutionProvider" in available
         providers = (["CUDAExecutionProvider"] if use_cuda else []) + ["CPUExecutionProvider"]
         options = ort.SessionOptions()
@@ -46,11 +61,23 @@ class OnnxRuntimeBackend:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as error:  # onnxruntime raises its own exception types for corrupt files
             raise ModelLoadError(f"model_path {str(path)!r}: onnxruntime cannot load it: {error}") from None
+        given = self.session.get_providers()
+        if use_cuda and "CUDAExecutionProvider" not in given:
+            use_cuda = False
+            reason = (f"ONNX Runtime {ort.__version__} was asked for its CUDA provider but runs {path.name} on "
+                      f"{given}: the provider did not start (CUDA or cuDNN libraries of the versions this "
+                      "onnxruntime-gpu was built for missing, or no GPU visible; ONNX Runtime's own error is in the log above)")
+            if provider == "cuda" and not cpu_fallback:
+                raise ModelLoadError(f"onnxruntime_provider 'cuda': {reason}; install them, or set "
+                                     "onnxruntime_provider:=cpu to run on the CPU")
+            _log(logger, "warning", f"onnxruntime_provider {provider!r}: {reason}; running on the CPU")
         metadata = self.session.get_modelmeta().custom_metadata_map
         try:
             self.info = ModelInfo.from_metadata(metadata, source=str(path))
         except ValueError as error:
             raise ModelLoadError(str(error)) from None
+        self.metadata = dict(metadata)  # the self-test reads its reference here (self_test.py)
+        self.precision = self.metadata.get(META_PRECISION, "fp32")  # the graph's: fp16/int8 variants run as such
         check_io_names(
             [i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()], str(path)
         )
@@ -58,8 +85,16 @@ class OnnxRuntimeBackend:
         # one frame per camera anyway)
         self.max_batch = 64 if self.info.dynamic_batch else 1
         self.device = "cuda" if use_cuda else "cpu"
-        self.description = f"onnxruntime ({self.session.get_providers()[0]})"
+        self.description = f"onnxruntime ({given[0]})"
 
     def infer(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         depth, membership = self.session.run([DEPTH_OUTPUT, MEMBERSHIP_OUTPUT], {INPUT_NAME: image})
         return depth, membership
+
+
+def _log(logger, level: str, text: str) -> None:
+    if logger is None:
+        import logging  # noqa: PLC0415
+
+        logger = logging.getLogger(__name__)
+    getattr(logger, level)(text)

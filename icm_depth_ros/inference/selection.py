@@ -37,7 +37,8 @@ def open_backend(
     tensorrt: model_path is an engine (its fingerprint must match this machine, or it is rebuilt from
         ``onnx_path`` when ``allow_engine_build``), or an ONNX file (an engine is built beside it when allowed).
     onnxruntime: model_path is an ONNX file; for an engine path the ONNX beside it (or ``onnx_path``) is used.
-    auto: tensorrt; if that fails for any reason, onnxruntime, and the reason is logged.
+    auto: tensorrt; if that fails for any reason, onnxruntime, and the reason is logged; there, an
+        onnxruntime_provider "cuda" that does not start runs on the CPU (logged) instead of failing.
     engine_max_batch: profile maximum of an engine (re)built here from a dynamic-batch ONNX file (0 = the
         replaced engine's, else 1); the node passes its number of cameras.
     """
@@ -59,7 +60,8 @@ def open_backend(
                 f"onnxruntime needs an ONNX model: {onnx_file!r} does not exist (model_path {model_path!r}; "
                 "set onnx_path)"
             )
-        return OnnxRuntimeBackend(onnx_file, onnxruntime_provider, threads)
+        return OnnxRuntimeBackend(onnx_file, onnxruntime_provider, threads, logger=logger,
+                                  cpu_fallback=backend == "auto")
 
     if backend == "onnxruntime":
         return open_onnxruntime()

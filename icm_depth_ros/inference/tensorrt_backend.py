@@ -208,6 +208,7 @@ class TensorRTBackend:
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         check_io_names(inputs, [n for n in names if n not in inputs], str(engine_path))
         metadata = model_metadata or _onnx_metadata(onnx_path, engine_path)
+        self.metadata = dict(metadata)  # the self-test reads its reference here (self_test.py)
         try:
             self.info = ModelInfo.from_metadata(metadata, source=f"{engine_path} (fingerprint model_metadata)")
         except ValueError as error:

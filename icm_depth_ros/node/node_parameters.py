@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from icm_depth_ros.inference import BACKENDS, ONNXRUNTIME_PROVIDERS, PRECISIONS
+from icm_depth_ros.inference.self_test import POLICIES as SELF_TEST_POLICIES
 from icm_depth_ros.instances.tracking import TrackerConfig
 from icm_depth_ros.processing.geometry import RESIZE_POLICIES
 from icm_depth_ros.processing.pipeline import INSTANCE_SOURCES, OUTPUT_RESOLUTIONS, PipelineConfig
@@ -25,6 +26,7 @@ PARAMETERS: dict[str, tuple[object, tuple | None, str]] = {
     "onnx_path": ("", None, "ONNX file for ONNX Runtime and engine rebuilds; empty = model_path, or <engine>.onnx beside an engine"),
     "allow_engine_build": (False, None, "rebuild a missing/mismatched TensorRT engine from onnx_path at configure (minutes)"),
     "onnxruntime_provider": ("auto", ONNXRUNTIME_PROVIDERS, "ONNX Runtime execution provider; auto = CUDA where present, else CPU"),
+    "self_test": ("refuse", SELF_TEST_POLICIES, "at configure, run the backend on the model's reference input and compare with its fp32 reference (docs/node.md); refuse = a failure stops configure, warn = log it and run, off"),
     "inference_threads": (0, None, "ONNX Runtime intra-op threads; 0 = its default (all cores)"),
     "input_height": (0, None, "model input height; 0 = the model's own (exported graphs have a fixed size); else must match it"),
     "input_width": (0, None, "model input width; 0 = the model's own; else must match it"),
@@ -83,6 +85,7 @@ class NodeSettings:
     require_camera_info: bool
     reject_out_of_order: bool
     error_throttle_s: float
+    self_test: str  # refuse | warn | off: the self-test at configure (inference/self_test.py)
     tracker: TrackerConfig | None  # None: tracking off
 
 

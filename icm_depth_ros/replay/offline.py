@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from icm_depth_ros.inference.self_test import check_backend
 from icm_depth_ros.instances.statistics import instance_statistics
 from icm_depth_ros.instances.tracking import InstanceTracker, TrackerConfig, TrackIds
 from icm_depth_ros.processing.pipeline import DepthPipeline, PipelineConfig
@@ -54,6 +55,9 @@ class ReplayOptions:
     depth_source: str = "model"  # model | ground-truth (the bag's depth: scores the tracking stage alone)
     tracking: bool = True  # tracks.csv, and track scoring where the bag has truth
     min_instance_pixels: int = 50  # as the node's parameter (both depth sources)
+    # the model's self-test before scoring (inference/self_test.py): refuse | warn | off; replay_eval's
+    # --self-test defaults to refuse, callers that compare models on purpose (replay_fleet) leave it off
+    self_test: str = "off"
 
 
 @dataclass
@@ -99,8 +103,12 @@ def evaluate_drive(options: ReplayOptions, pipeline: DepthPipeline | None = None
         if options.tracking else None
     tracks = TrackScorer() if options.tracking else None
     with BagSource(options.bag, options.topics) as source:
+        self_test = None
         if pipeline is None and options.depth_source == "model":
             pipeline = DepthPipeline.from_config(pipeline_config(options))  # after the bag check: a wrong topic fails fast
+            # before scoring: SelfTestFailed (a ModelLoadError) under refuse, the line logged otherwise
+            self_test = check_backend(pipeline.backend, options.self_test, _StderrLog(), model=options.model_path,
+                                      precision=pipeline.config.precision)
         notes = options.topics.missing_notes()
         for note in notes:
             print(f"replay_eval: {note}", file=sys.stderr, flush=True)
@@ -147,6 +155,10 @@ def evaluate_drive(options: ReplayOptions, pipeline: DepthPipeline | None = None
             summary["metrics_unavailable"] = "the drive has no ground truth (--depth-topic '')"
         summary["instances_reported"] = len(evaluation.instance_rows)
         summary["run"] = _run_info(options, source.storage, pipeline, time.perf_counter() - started)
+        if pipeline is not None:
+            summary["run"]["self_test"] = {"policy": options.self_test, "passed": None} if self_test is None else {
+                "policy": options.self_test, "passed": self_test.passed, **self_test.figures.__dict__,
+                "tolerance": self_test.tolerance.__dict__, "precision": self_test.precision}
         summary["run"]["notes"] = notes
         if bag_out is not None:
             summary["run"]["output_bag"] = str(out / "bag")
@@ -156,6 +168,16 @@ def evaluate_drive(options: ReplayOptions, pipeline: DepthPipeline | None = None
             summary["tracks"]["tracker"] = asdict(tracker.config)
             summary["tracks"]["skipped_stamps"] = tracker.skipped_stamps
     return DriveRun(summary, evaluation, tracks)
+
+
+class _StderrLog:
+    """The self-test's lines on stderr, as replay_eval's other notes."""
+
+    @staticmethod
+    def info(text: str) -> None:
+        print(f"replay_eval: {text}", file=sys.stderr, flush=True)
+
+    warning = info
 
 
 def pipeline_config(options: ReplayOptions) -> PipelineConfig:

@@ -95,6 +95,25 @@ def perturbed_model(tmp_path_factory) -> Path:
     return with_perturbed_weights(DEMO_MODEL, tmp_path_factory.mktemp("model") / "icm_perturbed.onnx")
 
 
+def without_self_test(source: Path, target: Path) -> Path:
+    """``source`` without its self-test reference (metadata icm.self_test): a model exported before the
+    self-test existed (onnx only)."""
+    import onnx
+
+    model = onnx.load(str(source))
+    kept = [prop for prop in model.metadata_props if prop.key != contract.META_SELF_TEST]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    onnx.save(model, str(target))
+    return target
+
+
+@pytest.fixture(scope="session")
+def unreferenced_model(tmp_path_factory) -> Path:
+    """The demo model without its self-test reference, as it was shipped before the self-test."""
+    return without_self_test(DEMO_MODEL, tmp_path_factory.mktemp("model") / "icm_unreferenced.onnx")
+
+
 @pytest.fixture(scope="session")
 def dynamic_batch_model(tmp_path_factory) -> Path:
     """The demo model (same graph and weights as ``onnx_model``) with a dynamic batch dimension."""

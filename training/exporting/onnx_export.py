@@ -3,7 +3,9 @@
 The graph takes ``image`` [B, 3, H, W] RGB in [0, 1] (ImageNet normalisation is inside) and gives
 ``depth`` [B, 1, H, W] in metres and ``membership`` [B, N, H/4, W/4] (the finest-scale A1, softmax over
 the N clusters). Everything a runner needs (input size, pixel format, depth range, N, config name,
-checkpoint sha256, package version) is written into the file's metadata_props.
+checkpoint sha256, package version) is written into the file's metadata_props, and so is the self-test
+reference (``icm.self_test``: a rendered input and what this fp32 graph outputs for it in ONNX Runtime;
+icm_depth_ros/inference/self_test.py), which the precision variants inherit.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import torch
 from torch import nn
 
 import icm_depth_ros
-from icm_depth_ros.inference import contract
+from icm_depth_ros.inference import contract, self_test
 from icm_depth_ros.inference.fingerprint import file_sha256
 from training.checkpoint import read_checkpoint_file
 from training.model import ICMDepthNet
@@ -105,7 +107,8 @@ def export_onnx(
     """Export ``model`` for [B, 3, height, width] input; B = 1, or dynamic with ``dynamic_batch``.
 
     Writes one self-contained .onnx file (weights inside), embeds the ModelInfo metadata, checks the
-    file with onnx.checker and returns the ModelInfo. The model's train/eval mode is left as found.
+    file with onnx.checker, adds the self-test reference (ONNX Runtime on the file just written) and returns
+    the ModelInfo. The model's train/eval mode is left as found.
     """
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -141,6 +144,7 @@ def export_onnx(
     onnx.helper.set_model_props(proto, info.to_metadata())
     onnx.save(proto, str(out_path))
     onnx.checker.check_model(str(out_path), full_check=True)
+    self_test.write_reference(out_path)  # what every runner compares its backend with (the fp32 graph's outputs)
     return info
 
 
