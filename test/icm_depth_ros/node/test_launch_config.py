@@ -124,7 +124,7 @@ def test_readme_parameter_table_has_each_parameters_type_and_default():
 
 
 def test_launch_description_where_launch_is_installed():
-    pytest.importorskip("launch_ros", reason="launch/launch_ros are not pip-installable here (FACTS 5)")
+    pytest.importorskip("launch_ros", reason="launch/launch_ros are not pip-installable here (not on the package index; docs/node.md)")
     description = load_launch_module().generate_launch_description()
     assert description.entities
 
