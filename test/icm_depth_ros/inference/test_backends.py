@@ -283,6 +283,9 @@ def dynamic_files(tmp_path_factory):
 def batch_runs(request, dynamic_files, variant_files, tmp_path_factory):
     """Dynamic-batch and static engines run with batches 1, 2, 3 (and above the maximum) through one version pair."""
     version, cuda_version = request.param
+    reason = runtime_missing_wheel(version, cuda_version)
+    if reason is not None:
+        pytest.skip(reason)
     folder = tmp_path_factory.mktemp(f"batches_{version}_{cuda_version}")
     for path in dynamic_files.values():
         shutil.copy(path, folder / path.name)
