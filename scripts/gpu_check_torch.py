@@ -70,28 +70,50 @@ def rendered_batch(config, count: int) -> dict:
     return default_collate([scenes[i] for i in range(count)])
 
 
-def median_ms(call, frames: int) -> float:
-    """Median ms of ``call()`` between two CUDA events, after 5 warm-up calls."""
+def median_ms(call, frames: int, device) -> float:
+    """Median ms of ``call()`` after 5 warm-up calls; on CUDA between two events (the GPU's time)."""
     import torch  # noqa: PLC0415
 
     for _ in range(5):
         call()
     times = []
     for _ in range(frames):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        call()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            call()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            started = time.perf_counter()
+            call()
+            times.append(1000.0 * (time.perf_counter() - started))
     return statistics.median(times)
+
+
+def peak_memory_gib(device):
+    """The peak GPU memory allocated since the last reset; None on the CPU."""
+    import torch  # noqa: PLC0415
+
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+def reset_peak_memory(device) -> None:
+    import torch  # noqa: PLC0415
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
 
 
 def inference_figures(model, image, frames: int, training_dtype) -> dict:
     import torch  # noqa: PLC0415
 
+    device = image.device
+
     def depth(dtype=None):
-        with torch.no_grad(), torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
+        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             return model(image)["depth"].float()
 
     reference = depth()
@@ -100,63 +122,66 @@ def inference_figures(model, image, frames: int, training_dtype) -> dict:
         relative = ((depth(dtype) - reference).abs() / reference.abs().clamp_min(1e-6)).flatten()
         figures[f"{name}_vs_fp32_max_rel_depth"] = float(relative.max())
         figures[f"{name}_vs_fp32_mean_rel_depth"] = float(relative.mean())
-    torch.cuda.reset_peak_memory_stats()
-    figures["batch1_ms_fp32"] = median_ms(lambda: depth(), frames)
-    figures["batch1_ms_amp"] = median_ms(lambda: depth(training_dtype), frames)
-    figures["inference_peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    reset_peak_memory(device)
+    figures["batch1_ms_fp32"] = median_ms(lambda: depth(), frames, device)
+    figures["batch1_ms_amp"] = median_ms(lambda: depth(training_dtype), frames, device)
+    figures["inference_peak_memory_gib"] = peak_memory_gib(device)
     return figures
 
 
-def training_figures(config, model, batch_size: int, steps: int) -> dict:
-    """Images/s and peak memory of ``steps`` AMP steps of the project's train_step (after 2 warm-up steps)."""
+def training_figures(config, model, batch_size: int, steps: int, device) -> dict:
+    """Images/s and peak memory of ``steps`` steps of the project's train_step (AMP on CUDA, as training runs
+    it: train.amp's dtype, a GradScaler for fp16), after 2 warm-up steps."""
     import torch  # noqa: PLC0415
 
     from training.config import build_criterion  # noqa: PLC0415
     from training.distributed import Context  # noqa: PLC0415
     from training.engine import amp_dtype, build_optimizer, to_host, train_step  # noqa: PLC0415
 
-    device = torch.device("cuda", 0)
     context = Context(rank=0, world_size=1, local_rank=0, device=device)
     criterion, optim = build_criterion(config), config.optim
     optimizer = build_optimizer(model, optim.lr, optim.backbone_lr, optim.weight_decay, optim.betas)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype(device) == torch.float16 else None
+    cuda = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if cuda and amp_dtype(device) == torch.float16 else None
     batch = rendered_batch(config, batch_size)
-    batch = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    if cuda:
+        batch = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        torch.backends.cudnn.benchmark = True
     model.train()
-    torch.backends.cudnn.benchmark = True
     for step in range(2):
-        train_step(model, criterion, [batch], optimizer, scaler, optim.grad_clip, context, True, step=step)
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+        train_step(model, criterion, [batch], optimizer, scaler, optim.grad_clip, context, cuda, step=step)
+    reset_peak_memory(device)
     start = time.perf_counter()
-    results = [train_step(model, criterion, [batch], optimizer, scaler, optim.grad_clip, context, True, step=2 + s)
+    results = [train_step(model, criterion, [batch], optimizer, scaler, optim.grad_clip, context, cuda, step=2 + s)
                for s in range(steps)]
     skipped = to_host([r.skipped for r in results])  # waits for the last step
     seconds = time.perf_counter() - start
     return {"train_batch": batch_size, "train_steps": steps, "train_images_per_s": batch_size * steps / seconds,
-            "train_skipped_steps": int(sum(skipped)), "train_peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30}
+            "train_skipped_steps": int(sum(skipped)), "train_peak_memory_gib": peak_memory_gib(device)}
 
 
-def network_figures(label: str, config, frames: int, steps: int) -> dict:
+def network_figures(label: str, config, frames: int, steps: int, device) -> dict:
+    """Every figure of one network on ``device`` (the CPU too, for the test: autocast on the CPU, no
+    memory figures, fp32 training)."""
     import torch  # noqa: PLC0415
 
     from training.config import build_model  # noqa: PLC0415
     from training.engine import amp_dtype  # noqa: PLC0415
 
-    device = torch.device("cuda", 0)
     torch.manual_seed(0)
     started = time.perf_counter()
     model = build_model(config, pretrained=False).to(device).eval()
     image = rendered_batch(config, 1)["image"].to(device)
-    training_dtype = amp_dtype(device)
+    training_dtype = amp_dtype(device) if device.type == "cuda" else torch.bfloat16
     figures = {"size": "x".join(map(str, config.model.img_size)), "encoder": config.model.encoder,
                "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6,
                "training_amp_dtype": str(training_dtype).removeprefix("torch.")}
     figures.update(inference_figures(model, image, frames, training_dtype))
-    figures.update(training_figures(config, model, TRAIN_BATCH[label], steps))
+    figures.update(training_figures(config, model, TRAIN_BATCH[label], steps, device))
     figures["seconds"] = time.perf_counter() - started
     del model
-    torch.cuda.empty_cache()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     return figures
 
 
@@ -198,7 +223,8 @@ def measure(args: argparse.Namespace) -> int:
               "frames": args.frames, "networks": {}}
     for label, config in prepared["configs"].items():
         print(f"gpu_check: {label} at {'x'.join(map(str, config.model.img_size))} ...", flush=True)
-        report["networks"][label] = network_figures(label, config, args.frames, args.train_steps)
+        report["networks"][label] = network_figures(label, config, args.frames, args.train_steps,
+                                                    torch.device("cuda", 0))
     report["ddp"] = ddp_figures(args.out)
     (args.out / "pytorch.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out / 'pytorch.json'}")

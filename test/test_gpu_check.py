@@ -1,5 +1,6 @@
 """scripts/gpu_check.sh where there is no GPU: it runs up to the GPU, says so in one line, exits 3, and
 installs nothing (no pip, no setup script: the GPU machines it is meant for have no package index)."""
+import importlib.util
 import os
 import stat
 import subprocess
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from training.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALLERS = ("pip", "pip3", "uv", "conda", "apt-get", "bash")  # bash: a setup script run as `bash ...sh`
@@ -45,3 +48,27 @@ def test_the_check_refuses_unknown_arguments():
     finished = subprocess.run(["/bin/bash", str(ROOT / "scripts" / "gpu_check.sh"), "--frames", "3"], cwd=ROOT,
                               capture_output=True, text=True, timeout=60)
     assert finished.returncode == 2 and "usage: bash scripts/gpu_check.sh [--out DIR] (got: --frames 3)" in finished.stderr
+
+
+def load_torch_check():
+    spec = importlib.util.spec_from_file_location("gpu_check_torch", ROOT / "scripts" / "gpu_check_torch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_the_pytorch_figures_of_the_demo_network_on_the_cpu():
+    """The code the GPU runs, run here on the CPU (CPU autocast, no memory figures): every figure is there
+    and plausible."""
+    check = load_torch_check()
+    config = load_config(check.NETWORKS["demo (MobileNetV3)"])
+    figures = check.network_figures("demo (MobileNetV3)", config, frames=2, steps=1, device=torch.device("cpu"))
+    assert figures["size"] == "96x320" and figures["encoder"] == config.model.encoder
+    for precision in ("fp16", "bf16"):  # reduced precision changes the depth, but not by orders of magnitude
+        largest, mean = figures[f"{precision}_vs_fp32_max_rel_depth"], figures[f"{precision}_vs_fp32_mean_rel_depth"]
+        assert 0 <= mean <= largest * (1 + 1e-6) and largest < 1  # (a mean of equal values may round up)
+    assert figures["bf16_vs_fp32_max_rel_depth"] > 0  # CPU autocast runs the convolutions in bf16
+    assert figures["batch1_ms_fp32"] > 0 and figures["batch1_ms_amp"] > 0
+    assert figures["train_batch"] == 8 and figures["train_images_per_s"] > 0 and figures["train_skipped_steps"] == 0
+    assert figures["inference_peak_memory_gib"] is None and figures["train_peak_memory_gib"] is None
