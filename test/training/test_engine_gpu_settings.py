@@ -186,3 +186,49 @@ def test_a_cpu_checkpoint_has_no_scaler_and_no_cuda_generator():
     state = training_state(model, optimizer, scheduler, 1, {}, {}, {}, 0)
     assert state["scaler"] == {} and set(state["rng"]) == {"torch"}
     assert set(random_state(torch.device("cpu"))) == {"torch"}
+
+
+def test_with_a_grad_scaler_a_step_equals_the_unscaled_one_and_a_nonfinite_one_halves_the_scale():
+    """The fp16 path (GradScaler, here the CPU one: the same code): scaling by a power of two and unscaling is
+    exact, so the update equals the unscaled step's; a non-finite micro-batch skips the update and the
+    scaler backs off, as after an fp16 overflow."""
+    _, model, criterion, batches = tiny_parts()
+    twin = build_model(load_config(None, TINY), pretrained=False)
+    twin.load_state_dict(model.state_dict())
+    plain = build_optimizer(twin, 1e-3, 1e-4, 0.05, (0.9, 0.999))
+    optimizer = build_optimizer(model, 1e-3, 1e-4, 0.05, (0.9, 0.999))
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    scaled = train_step(model, criterion, batches[:1], optimizer, scaler, 1.0, CPU, amp=False, step=0)
+    unscaled = train_step(twin, criterion, batches[:1], plain, None, 1.0, CPU, amp=False, step=0)
+    assert not scaled.skipped and scaler.get_scale() == 2.0**10
+    torch.testing.assert_close(scaled.grad_norm, unscaled.grad_norm, rtol=1e-6, atol=0)
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(parameter, dict(twin.named_parameters())[name], rtol=1e-6, atol=1e-7, msg=name)
+    before = [p.detach().clone() for p in model.parameters()]
+    poisoned = dict(batches[1], image=torch.full_like(batches[1]["image"], float("nan")))
+    result = train_step(model, criterion, [poisoned], optimizer, scaler, 1.0, CPU, amp=False, step=1)
+    assert bool(result.skipped) and scaler.get_scale() == 2.0**9
+    for old, new in zip(before, model.parameters()):
+        torch.testing.assert_close(new, old, rtol=0, atol=0)
+
+
+class NaNImages(torch.utils.data.Dataset):
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        return dict(self.dataset[index], image=torch.full((3, 64, 128), float("nan")))
+
+
+def test_the_in_a_row_stop_is_seen_at_the_next_log_step(tmp_path):
+    """Skips are read once per logging interval: with a log every 4 steps and max_nonfinite 2, a run whose
+    every step is non-finite stops at step 4, naming the 4 skipped steps in a row."""
+    config = load_config(None, TINY + [f"train.output_dir={tmp_path / 'run'}", "name=tiny", "train.steps=10",
+                                       "train.log_every=4", "train.max_nonfinite=2", "train.eval_every=100",
+                                       "train.save_every=100"])
+    train_set, val_set = build_datasets(config)
+    with pytest.raises(train_module.NonFiniteLossError, match=r"^4 steps in a row .*seen at step 4"):
+        train(config, datasets=(NaNImages(train_set), val_set))
