@@ -46,9 +46,10 @@ run_step() {  # run_step NAME SECONDS COMMAND...: runs it, records ran / failed 
 }
 
 command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total --format=csv,noheader
-"$python" scripts/gpu_check_torch.py --out "$out"; code=$?
+timeout 360 "$python" scripts/gpu_check_torch.py --out "$out"; code=$?
 case $code in
   0) record "pytorch cuda" ran "" ;;
+  124) record "pytorch cuda" "timed out" "after 360 s"; status=1 ;;
   3) record "pytorch cuda" "no gpu" "torch.cuda.is_available() is False"; "$python" scripts/gpu_check_torch.py --summary --out "$out" >/dev/null; exit 3 ;;
   *) record "pytorch cuda" failed "exit code $code"; status=1 ;;
 esac
