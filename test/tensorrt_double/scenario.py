@@ -46,7 +46,10 @@ def install_doubles(request: dict):
         raise SystemExit(f"started with tensorrt {tensorrt_bindings.__version__}, cuda-bindings "
                          f"{cuda.bindings.__version__}; the request wants {request['tensorrt']}, {request['cuda_bindings']}")
     cudart = CheckedCudaRuntime(real_runtime, cuda.bindings.__version__)
-    state = {"contexts": {}, "engines": {}, "executed_batches": [], "on_execute": None}
+    state = {"contexts": {}, "engines": {}, "executed_batches": [], "on_execute": None, "io_dtypes": {}, "log": [],
+             "gpu": request["gpu"]}
+    cudart.failures = dict(request.get("cuda_failures", {}))  # for node_process.py: the whole process's run
+    cudart.failures_after = dict(request.get("cuda_failures_after", {}))
     trt = CheckedTensorRT(tensorrt_bindings, behaviour(tensorrt_bindings, cudart, state, StandIn))
     trt._behaviour.update(behaviour_with_double(trt, tensorrt_bindings, StandIn, state))
     sys.modules["tensorrt"] = trt
@@ -72,6 +75,10 @@ def main() -> int:
         fingerprint.driver_cuda_version = lambda version=driver_cuda: version
         trt.calls.clear()
         cudart.calls.clear()
+        cudart.failures = dict(action.get("cuda_failures", {}))  # {"cudaMalloc": "cudaErrorMemoryAllocation"}
+        cudart.failures_after, cudart.succeeded = dict(action.get("cuda_failures_after", {})), {}
+        state["io_dtypes"] = dict(action.get("io_dtypes", {}))  # {"depth": "BF16"}: the engine's I/O types
+        state["log"] = []
         result = {"kind": action["kind"]}
         try:
             result.update(run_action(action, trt, cudart, state))
@@ -81,6 +88,10 @@ def main() -> int:
         result["calls"] = [[name, plain(arguments)] for name, arguments in trt.calls]
         result["cuda_calls"] = [[name, plain(arguments)] for name, arguments in cudart.calls]
         result["streams"] = list(cudart.streams)  # handles of every stream cudaStreamCreate made so far
+        result["destroyed_streams"] = list(cudart.destroyed_streams)
+        result["device_flags"] = cudart.device_flags
+        result["live_buffers"] = len(cudart.buffers)  # allocations not freed yet (host and "device")
+        result["log"] = list(state["log"])  # what the project logged through the scenario's logger
         results.append(result)
     json.dump({"tensorrt": trt.__version__, "strongly_typed_flag": flag_value(sys.modules["tensorrt"]._real),
                "results": results}, sys.stdout)
@@ -225,7 +236,7 @@ def behaviour(real, cudart, state: dict, StandIn) -> dict:  # noqa: N803 - a cla
         "ICudaEngine.num_io_tensors": lambda engine: len(names),
         "ICudaEngine.get_tensor_name": lambda engine, index: names[index],
         "ICudaEngine.get_tensor_mode": lambda engine, name: real.TensorIOMode.INPUT if name == "image" else real.TensorIOMode.OUTPUT,
-        "ICudaEngine.get_tensor_dtype": lambda engine, name: real.DataType.FLOAT,
+        "ICudaEngine.get_tensor_dtype": lambda engine, name: getattr(real.DataType, state["io_dtypes"].get(name, "FLOAT")),
         "ICudaEngine.get_tensor_shape": engine_tensor_shape,
         "ICudaEngine.get_tensor_profile_shape": profile_shape,
         "ICudaEngine.create_execution_context": create_context,
@@ -286,9 +297,25 @@ def run_action(action: dict, trt, cudart, state: dict) -> dict:
         image = np.random.default_rng(0).random((1, 3, height, width), dtype=np.float32)
         depth, membership = backend.infer(image)
         expected = network(image)[0]
-        return {"description": backend.description, "depth_max_error": float(np.max(np.abs(depth - expected))),
-                "membership_sum": float(membership.sum(axis=1).mean()), "depth_shape": list(depth.shape),
-                "max_batch": backend.max_batch}
+        result = {"description": backend.description, "depth_max_error": float(np.max(np.abs(depth - expected))),
+                  "membership_sum": float(membership.sum(axis=1).mean()), "depth_shape": list(depth.shape),
+                  "max_batch": backend.max_batch}
+        if action.get("close"):
+            backend.close()
+        return result
+    if action["kind"] == "infer_failures":  # open, then infer ``frames`` times: each call's outcome
+        backend = open_action(action, state)
+        image = np.zeros((1, 3, backend.info.input_height, backend.info.input_width), np.float32)
+        cudart.failures = dict(action.get("infer_cuda_failures", {}))
+        cudart.failures_after, cudart.succeeded = dict(action.get("infer_cuda_failures_after", {})), {}
+        outcomes = []
+        for _ in range(action["frames"]):
+            try:
+                backend.infer(image)
+                outcomes.append("ok")
+            except Exception as error:  # noqa: BLE001 - reported per frame
+                outcomes.append(f"{type(error).__module__}.{type(error).__name__}: {error}")
+        return {"outcomes": outcomes}
     if action["kind"] == "batches":  # open, then each batch of action["batches"], then every frame alone
         backend = open_action(action, state)
         height, width = backend.info.input_height, backend.info.input_width
@@ -357,19 +384,22 @@ def open_action(action: dict, state: dict):
     from icm_depth_ros.inference import open_backend
 
     state["network_input_shape"], state["profile"] = action.get("input_shape", [1, 3, 8, 8]), None  # for a rebuild
-    return open_backend("tensorrt", action["model_path"], onnx_path=action.get("onnx_path", ""),
+    return open_backend(action.get("backend", "tensorrt"), action["model_path"], onnx_path=action.get("onnx_path", ""),
                         precision=action["precision"], allow_engine_build=action.get("allow_build", False),
-                        logger=Quiet(), engine_max_batch=action.get("engine_max_batch", 0))
+                        logger=Quiet(state["log"]), engine_max_batch=action.get("engine_max_batch", 0))
 
 
 class Quiet:
-    def __init__(self):
-        self.lines = []
+    """A logger that keeps its lines (level, text) for the action's result."""
+
+    def __init__(self, lines: list):
+        self.lines = lines
 
     def warning(self, text):
-        self.lines.append(text)
+        self.lines.append(["warning", text])
 
-    info = warning
+    def info(self, text):
+        self.lines.append(["info", text])
 
 
 def plain(value):

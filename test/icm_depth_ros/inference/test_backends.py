@@ -220,7 +220,7 @@ def test_inference_call_sequence_with_cuda_python(node_runs):
     _, cuda_version, _, _, results = node_runs
     loaded = results["loaded"]
     sequence = [name for name, _ in loaded["cuda_calls"]]
-    assert sequence[:1] == ["cudaStreamCreate"]
+    assert sequence[:2] == ["cudaSetDeviceFlags", "cudaStreamCreate"]  # blocking sync before the first CUDA work
     assert sequence.count("cudaMallocHost") == 3 and sequence.count("cudaMalloc") == 3
     tail = [name for name in sequence if name in ("cudaMemcpyAsync", "cudaStreamSynchronize")]
     assert tail == ["cudaMemcpyAsync"] * 3 + ["cudaStreamSynchronize"]  # in, depth, membership, then wait
@@ -415,3 +415,108 @@ def test_a_static_engine_refuses_batch_2_by_name(batch_runs):
         "ValueError: TensorRT engine model.engine has a fixed batch of 1 and was given 2 images: export the model with "
         "--dynamic-batch and build the engine with --max-batch N (N = cameras per node) to run several cameras' "
         "frames in one call")
+
+
+# ---- GPU failures while opening and running an engine ---------------------------------------------------------
+OUT_OF_MEMORY = {"cudaMalloc": "cudaErrorMemoryAllocation"}
+IMAGE_BYTES = 1 * 3 * HEIGHT * WIDTH * 4  # the first device buffer the backend asks for: the fp32 input
+
+
+@pytest.fixture(scope="module", params=RUNTIMES, ids=lambda pair: f"tensorrt{pair[0]}-cuda{pair[1]}")
+def failure_runs(request, variant_files, tmp_path_factory):
+    """Opening and running an engine while CUDA or TensorRT fails, through one version pair."""
+    version, cuda_version = request.param
+    reason = runtime_missing_wheel(version, cuda_version)
+    if reason is not None:
+        pytest.skip(reason)
+    folder = tmp_path_factory.mktemp(f"failures_{version}_{cuda_version}")
+    for path in variant_files.values():
+        shutil.copy(path, folder / path.name)
+    engine = str(folder / "model.engine")
+    shape = [1, 3, HEIGHT, WIDTH]
+
+    def open_engine(**fields):
+        return {"kind": "open", "model_path": engine, "precision": "fp16", "input_shape": shape, **fields}
+
+    actions = {
+        "built": open_engine(allow_build=True, close=True),
+        "oom_tensorrt": open_engine(cuda_failures=OUT_OF_MEMORY),
+        "oom_auto": open_engine(backend="auto", cuda_failures=OUT_OF_MEMORY),
+        "bf16_tensorrt": open_engine(io_dtypes={"depth": "BF16"}),
+        "bf16_auto": open_engine(backend="auto", io_dtypes={"depth": "BF16"}),
+        "stream_tensorrt": open_engine(cuda_failures={"cudaStreamCreate": "cudaErrorInsufficientDriver"}),
+        "lost_context": {**open_engine(), "kind": "infer_failures", "frames": 4,
+                         "infer_cuda_failures": {"cudaStreamSynchronize": "cudaErrorLaunchFailure"},
+                         "infer_cuda_failures_after": {"cudaStreamSynchronize": 1}},
+        "corrupted": {"kind": "snippet", "code": f"open({engine!r}, 'wb').write(b'\\x00garbage')"},
+        "corrupt_tensorrt": open_engine(),
+        "corrupt_auto": open_engine(backend="auto"),
+    }
+    report = run_scenario(version, cuda_version, list(actions.values()))
+    return version, engine, dict(zip(actions, report["results"]))
+
+
+def cuda_call_names(result):
+    return [name for name, _ in result["cuda_calls"]]
+
+
+def test_blocking_sync_is_set_first_and_close_releases_what_was_created(failure_runs):
+    _, _, results = failure_runs
+    built = ok(results["built"])
+    names = cuda_call_names(built)
+    assert names[0] == "cudaSetDeviceFlags" and built["device_flags"] == 4  # cudaDeviceScheduleBlockingSync
+    assert names.count("cudaFree") == names.count("cudaMalloc") == 3 and names.count("cudaFreeHost") == 3
+    assert built["destroyed_streams"] == built["streams"][-1:]  # the stream it created, destroyed by close()
+
+
+def test_out_of_memory_is_a_model_load_error_naming_the_cuda_error_and_bytes(failure_runs):
+    _, engine, results = failure_runs
+    refused = results["oom_tensorrt"]
+    assert not refused["ok"]
+    assert refused["error"] == (f"ModelLoadError: cannot load TensorRT engine {engine}: CUDA cudaMalloc asking for "
+                                f"{IMAGE_BYTES} bytes (0.0 MiB) failed: cudaErrorMemoryAllocation")
+    names = cuda_call_names(refused)
+    assert names.count("cudaMallocHost") == 1 and names.count("cudaFreeHost") == 1  # the pinned buffer made first
+    assert names.count("cudaStreamDestroy") == 1  # released before the error was raised
+
+
+def test_auto_falls_back_to_onnxruntime_on_a_cuda_failure_and_logs_why(failure_runs):
+    _, engine, results = failure_runs
+    fallen = ok(results["oom_auto"])
+    assert fallen["description"].startswith("onnxruntime")
+    warnings = [text for level, text in fallen["log"] if level == "warning"]
+    assert warnings == [f"backend auto: TensorRT unavailable (cannot load TensorRT engine {engine}: CUDA cudaMalloc "
+                        f"asking for {IMAGE_BYTES} bytes (0.0 MiB) failed: cudaErrorMemoryAllocation); using onnxruntime"]
+
+
+def test_bf16_engine_io_is_refused_by_name_and_auto_falls_back(failure_runs):
+    _, engine, results = failure_runs
+    refused = results["bf16_tensorrt"]
+    assert not refused["ok"] and refused["error"].startswith(f"ModelLoadError: {engine}: tensor 'depth' is BF16; ")
+    assert "export the model with float32 I/O" in refused["error"]
+    assert cuda_call_names(refused) == ["cudaSetDeviceFlags"]  # refused before any allocation
+    assert ok(results["bf16_auto"])["description"].startswith("onnxruntime")
+
+
+def test_stream_creation_failure_names_the_cuda_error(failure_runs):
+    _, engine, results = failure_runs
+    refused = results["stream_tensorrt"]
+    assert refused["error"] == (f"ModelLoadError: cannot load TensorRT engine {engine}: CUDA cudaStreamCreate failed: "
+                                "cudaErrorInsufficientDriver")
+
+
+def test_a_cuda_error_while_running_is_an_inference_error_each_call(failure_runs):
+    _, _, results = failure_runs
+    outcomes = ok(results["lost_context"])["outcomes"]
+    failed = ("icm_depth_ros.inference.tensorrt_backend.CudaError: CUDA cudaStreamSynchronize failed: "
+              "cudaErrorLaunchFailure")
+    assert outcomes == ["ok", failed, failed, failed]  # the first frame ran, then the context was lost
+
+
+def test_a_corrupt_engine_is_a_model_load_error_and_auto_falls_back(failure_runs):
+    version, engine, results = failure_runs
+    ok(results["corrupted"])
+    refused = results["corrupt_tensorrt"]
+    assert refused["error"] == (f"ModelLoadError: {engine}: TensorRT {version} cannot deserialize this engine (corrupt, "
+                                "or built by another TensorRT version or GPU? rebuild it)")
+    assert ok(results["corrupt_auto"])["description"].startswith("onnxruntime")
