@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
@@ -47,6 +47,8 @@ class DepthNode(LifecycleNode):
         self.track_ids = TrackIds()  # one for the process: track ids unique across cameras, never reused
         self._diagnostics_publisher, self._timer = None, None
         self._worker: InferenceWorker | None = None
+        self.exit_status = 0  # main()'s: EXIT_BACKEND_FAILED / EXIT_BUG when the worker stopped serving
+        self.request_exit = None  # main() sets it: ends the spin loop (the worker stopped serving)
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
@@ -94,7 +96,8 @@ class DepthNode(LifecycleNode):
         self._qos_timer = self.create_timer(QOS_REFRESH_S, self._refresh_input_qos)
         if self.settings.publish_diagnostics:
             self._timer = self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics)
-        self._worker = InferenceWorker(self.pipeline, self.channels, frames, self.settings.instance_source)
+        self._worker = InferenceWorker(self.pipeline, self.channels, frames, self.settings.instance_source,
+                                       logger=self.get_logger(), on_stop=self._worker_stopped)
         self._worker.start()
         self.get_logger().info(f"active: subscribed to {', '.join(topics)}")
         return super().on_activate(state)
@@ -128,6 +131,16 @@ class DepthNode(LifecycleNode):
             self._worker.stop(timeout=10.0)
             self._worker = None
 
+    def _worker_stopped(self, reason: str, exit_status: int) -> None:
+        """The inference worker stopped serving (its thread calls this): /diagnostics ERROR, then the process
+        ends with ``exit_status`` (docs/node.md: a lost CUDA context recovers only in a new process)."""
+        self.exit_status = exit_status
+        if self._diagnostics_publisher is not None:
+            self._publish_diagnostics()
+        if self.request_exit is not None:
+            self.get_logger().fatal(f"depth_node exits with status {exit_status}: {reason}")
+            self.request_exit()
+
     def _refresh_input_qos(self) -> None:
         for channel in self.channels:
             channel.refresh_subscriptions()
@@ -137,6 +150,10 @@ class DepthNode(LifecycleNode):
         backend = self.pipeline.backend.description if self.pipeline else "none"
         name = self.get_fully_qualified_name()
         array = DiagnosticArray(status=[channel.diagnostic_status(name, backend) for channel in self.channels])
+        problem = self._worker.status() if self._worker is not None else None
+        if problem is not None:  # the backend failing, or the worker stopped: every camera's status says so
+            for status in array.status:
+                status.level, status.message = DiagnosticStatus.ERROR, problem[1]
         array.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics_publisher.publish(array)
 
@@ -153,6 +170,7 @@ def main(args=None) -> int:
         rclpy.try_shutdown()
         return 1
     node.get_logger().info(transport.message)
+    node.request_exit = stop.request
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
@@ -172,7 +190,7 @@ def main(args=None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
         stop.ignore_further()
-    return 0
+    return node.exit_status
 
 
 if __name__ == "__main__":
