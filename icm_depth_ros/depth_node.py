@@ -159,7 +159,8 @@ class DepthNode(LifecycleNode):
 
 
 def main(args=None) -> int:
-    """Run the node until SIGINT/SIGTERM (any number: exit 0, no traceback); 1 when it cannot start."""
+    """Run the node until SIGINT/SIGTERM (any number: exit 0, no traceback); 1 when it cannot start; 3 when
+    the backend kept failing, 4 after a programming error in the processing threads (docs/node.md)."""
     transport = apply_default_fastdds_profile()  # before rclpy.init: Fast DDS reads it when the participant starts
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = SignalStop().install()
