@@ -222,7 +222,7 @@ class TensorRTBackend:
             logger.warning(f"building TensorRT engine {engine_path} from {source} ({precision}); this takes minutes")
             max_batch = build_max_batch or int((found or {}).get("max_batch", 1) or 1)
             try:  # the builder training/export.py uses (engine_builder.py); writes the fingerprint
-                found = build_engine(source, engine_path, precision, max_batch=max_batch)
+                found = build_engine(source, engine_path, precision, max_batch=max_batch, logger=logger)
             except (RuntimeError, ValueError) as error:
                 raise ModelLoadError(f"cannot rebuild TensorRT engine {engine_path} from {source}: {error}") from None
         try:

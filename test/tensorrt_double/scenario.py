@@ -12,6 +12,10 @@ main), "snippet" (code run with ``trt`` and ``cudart``, to prove the doubles cat
 action the result holds the calls made on the doubles. Only the driver (libcuda) is faked outright: the
 GPU queries in fingerprint.py.
 
+The timing cache double: ``serialize`` writes ``timing cache, TensorRT <version>, <gpu> <capability>``;
+``create_timing_cache`` returns None for bytes that are no cache, and ``set_timing_cache`` returns False
+for another version's or device's cache unless ``ignore_mismatch``.
+
 The engine double: a serialized engine is ``serialized engine, TensorRT <version>`` and a JSON line with
 what the builder was given (the network's input shape, the optimisation profile set on it), so an engine
 deserialized later has the batch range it was built with. Its execution context behaves as TensorRT's
@@ -275,10 +279,29 @@ def behaviour_with_double(trt, real, StandIn, state: dict) -> dict:  # noqa: N80
         state.setdefault("engine_objects", []).append(engine)  # keeps ids unique while the scenario runs
         return engine
 
+    def timing_cache_bytes() -> bytes:  # what this TensorRT on this device writes
+        gpu_name, capability = state["gpu"]
+        return f"timing cache, TensorRT {real.__version__}, {gpu_name} {capability}".encode()
+
+    def create_timing_cache(config, serialized_timing_cache):
+        data = bytes(serialized_timing_cache)
+        if data and not data.startswith(b"timing cache, TensorRT "):
+            return None  # bytes that are no timing cache (TensorRT logs an error)
+        cache = StandIn(trt, real.ITimingCache)
+        state.setdefault("timing_caches", {})[id(cache)] = data
+        state.setdefault("timing_cache_objects", []).append(cache)  # keeps ids unique
+        return cache
+
+    def set_timing_cache(config, cache, ignore_mismatch):
+        data = state["timing_caches"][id(cache)]
+        return not data or ignore_mismatch or data == timing_cache_bytes()  # another device/version: refused
+
     return {
         "INetworkDefinition.get_input": get_input,
         "Builder.build_serialized_network": build,
-        "ITimingCache.serialize": lambda cache: host_memory(f"timing cache, TensorRT {real.__version__}".encode()),
+        "IBuilderConfig.create_timing_cache": create_timing_cache,
+        "IBuilderConfig.set_timing_cache": set_timing_cache,
+        "ITimingCache.serialize": lambda cache: host_memory(timing_cache_bytes()),
         "Runtime.deserialize_cuda_engine": deserialize,
     }
 
@@ -289,7 +312,7 @@ def run_action(action: dict, trt, cudart, state: dict) -> dict:
 
         state["network_input_shape"], state["profile"] = action["input_shape"], None
         fingerprint = build_engine(action["onnx"], action["engine"], action.get("precision"),
-                                   max_batch=action.get("max_batch", 1))
+                                   max_batch=action.get("max_batch", 1), logger=Quiet(state["log"]))
         return {"fingerprint": fingerprint}
     if action["kind"] == "open":
         backend = open_action(action, state)

@@ -238,7 +238,7 @@ def test_node_rebuilds_from_the_variant_of_the_requested_precision(node_runs):
     assert rebuilt["ok"], rebuilt.get("traceback")
     assert calls(rebuilt, "OnnxParser.parse_from_file") == [{"model": str(folder / "model.int8.onnx")}]
     assert "IBuilderConfig.set_flag" not in [name for name, _ in rebuilt["calls"]]
-    assert (folder / f"model.engine.tensorrt-{version}.timing.cache").is_file()
+    assert (folder / f"model.engine.tensorrt-{version}.NVIDIA-Stand-in-GPU.sm87.timing.cache").is_file()
 
 
 def test_engine_of_another_tensorrt_version_is_refused_by_name_or_rebuilt(node_runs):
