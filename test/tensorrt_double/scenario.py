@@ -51,7 +51,7 @@ def install_doubles(request: dict):
                          f"{cuda.bindings.__version__}; the request wants {request['tensorrt']}, {request['cuda_bindings']}")
     cudart = CheckedCudaRuntime(real_runtime, cuda.bindings.__version__)
     state = {"contexts": {}, "engines": {}, "executed_batches": [], "on_execute": None, "io_dtypes": {}, "log": [],
-             "gpu": request["gpu"]}
+             "gpu": request["gpu"], "refuse_shapes": False, "unresolved": []}
     cudart.failures = dict(request.get("cuda_failures", {}))  # for node_process.py: the whole process's run
     cudart.failures_after = dict(request.get("cuda_failures_after", {}))
     trt = CheckedTensorRT(tensorrt_bindings, behaviour(tensorrt_bindings, cudart, state, StandIn))
@@ -82,6 +82,8 @@ def main() -> int:
         cudart.failures = dict(action.get("cuda_failures", {}))  # {"cudaMalloc": "cudaErrorMemoryAllocation"}
         cudart.failures_after, cudart.succeeded = dict(action.get("cuda_failures_after", {})), {}
         state["io_dtypes"] = dict(action.get("io_dtypes", {}))  # {"depth": "BF16"}: the engine's I/O types
+        state["refuse_shapes"] = bool(action.get("refuse_shapes"))  # set_input_shape returns False (TensorRT's error)
+        state["unresolved"] = list(action.get("unresolved_outputs", []))  # outputs whose shape stays [-1, ...]
         state["log"] = []
         result = {"kind": action["kind"]}
         try:
@@ -183,6 +185,8 @@ def behaviour(real, cudart, state: dict, StandIn) -> dict:  # noqa: N803 - a cla
         entry = context_of(context)
         description = entry["engine"]
         shape = tuple(int(d) for d in shape)
+        if state["refuse_shapes"]:
+            return False
         if name != "image" or len(shape) != 4 or list(shape[1:]) != description["input_shape"][1:]:
             return False
         if description["profile"] is None:
@@ -196,7 +200,8 @@ def behaviour(real, cudart, state: dict, StandIn) -> dict:  # noqa: N803 - a cla
     def context_tensor_shape(context, name):
         entry = context_of(context)
         input_shape = entry["input_shape"] or tuple(entry["engine"]["input_shape"])  # -1 until set
-        return real.Dims(tensor_shapes(input_shape)[name])
+        shape = tensor_shapes(input_shape)[name]
+        return real.Dims((-1, *shape[1:]) if name in state["unresolved"] else shape)
 
     def set_address(context, name, memory):
         context_of(context)["addresses"][name] = memory

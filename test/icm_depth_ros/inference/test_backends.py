@@ -445,6 +445,8 @@ def failure_runs(request, variant_files, tmp_path_factory):
         "bf16_tensorrt": open_engine(io_dtypes={"depth": "BF16"}),
         "bf16_auto": open_engine(backend="auto", io_dtypes={"depth": "BF16"}),
         "stream_tensorrt": open_engine(cuda_failures={"cudaStreamCreate": "cudaErrorInsufficientDriver"}),
+        "shape_refused": open_engine(refuse_shapes=True),
+        "unresolved_output": open_engine(unresolved_outputs=["depth"]),
         "lost_context": {**open_engine(), "kind": "infer_failures", "frames": 4,
                          "infer_cuda_failures": {"cudaStreamSynchronize": "cudaErrorLaunchFailure"},
                          "infer_cuda_failures_after": {"cudaStreamSynchronize": 1}},
@@ -503,6 +505,16 @@ def test_stream_creation_failure_names_the_cuda_error(failure_runs):
     refused = results["stream_tensorrt"]
     assert refused["error"] == (f"ModelLoadError: cannot load TensorRT engine {engine}: CUDA cudaStreamCreate failed: "
                                 "cudaErrorInsufficientDriver")
+
+
+def test_a_refused_input_shape_or_an_output_left_at_minus_one_is_a_model_load_error(failure_runs):
+    _, engine, results = failure_runs
+    assert results["shape_refused"]["error"] == (
+        f"ModelLoadError: cannot load TensorRT engine {engine}: TensorRT engine model.engine refused input shape "
+        f"(1, 3, {HEIGHT}, {WIDTH}) for 'image' (engine batch 1-1); see its log above")
+    unresolved = results["unresolved_output"]
+    assert unresolved["error"] == f"ModelLoadError: {engine}: tensor 'depth' has no size at batch 1: (-1, 1, {HEIGHT}, {WIDTH})"
+    assert cuda_call_names(unresolved).count("cudaStreamDestroy") == 1  # the stream made before: destroyed
 
 
 def test_a_cuda_error_while_running_is_an_inference_error_each_call(failure_runs):
