@@ -38,6 +38,9 @@ node's inference thread counts (docs/node.md). Before its first CUDA call the ba
 from __future__ import annotations
 
 import ctypes
+import threading
+import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +53,84 @@ from icm_depth_ros.inference.contract import (
 from icm_depth_ros.inference.engine_builder import SUPPORTED_TENSORRT, build_engine, tensorrt_version_supported
 from icm_depth_ros.inference.fingerprint import is_engine_path
 from icm_depth_ros.inference.onnx_precision import onnx_metadata
+
+
+class EngineBuilding(ModelLoadError):
+    """An engine is being built in the background (``build_in_background``): open again when it is done."""
+
+    def __init__(self, message: str, engine_path: Path):
+        super().__init__(message)
+        self.engine_path = Path(engine_path)
+
+
+class BackgroundBuilds:
+    """Engine builds running on threads of their own, one per engine path, for callers that must not block
+    (the node's configure runs on its executor; a Swin-L build on an Orin takes tens of minutes).
+
+    ``start`` runs a build on a thread and raises EngineBuilding; ``check`` (at every open) raises
+    EngineBuilding while it runs, and once it finished forgets it: a failed build raises ModelLoadError
+    with its error (its traceback logged), so the next open starts a new one; a finished one lets the open
+    go on to load the engine it wrote.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._builds: dict[str, dict] = {}
+
+    def running(self, engine_path: Path) -> bool:
+        with self._lock:
+            build = self._builds.get(str(engine_path))
+            return build is not None and build["state"] == "running"
+
+    def elapsed_s(self, engine_path: Path) -> float:
+        with self._lock:
+            build = self._builds.get(str(engine_path))
+            return 0.0 if build is None else time.monotonic() - build["started"]
+
+    def check(self, engine_path: Path, logger) -> None:
+        with self._lock:
+            build = self._builds.get(str(engine_path))
+            if build is None:
+                return
+            if build["state"] == "running":
+                raise EngineBuilding(building_message(build), engine_path)
+            del self._builds[str(engine_path)]
+        if build["state"] == "failed":
+            logger.warning(f"the background build of TensorRT engine {build['description']} failed:\n{build['traceback']}")
+            raise ModelLoadError(f"cannot rebuild TensorRT engine {build['description']}: {build['error']}")
+        elapsed = build["finished"] - build["started"]
+        logger.info(f"TensorRT engine {build['description']} built in the background in {elapsed:.0f} s")
+
+    def start(self, engine_path: Path, description: str, build, logger):
+        """Run ``build()`` on a thread; raises EngineBuilding (always)."""
+        entry = {"state": "running", "started": time.monotonic(), "description": description}
+        with self._lock:
+            self._builds[str(engine_path)] = entry
+        threading.Thread(target=self._run, args=(str(engine_path), build), name=f"engine build {engine_path.name}",
+                         daemon=True).start()
+        logger.warning(f"building TensorRT engine {description} in the background; this takes minutes (tens of "
+                       "minutes for Swin-L on an Orin)")
+        raise EngineBuilding(building_message(entry), engine_path)
+
+    def _run(self, key: str, build) -> None:
+        try:
+            build()
+        except Exception as error:  # noqa: BLE001 - reported to the next open, with its traceback
+            update = {"state": "failed", "error": f"{type(error).__name__}: {error}",
+                      "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__))}
+        else:
+            update = {"state": "done"}
+        with self._lock:
+            self._builds[key].update(update, finished=time.monotonic())
+
+
+def building_message(build: dict) -> str:
+    elapsed = time.monotonic() - build["started"]
+    return (f"building TensorRT engine {build['description']} in the background: {elapsed:.0f} s so far; configure "
+            "again when it is done (with autostart the node retries by itself)")
+
+
+BUILDS = BackgroundBuilds()  # one per process: a second configure finds the build the first one started
 
 
 def engine_decision(engine_path: Path, found: dict | None, mismatches: list[str], onnx_path: str,
@@ -188,16 +269,18 @@ class TensorRTBackend:
 
     @classmethod
     def open(cls, model_path: str, *, onnx_path: str, precision: str, allow_build: bool, logger,
-             build_max_batch: int = 0):
+             build_max_batch: int = 0, build_in_background: bool = False):
         """Check the engine's fingerprint against this machine, build it when needed and allowed, load it.
 
         model_path: an engine (model.engine) or an ONNX file, whose engine is then model.engine beside it.
         onnx_path: the fp32 export (or a variant); a rebuild uses the variant of ``precision`` (build_source).
         build_max_batch: the profile maximum of an engine rebuilt from a dynamic-batch ONNX file (the node
             passes its number of cameras); 0 = the replaced engine's ``max_batch``, 1 when there was none.
+        build_in_background: a build runs on a thread (BUILDS) and this raises EngineBuilding until it is done.
         """
         check_runtime_versions()
         engine_path = Path(model_path) if is_engine_path(model_path) else Path(model_path).with_suffix(".engine")
+        BUILDS.check(engine_path, logger)  # EngineBuilding while a build writes the engine: not read, not rebuilt
         try:
             expected = fingerprints.machine_fingerprint()
         except RuntimeError as error:  # no GPU visible, no driver
@@ -219,12 +302,19 @@ class TensorRTBackend:
                 fields = fingerprints.compare_fingerprint(found, expected)
                 mismatches = [fingerprints.describe_mismatch(found, expected, [field]) for field in fields]
         if engine_decision(engine_path, found, mismatches, source, allow_build) == "build":
-            logger.warning(f"building TensorRT engine {engine_path} from {source} ({precision}); this takes minutes")
             max_batch = build_max_batch or int((found or {}).get("max_batch", 1) or 1)
-            try:  # the builder training/export.py uses (engine_builder.py); writes the fingerprint
-                found = build_engine(source, engine_path, precision, max_batch=max_batch, logger=logger)
-            except (RuntimeError, ValueError) as error:
-                raise ModelLoadError(f"cannot rebuild TensorRT engine {engine_path} from {source}: {error}") from None
+
+            def build():  # the builder training/export.py uses (engine_builder.py); writes the fingerprint
+                return build_engine(source, engine_path, precision, max_batch=max_batch, logger=logger)
+
+            if build_in_background:  # the next open after it finished finds the engine and its fingerprint
+                BUILDS.start(engine_path, f"{engine_path} from {source} ({precision})", build, logger)
+            else:
+                logger.warning(f"building TensorRT engine {engine_path} from {source} ({precision}); this takes minutes")
+                try:
+                    found = build()
+                except (RuntimeError, ValueError) as error:
+                    raise ModelLoadError(f"cannot rebuild TensorRT engine {engine_path} from {source}: {error}") from None
         try:
             return cls(engine_path, source, found.get("model_metadata") or None, found.get("max_batch"))
         except InferenceError as error:  # CUDA out of memory, a refused shape: nothing loaded

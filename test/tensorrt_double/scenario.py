@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def install_doubles(request: dict):
                          f"{cuda.bindings.__version__}; the request wants {request['tensorrt']}, {request['cuda_bindings']}")
     cudart = CheckedCudaRuntime(real_runtime, cuda.bindings.__version__)
     state = {"contexts": {}, "engines": {}, "executed_batches": [], "on_execute": None, "io_dtypes": {}, "log": [],
-             "gpu": request["gpu"], "refuse_shapes": False, "unresolved": []}
+             "gpu": request["gpu"], "refuse_shapes": False, "unresolved": [], "build_s": 0.0, "build_fails": False}
     cudart.failures = dict(request.get("cuda_failures", {}))  # for node_process.py: the whole process's run
     cudart.failures_after = dict(request.get("cuda_failures_after", {}))
     trt = CheckedTensorRT(tensorrt_bindings, behaviour(tensorrt_bindings, cudart, state, StandIn))
@@ -84,13 +85,17 @@ def main() -> int:
         state["io_dtypes"] = dict(action.get("io_dtypes", {}))  # {"depth": "BF16"}: the engine's I/O types
         state["refuse_shapes"] = bool(action.get("refuse_shapes"))  # set_input_shape returns False (TensorRT's error)
         state["unresolved"] = list(action.get("unresolved_outputs", []))  # outputs whose shape stays [-1, ...]
+        for key in ("build_s", "build_fails"):  # kept until an action changes them: a background build reads them late
+            state[key] = type(state[key])(action.get(key, state[key]))
         state["log"] = []
         result = {"kind": action["kind"]}
+        started = time.monotonic()
         try:
             result.update(run_action(action, trt, cudart, state))
             result["ok"] = True
         except Exception as error:  # reported to the test, which asserts on it
             result.update(ok=False, error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc(limit=4))
+        result["elapsed_s"] = time.monotonic() - started
         result["calls"] = [[name, plain(arguments)] for name, arguments in trt.calls]
         result["cuda_calls"] = [[name, plain(arguments)] for name, arguments in cudart.calls]
         result["streams"] = list(cudart.streams)  # handles of every stream cudaStreamCreate made so far
@@ -271,6 +276,10 @@ def behaviour_with_double(trt, real, StandIn, state: dict) -> dict:  # noqa: N80
 
     def build(builder, network, config):
         shape, profile = state["network_input_shape"], state.get("profile")
+        fails, seconds = state["build_fails"], state["build_s"]
+        time.sleep(seconds)  # a build takes minutes on a GPU; the scenario's "build_s" stands in for that
+        if fails:
+            return None  # what TensorRT returns when the build fails (its log says why)
         if shape[0] == -1 and profile is None:
             return None  # TensorRT: a network with dynamic dimensions needs an optimisation profile
         return host_memory(serialize_engine(real.__version__, shape, profile if shape[0] == -1 else None))
@@ -401,6 +410,13 @@ def run_action(action: dict, trt, cudart, state: dict) -> dict:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = export.main(action["argv"])
         return {"exit_code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
+    if action["kind"] == "wait_build":  # until the background build of action["engine"] has finished
+        from icm_depth_ros.inference.tensorrt_backend import BUILDS
+
+        deadline = time.monotonic() + 60
+        while BUILDS.running(Path(action["engine"])) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return {"still_running": BUILDS.running(Path(action["engine"]))}
     if action["kind"] == "snippet":
         exec(action["code"], {"trt": trt, "cudart": cudart, "np": np})  # noqa: S102 - the test's own code
         return {}
@@ -414,7 +430,8 @@ def open_action(action: dict, state: dict):
     state["network_input_shape"], state["profile"] = action.get("input_shape", [1, 3, 8, 8]), None  # for a rebuild
     return open_backend(action.get("backend", "tensorrt"), action["model_path"], onnx_path=action.get("onnx_path", ""),
                         precision=action["precision"], allow_engine_build=action.get("allow_build", False),
-                        logger=Quiet(state["log"]), engine_max_batch=action.get("engine_max_batch", 0))
+                        logger=Quiet(state["log"]), engine_max_batch=action.get("engine_max_batch", 0),
+                        build_in_background=action.get("background", False))
 
 
 class Quiet:

@@ -532,3 +532,83 @@ def test_a_corrupt_engine_is_a_model_load_error_and_auto_falls_back(failure_runs
     assert refused["error"] == (f"ModelLoadError: {engine}: TensorRT {version} cannot deserialize this engine (corrupt, "
                                 "or built by another TensorRT version or GPU? rebuild it)")
     assert ok(results["corrupt_auto"])["description"].startswith("onnxruntime")
+
+
+# ---- an engine (re)build that does not block the caller (the node's configure) --------------------------------
+BUILD_S = 1.5  # the double's build time, standing in for minutes on a GPU
+
+
+@pytest.fixture(scope="module", params=RUNTIMES, ids=lambda pair: f"tensorrt{pair[0]}-cuda{pair[1]}")
+def background_runs(request, variant_files, tmp_path_factory):
+    version, cuda_version = request.param
+    reason = runtime_missing_wheel(version, cuda_version)
+    if reason is not None:
+        pytest.skip(reason)
+    folder = tmp_path_factory.mktemp(f"background_{version}_{cuda_version}")
+    for path in variant_files.values():
+        shutil.copy(path, folder / path.name)
+    engine, failing = str(folder / "model.engine"), str(folder / "failing.engine")
+    onnx = str(folder / "model.onnx")
+
+    def open_engine(path, **fields):
+        return {"kind": "open", "model_path": path, "onnx_path": onnx, "precision": "fp16", "allow_build": True,
+                "background": True, "input_shape": [1, 3, HEIGHT, WIDTH], **fields}
+
+    actions = {
+        "started": open_engine(engine, build_s=BUILD_S),
+        "still_building": open_engine(engine),
+        "waited": {"kind": "wait_build", "engine": engine},
+        "loaded": open_engine(engine),
+        "failing_started": open_engine(failing, build_fails=True),
+        "failing_waited": {"kind": "wait_build", "engine": failing},
+        "failed": open_engine(failing),
+        "auto_while_building": open_engine(str(folder / "auto.engine"), backend="auto", build_s=BUILD_S,
+                                           build_fails=False),
+        "auto_waited": {"kind": "wait_build", "engine": str(folder / "auto.engine")},
+    }
+    report = run_scenario(version, cuda_version, list(actions.values()))
+    return version, folder, dict(zip(actions, report["results"]))
+
+
+def test_a_background_build_fails_fast_then_the_engine_loads(background_runs):
+    version, folder, results = background_runs
+    engine, source = folder / "model.engine", folder / "model.fp16.onnx"
+    for name in ("started", "still_building"):
+        result = results[name]
+        assert not result["ok"] and result["elapsed_s"] < BUILD_S / 2  # the caller is not held for the build
+        assert result["error"].startswith(f"EngineBuilding: building TensorRT engine {engine} from {source} (fp16) in "
+                                          "the background: ")
+        assert result["error"].endswith(" s so far; configure again when it is done (with autostart the node "
+                                        "retries by itself)")
+    assert [level for level, _ in results["started"]["log"]] == ["warning"]  # one line when the build starts
+    assert results["still_building"]["log"] == []
+    # one build in all (the background thread's calls land in whichever action runs meanwhile)
+    assert sum(len(calls(results[name], "Builder.build_serialized_network"))
+               for name in ("started", "still_building", "waited", "loaded")) == 1
+    assert results["waited"]["still_running"] is False
+    loaded = ok(results["loaded"])
+    assert loaded["description"] == f"tensorrt {version} (model.engine, batch 1)" and loaded["depth_max_error"] == 0.0
+    assert calls(loaded, "Builder.build_serialized_network") == []  # it loads what the background build wrote
+    (line,) = [text for level, text in loaded["log"] if level == "info"]
+    assert line.startswith(f"TensorRT engine {engine} from {source} (fp16) built in the background in ")
+
+
+def test_a_failed_background_build_is_reported_on_the_next_open(background_runs):
+    version, folder, results = background_runs
+    assert results["failing_started"]["error"].startswith("EngineBuilding: ")
+    failed = results["failed"]
+    assert failed["error"] == (
+        f"ModelLoadError: cannot rebuild TensorRT engine {folder / 'failing.engine'} from {folder / 'model.fp16.onnx'} "
+        f"(fp16): RuntimeError: TensorRT {version} failed to build an engine from {folder / 'model.fp16.onnx'} (fp16); "
+        "see its log above")
+    (warning,) = [text for level, text in failed["log"] if level == "warning"]
+    assert "failed:\nTraceback (most recent call last)" in warning
+
+
+def test_auto_runs_onnxruntime_while_the_engine_builds(background_runs):
+    _, folder, results = background_runs
+    fallen = ok(results["auto_while_building"])
+    assert fallen["description"].startswith("onnxruntime")
+    assert any(text.startswith(f"backend auto: TensorRT unavailable (building TensorRT engine {folder / 'auto.engine'}")
+               for _, text in fallen["log"])
+    assert results["auto_waited"]["still_running"] is False
