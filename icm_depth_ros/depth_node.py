@@ -23,6 +23,7 @@ from icm_depth_ros.instances.tracking import TrackIds
 from icm_depth_ros.node.camera_channel import CameraChannel, camera_names
 from icm_depth_ros.node.frame_scheduler import RoundRobinFrames
 from icm_depth_ros.inference import ModelLoadError
+from icm_depth_ros.inference.tensorrt_backend import BUILDS, EngineBuilding
 from icm_depth_ros.node.inference_worker import InferenceWorker
 from icm_depth_ros.node.node_parameters import PARAMETERS, parse_parameters
 from icm_depth_ros.processing.pipeline import DepthPipeline
@@ -31,6 +32,8 @@ from icm_depth_ros.node.signal_stop import SignalStop, spin_until_stopped
 from icm_depth_ros.node.transport import apply_default_fastdds_profile, output_qos
 
 QOS_REFRESH_S = 1.0  # input_qos auto: how often the publishers' reliability is looked at
+BUILD_POLL_S = 1.0  # autostart during a background engine build: how often the build is looked at
+BUILD_PROGRESS_S = 60.0  # ... and how often "still building" is logged
 
 
 class DepthNode(LifecycleNode):
@@ -49,6 +52,8 @@ class DepthNode(LifecycleNode):
         self._worker: InferenceWorker | None = None
         self.exit_status = 0  # main()'s: EXIT_BACKEND_FAILED / EXIT_BUG when the worker stopped serving
         self.request_exit = None  # main() sets it: ends the spin loop (the worker stopped serving)
+        self.configure_when_built = False  # main() sets it with autostart: configure + activate after a build
+        self._build_timer, self._build_progress_at = None, 0.0
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
@@ -57,7 +62,14 @@ class DepthNode(LifecycleNode):
             pipeline_config, self.settings = parse_parameters(values)
             cameras = camera_names(values["cameras"])
             pipeline_config.engine_max_batch = len(cameras)  # an engine rebuilt here batches every camera
+            pipeline_config.engine_build_in_background = True  # never block the executor for a build
             self.pipeline = DepthPipeline.from_config(pipeline_config, logger=self.get_logger())
+        except EngineBuilding as error:
+            self.get_logger().error(f"configure failed: {error}")
+            if self.configure_when_built and self._build_timer is None:
+                self._build_progress_at, engine_path = 0.0, error.engine_path
+                self._build_timer = self.create_timer(BUILD_POLL_S, lambda: self._configure_when_built(engine_path))
+            return TransitionCallbackReturn.FAILURE
         except (ValueError, ModelLoadError) as error:
             self.get_logger().error(f"configure failed: {error}")
             return TransitionCallbackReturn.FAILURE
@@ -131,6 +143,23 @@ class DepthNode(LifecycleNode):
             self._worker.stop(timeout=10.0)
             self._worker = None
 
+    def _configure_when_built(self, engine_path) -> None:
+        """autostart while an engine builds in the background: configure and activate once it is done."""
+        elapsed = BUILDS.elapsed_s(engine_path)
+        if BUILDS.running(engine_path):
+            if elapsed - self._build_progress_at >= BUILD_PROGRESS_S:
+                self._build_progress_at = elapsed
+                self.get_logger().info(f"still building TensorRT engine {engine_path}: {elapsed:.0f} s so far")
+            return
+        self.destroy_timer(self._build_timer)
+        self._build_timer = None
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+        elif self._build_timer is None and self.request_exit is not None:  # failed, and no new build started
+            self.get_logger().fatal("depth_node could not configure after the engine build (see the error above); exiting")
+            self.exit_status = 1
+            self.request_exit()
+
     def _worker_stopped(self, reason: str, exit_status: int) -> None:
         """The inference worker stopped serving (its thread calls this): /diagnostics ERROR, then the process
         ends with ``exit_status`` (docs/node.md: a lost CUDA context recovers only in a new process)."""
@@ -176,10 +205,12 @@ def main(args=None) -> int:
     executor.add_node(node)
     try:
         if node.autostart:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            node.configure_when_built = True
+            if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                node.trigger_activate()
+            elif node._build_timer is None:  # not waiting for a background engine build
                 node.get_logger().fatal("depth_node could not configure (see the error above); exiting")
                 return 1
-            node.trigger_activate()
         spin_until_stopped(executor, stop, node.context)
     except ExternalShutdownException:
         pass

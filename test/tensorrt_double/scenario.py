@@ -52,7 +52,8 @@ def install_doubles(request: dict):
                          f"{cuda.bindings.__version__}; the request wants {request['tensorrt']}, {request['cuda_bindings']}")
     cudart = CheckedCudaRuntime(real_runtime, cuda.bindings.__version__)
     state = {"contexts": {}, "engines": {}, "executed_batches": [], "on_execute": None, "io_dtypes": {}, "log": [],
-             "gpu": request["gpu"], "refuse_shapes": False, "unresolved": [], "build_s": 0.0, "build_fails": False}
+             "gpu": request["gpu"], "refuse_shapes": False, "unresolved": [], "build_fails": False,
+             "build_s": float(request.get("build_s", 0.0))}  # node_process.py: how long an engine build takes
     cudart.failures = dict(request.get("cuda_failures", {}))  # for node_process.py: the whole process's run
     cudart.failures_after = dict(request.get("cuda_failures_after", {}))
     trt = CheckedTensorRT(tensorrt_bindings, behaviour(tensorrt_bindings, cudart, state, StandIn))

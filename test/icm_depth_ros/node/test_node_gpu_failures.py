@@ -80,3 +80,38 @@ def test_a_lost_cuda_context_stops_the_node_with_one_line_and_status_3(graph, tm
                 if status.level == DiagnosticStatus.ERROR]
     assert any(message.startswith(f"backend failing (") and message.endswith(FAILED) for message in messages), messages
     assert any(message == stopped for message in messages), messages
+
+
+BUILD_S = 6.0  # the double's engine build, standing in for minutes on a GPU
+
+
+def test_an_engine_build_does_not_block_the_nodes_executor(graph, tmp_path):
+    """autostart with allow_engine_build and no engine: configure fails fast ("building ... in the background"),
+    the lifecycle services answer during the build, and the node configures and activates once it is done."""
+    from conftest import ros_environment
+    from lifecycle_msgs.srv import GetState
+
+    version, cuda_version = RUNTIME
+    reason = runtime_missing_wheel(version, cuda_version)
+    if reason is not None:
+        pytest.skip(reason)
+    files = shipped_model_and_variants(tmp_path / "model")
+    engine = tmp_path / "model" / "model.engine"
+    start_node, probe, domain_id = graph
+    command, env = node_environment(version, cuda_version, ros_environment(domain_id), batch_log=tmp_path / "b.log")
+    env["ICM_TENSORRT_DOUBLE"] = json.dumps({**json.loads(env["ICM_TENSORRT_DOUBLE"]), "build_s": BUILD_S})
+    node = start_node({"model_path": str(engine), "onnx_path": str(files["fp32"]), "backend": "tensorrt",
+                       "precision": "fp16", "allow_engine_build": True}, command=command, node_env=env)
+    assert node.wait_for_log("in the background: 0 s so far; configure again when it is done", 60), node.log()
+    client = probe.node.create_client(GetState, "/depth_node/get_state")
+    assert client.wait_for_service(timeout_sec=10), node.log()
+    future = client.call_async(GetState.Request())
+    assert probe.wait_for(future.done, 3.0), node.log()  # answered while the engine builds
+    assert future.result().current_state.label == "unconfigured"
+    assert "active:" not in node.log()
+    assert node.wait_for_log("active:", 60), node.log()
+    log = node.log()
+    assert "built in the background in " in log and f"tensorrt {version} (model.engine, batch 1)" in log
+    assert log.count("building TensorRT engine") == 2  # the warning when it starts, configure's one line
+    assert node.process.poll() is None
+    assert json.loads(engine.with_name("model.engine.fingerprint.json").read_text())["precision"] == "fp16"
