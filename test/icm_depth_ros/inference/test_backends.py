@@ -612,3 +612,25 @@ def test_auto_runs_onnxruntime_while_the_engine_builds(background_runs):
     assert any(text.startswith(f"backend auto: TensorRT unavailable (building TensorRT engine {folder / 'auto.engine'}")
                for _, text in fallen["log"])
     assert results["auto_waited"]["still_running"] is False
+
+
+def test_an_onnxruntime_failure_while_running_is_an_inference_error(onnx_model):
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument
+
+    from icm_depth_ros.inference import InferenceError
+
+    backend = open_backend("onnxruntime", onnx_model, onnxruntime_provider="cpu")
+
+    class FailingSession:  # what a CUDA provider error looks like from session.run
+        def __init__(self, error):
+            self.error = error
+
+        def run(self, outputs, feeds):
+            raise self.error
+
+    backend.session = FailingSession(Fail("CUDA failure 700: an illegal memory access was encountered"))
+    with pytest.raises(InferenceError, match=r"^onnxruntime \(CPUExecutionProvider\) failed: Fail: CUDA failure 700"):
+        backend.infer(None)
+    backend.session = FailingSession(InvalidArgument("Got invalid dimensions for input: image"))
+    with pytest.raises(InvalidArgument):  # an input the model does not take: not a backend failure
+        backend.infer(None)
