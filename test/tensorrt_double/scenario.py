@@ -344,6 +344,7 @@ def run_action(action: dict, trt, cudart, state: dict) -> dict:
     if action["kind"] == "infer_failures":  # open, then infer ``frames`` times: each call's outcome
         backend = open_action(action, state)
         image = np.zeros((1, 3, backend.info.input_height, backend.info.input_width), np.float32)
+        state["unresolved"] = list(action.get("infer_unresolved_outputs", []))  # after the load: at inference
         cudart.failures = dict(action.get("infer_cuda_failures", {}))
         cudart.failures_after, cudart.succeeded = dict(action.get("infer_cuda_failures_after", {})), {}
         outcomes = []

@@ -450,6 +450,8 @@ def failure_runs(request, variant_files, tmp_path_factory):
         "lost_context": {**open_engine(), "kind": "infer_failures", "frames": 4,
                          "infer_cuda_failures": {"cudaStreamSynchronize": "cudaErrorLaunchFailure"},
                          "infer_cuda_failures_after": {"cudaStreamSynchronize": 1}},
+        "unresolved_at_inference": {**open_engine(), "kind": "infer_failures", "frames": 1,
+                                    "infer_unresolved_outputs": ["membership"]},
         "corrupted": {"kind": "snippet", "code": f"open({engine!r}, 'wb').write(b'\\x00garbage')"},
         "corrupt_tensorrt": open_engine(),
         "corrupt_auto": open_engine(backend="auto"),
@@ -523,6 +525,14 @@ def test_a_cuda_error_while_running_is_an_inference_error_each_call(failure_runs
     failed = ("icm_depth_ros.inference.tensorrt_backend.CudaError: CUDA cudaStreamSynchronize failed: "
               "cudaErrorLaunchFailure")
     assert outcomes == ["ok", failed, failed, failed]  # the first frame ran, then the context was lost
+
+
+def test_an_output_shape_left_at_minus_one_while_running_is_an_inference_error(failure_runs):
+    _, _, results = failure_runs
+    assert ok(results["unresolved_at_inference"])["outcomes"] == [
+        "icm_depth_ros.inference.contract.InferenceError: TensorRT engine model.engine: output 'membership' has shape "
+        f"(-1, {NUM_CLUSTERS}, {HEIGHT // 4}, {WIDTH // 4}) for a batch of 1 (buffer holds "
+        f"{NUM_CLUSTERS * HEIGHT * WIDTH // 16} values)"]
 
 
 def test_a_corrupt_engine_is_a_model_load_error_and_auto_falls_back(failure_runs):
