@@ -151,10 +151,15 @@ class InferenceWorker:
             return []
         except Exception as error:  # noqa: BLE001 - keep the node alive; find the frame that failed
             _raise_if_bug(error)
-            outputs = [None] * len(ready) if len(ready) == 1 else [self._depth_alone(entry) for entry in ready]
+            try:
+                outputs = [None] * len(ready) if len(ready) == 1 else [self._depth_alone(entry) for entry in ready]
+            except InferenceError as backend_error:  # retried alone, the backend itself failed
+                self._backend_failed(backend_error, ready)
+                return []
             if len(ready) == 1:
                 ready[0][0].reject(_processing_error(ready[0][1], error))
-        self._backend_ran()
+        if any(output is not None for output in outputs):  # the backend ran (not only rejected frames)
+            self._backend_ran()
         turn = []
         for (channel, frame, item), output in zip(ready, outputs):
             if output is None:
@@ -204,9 +209,10 @@ class InferenceWorker:
 
     def _stop_serving(self, error: BaseException, thread: str) -> None:
         """A programming error (or anything else escaping a turn): traceback, then stop serving."""
-        self.logger.error(f"processing stopped: a programming error in the {thread} thread (a bug, not a bad frame; "
-                          f"please report it with this traceback)\n{_with_traceback(error)}")
-        self._finish(f"a programming error in the {thread} thread: {type(error).__name__}: {error}", EXIT_BUG)
+        kind = "a programming error" if isinstance(error, PROGRAMMING_ERRORS) else "an unexpected error"
+        self.logger.error(f"processing stopped: {kind} in the {thread} thread (a bug, not a bad frame; please report "
+                          f"it with this traceback)\n{_with_traceback(error)}")
+        self._finish(f"{kind} in the {thread} thread: {type(error).__name__}: {error}", EXIT_BUG)
 
     def _finish(self, reason: str, exit_status: int) -> None:
         """Stop serving on our own: one line, the status, on_stop; both threads end."""

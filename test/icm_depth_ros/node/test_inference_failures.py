@@ -168,3 +168,38 @@ def test_stop_ends_both_threads_while_a_turn_waits():
     release.set()
     worker.stop(timeout=5)
     assert not any(thread.is_alive() for thread in worker._threads) and stops == []
+
+
+class Batch2Pipeline(Pipeline):
+    max_batch = 2
+
+
+def test_a_backend_error_while_retrying_a_failed_batch_alone_is_counted_not_a_bug():
+    camera, logger, stops = Camera(), Logger(), []
+    pipeline = Batch2Pipeline([ValueError("one frame's labels do not fit"), LOST_CONTEXT])
+    worker = InferenceWorker(pipeline, [camera, camera], RoundRobinFrames(2), "none", logger=logger,
+                             on_stop=lambda reason, status: stops.append((reason, status)))
+    assert worker.depth_turn([(0, frame(1)), (1, frame(2))]) == []
+    assert worker.failed_calls == 1 and camera.stats.rejected == {"backend": 2} and stops == []
+    assert logger.lines[0][1].startswith("inference failed in the backend (CudaError: ")
+
+
+def test_frames_rejected_for_their_own_errors_do_not_end_a_backend_failure_streak():
+    worker, camera, logger, stops = worker_for([LOST_CONTEXT, ValueError("bad frame")])
+    worker.depth_turn([(0, frame(1))])
+    worker.depth_turn([(0, frame(2))])  # rejected before the backend could show it works again
+    assert worker.failed_calls == 1 and worker.status()[0] == "ERROR"
+    assert not any(text.startswith("inference recovered") for _, text in logger.lines)
+
+
+def test_an_unexpected_error_escaping_a_turn_is_not_swallowed():
+    worker, camera, logger, stops = worker_for([])
+    camera.labels_for = lambda frame: (_ for _ in ()).throw(RuntimeError("label buffer corrupted"))
+    worker.start()
+    worker.frames.put(0, frame(4))
+    deadline = time.monotonic() + 10
+    while not stops and time.monotonic() < deadline:
+        time.sleep(0.02)
+    worker.stop(timeout=5)
+    assert stops == [("an unexpected error in the inference thread: RuntimeError: label buffer corrupted", EXIT_BUG)]
+    assert logger.lines[0][1].startswith("processing stopped: an unexpected error in the inference thread")
