@@ -123,6 +123,9 @@ class DepthNode(LifecycleNode):
             channel.close_outputs()
         if self._diagnostics_publisher is not None:
             self.destroy_lifecycle_publisher(self._diagnostics_publisher)
+        close = getattr(self.pipeline.backend, "close", None) if self.pipeline is not None else None
+        if close is not None:  # TensorRT: the stream and buffers now, not whenever the object is collected
+            close()
         self.channels, self._diagnostics_publisher, self.pipeline = [], None, None
         return TransitionCallbackReturn.SUCCESS
 

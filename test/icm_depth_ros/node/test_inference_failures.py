@@ -203,3 +203,28 @@ def test_an_unexpected_error_escaping_a_turn_is_not_swallowed():
     worker.stop(timeout=5)
     assert stops == [("an unexpected error in the inference thread: RuntimeError: label buffer corrupted", EXIT_BUG)]
     assert logger.lines[0][1].startswith("processing stopped: an unexpected error in the inference thread")
+
+
+def test_cleanup_closes_the_backend(onnx_model):
+    """on_cleanup releases the backend's GPU resources (TensorRTBackend.close) at once."""
+    rclpy = pytest.importorskip("rclpy")
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from icm_depth_ros.depth_node import DepthNode
+    from icm_depth_ros.node.local_graph import pick_domain_id
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=pick_domain_id())
+    try:
+        node = DepthNode(context=context, parameter_overrides=[
+            Parameter("model_path", value=str(onnx_model)), Parameter("backend", value="onnxruntime"),
+            Parameter("autostart", value=False), Parameter("publish_diagnostics", value=False)])
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        closed = []
+        node.pipeline.backend.close = lambda: closed.append(True)
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert closed == [True] and node.pipeline is None
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
