@@ -147,7 +147,17 @@ def write_int8(
         # ONNX's shape inference suffices (height and width are static); ONNX Runtime's symbolic one
         # stops with "Incomplete symbolic shape inference" on the Swin encoders' graphs.
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        nodes = int8_nodes(onnx.load(str(prepared), load_external_data=False), op_types)
+        graph = onnx.load(str(prepared))
+        taken = {node.name for node in graph.graph.node}
+        for index, node in enumerate(graph.graph.node):  # ONNX Runtime picks nodes by name
+            if not node.name:
+                name = f"{node.op_type}_{index}"
+                while name in taken:
+                    name += "_"
+                node.name = name
+                taken.add(name)
+        onnx.save(graph, str(prepared))
+        nodes = int8_nodes(graph, op_types)
         quantize_static(
             str(prepared),
             str(out_path),
