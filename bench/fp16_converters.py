@@ -10,8 +10,8 @@ same block list (the tool's default plus variants.py's ``KEEP_FLOAT32_OPS``). Pe
 the fp32 graph in ONNX Runtime (mean and max relative), the share of pixels whose hard cluster
 (membership argmax) is unchanged, the median ONNX Runtime CPU latency (batch 1), the converter's own
 run time, the file size and the TensorRT operator check (training/exporting/operator_check.py).
-The Swin-L model is the paper-scale config with random weights (seed 0); --swinl-onnx reuses an
-fp32 export of it (written by this script or by bench/precision_variants.py). Synthetic scenes.
+The Swin-L model is the paper-scale config with random weights (seed 0, depth head as initialised);
+--swinl-onnx reuses this script's fp32 export of it, written there when missing. Synthetic scenes.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ model.int8.onnx beside model.onnx). The INT8 file is also what ONNX Runtime runs
 quantized artifact for both backends. Both keep the contract's I/O exactly (``image`` float32 in,
 ``depth``/``membership`` float32 out) and copy the metadata, adding ``icm.precision`` and
 ``icm.fp32_onnx_sha256`` (the export they come from); their cost in accuracy is measured by
-bench/export_variants.py and recorded in docs/export.md.
+bench/precision_variants.py (demo and Swin-L models) and recorded in docs/export.md.
 """
 from __future__ import annotations
 
