@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
@@ -24,6 +24,7 @@ from icm_depth_ros.node.camera_channel import CameraChannel, camera_names
 from icm_depth_ros.node.frame_scheduler import RoundRobinFrames
 from icm_depth_ros.inference import ModelLoadError
 from icm_depth_ros.inference.self_test import SelfTestFailed, check_backend
+from icm_depth_ros.inference.tensorrt_backend import BUILDS, EngineBuilding
 from icm_depth_ros.node.inference_worker import InferenceWorker
 from icm_depth_ros.node.node_parameters import PARAMETERS, parse_parameters
 from icm_depth_ros.processing.pipeline import DepthPipeline
@@ -32,6 +33,8 @@ from icm_depth_ros.node.signal_stop import SignalStop, spin_until_stopped
 from icm_depth_ros.node.transport import apply_default_fastdds_profile, output_qos
 
 QOS_REFRESH_S = 1.0  # input_qos auto: how often the publishers' reliability is looked at
+BUILD_POLL_S = 1.0  # autostart during a background engine build: how often the build is looked at
+BUILD_PROGRESS_S = 60.0  # ... and how often "still building" is logged
 
 
 class DepthNode(LifecycleNode):
@@ -48,6 +51,10 @@ class DepthNode(LifecycleNode):
         self.track_ids = TrackIds()  # one for the process: track ids unique across cameras, never reused
         self._diagnostics_publisher, self._timer = None, None
         self._worker: InferenceWorker | None = None
+        self.exit_status = 0  # main()'s: EXIT_BACKEND_FAILED / EXIT_BUG when the worker stopped serving
+        self.request_exit = None  # main() sets it: ends the spin loop (the worker stopped serving)
+        self.configure_when_built = False  # main() sets it with autostart: configure + activate after a build
+        self._build_timer, self._build_progress_at = None, 0.0
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
@@ -56,7 +63,14 @@ class DepthNode(LifecycleNode):
             pipeline_config, self.settings = parse_parameters(values)
             cameras = camera_names(values["cameras"])
             pipeline_config.engine_max_batch = len(cameras)  # an engine rebuilt here batches every camera
+            pipeline_config.engine_build_in_background = True  # never block the executor for a build
             self.pipeline = DepthPipeline.from_config(pipeline_config, logger=self.get_logger())
+        except EngineBuilding as error:
+            self.get_logger().error(f"configure failed: {error}")
+            if self.configure_when_built and self._build_timer is None:
+                self._build_progress_at, engine_path = 0.0, error.engine_path
+                self._build_timer = self.create_timer(BUILD_POLL_S, lambda: self._configure_when_built(engine_path))
+            return TransitionCallbackReturn.FAILURE
         except (ValueError, ModelLoadError) as error:
             self.get_logger().error(f"configure failed: {error}")
             return TransitionCallbackReturn.FAILURE
@@ -106,7 +120,8 @@ class DepthNode(LifecycleNode):
         self._qos_timer = self.create_timer(QOS_REFRESH_S, self._refresh_input_qos)
         if self.settings.publish_diagnostics:
             self._timer = self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics)
-        self._worker = InferenceWorker(self.pipeline, self.channels, frames, self.settings.instance_source)
+        self._worker = InferenceWorker(self.pipeline, self.channels, frames, self.settings.instance_source,
+                                       logger=self.get_logger(), on_stop=self._worker_stopped)
         self._worker.start()
         self.get_logger().info(f"active: subscribed to {', '.join(topics)}")
         return super().on_activate(state)
@@ -120,6 +135,9 @@ class DepthNode(LifecycleNode):
             channel.close_outputs()
         if self._diagnostics_publisher is not None:
             self.destroy_lifecycle_publisher(self._diagnostics_publisher)
+        close = getattr(self.pipeline.backend, "close", None) if self.pipeline is not None else None
+        if close is not None:  # TensorRT: the stream and buffers now, not whenever the object is collected
+            close()
         self.channels, self._diagnostics_publisher, self.pipeline = [], None, None
         return TransitionCallbackReturn.SUCCESS
 
@@ -140,6 +158,33 @@ class DepthNode(LifecycleNode):
             self._worker.stop(timeout=10.0)
             self._worker = None
 
+    def _configure_when_built(self, engine_path) -> None:
+        """autostart while an engine builds in the background: configure and activate once it is done."""
+        elapsed = BUILDS.elapsed_s(engine_path)
+        if BUILDS.running(engine_path):
+            if elapsed - self._build_progress_at >= BUILD_PROGRESS_S:
+                self._build_progress_at = elapsed
+                self.get_logger().info(f"still building TensorRT engine {engine_path}: {elapsed:.0f} s so far")
+            return
+        self.destroy_timer(self._build_timer)
+        self._build_timer = None
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+        elif self._build_timer is None and self.request_exit is not None:  # failed, and no new build started
+            self.get_logger().fatal("depth_node could not configure after the engine build (see the error above); exiting")
+            self.exit_status = 1
+            self.request_exit()
+
+    def _worker_stopped(self, reason: str, exit_status: int) -> None:
+        """The inference worker stopped serving (its thread calls this): /diagnostics ERROR, then the process
+        ends with ``exit_status`` (docs/node.md: a lost CUDA context recovers only in a new process)."""
+        self.exit_status = exit_status
+        if self._diagnostics_publisher is not None:
+            self._publish_diagnostics()
+        if self.request_exit is not None:
+            self.get_logger().fatal(f"depth_node exits with status {exit_status}: {reason}")
+            self.request_exit()
+
     def _refresh_input_qos(self) -> None:
         for channel in self.channels:
             channel.refresh_subscriptions()
@@ -149,12 +194,17 @@ class DepthNode(LifecycleNode):
         backend = self.pipeline.backend.description if self.pipeline else "none"
         name = self.get_fully_qualified_name()
         array = DiagnosticArray(status=[channel.diagnostic_status(name, backend) for channel in self.channels])
+        problem = self._worker.status() if self._worker is not None else None
+        if problem is not None:  # the backend failing, or the worker stopped: every camera's status says so
+            for status in array.status:
+                status.level, status.message = DiagnosticStatus.ERROR, problem[1]
         array.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics_publisher.publish(array)
 
 
 def main(args=None) -> int:
-    """Run the node until SIGINT/SIGTERM (any number: exit 0, no traceback); 1 when it cannot start."""
+    """Run the node until SIGINT/SIGTERM (any number: exit 0, no traceback); 1 when it cannot start; 3 when
+    the backend kept failing, 4 after a programming error in the processing threads (docs/node.md)."""
     transport = apply_default_fastdds_profile()  # before rclpy.init: Fast DDS reads it when the participant starts
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = SignalStop().install()
@@ -165,14 +215,17 @@ def main(args=None) -> int:
         rclpy.try_shutdown()
         return 1
     node.get_logger().info(transport.message)
+    node.request_exit = stop.request
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         if node.autostart:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            node.configure_when_built = True
+            if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                node.trigger_activate()
+            elif node._build_timer is None:  # not waiting for a background engine build
                 node.get_logger().fatal("depth_node could not configure (see the error above); exiting")
                 return 1
-            node.trigger_activate()
         spin_until_stopped(executor, stop, node.context)
     except ExternalShutdownException:
         pass
@@ -184,7 +237,7 @@ def main(args=None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
         stop.ignore_further()
-    return 0
+    return node.exit_status
 
 
 if __name__ == "__main__":

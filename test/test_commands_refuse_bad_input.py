@@ -161,3 +161,15 @@ def test_demo_refuses(tmp_path):
     (tmp_path / "file").write_text("")
     assert_refused(run(demo + ["--out", str(tmp_path / "file")]), "--out", "not a folder")
     assert list(tmp_path.iterdir()) == [tmp_path / "file"]  # nothing rendered, nothing started
+
+
+@pytest.mark.slow
+def test_synthetic_data_commands_refuse(tmp_path):
+    synthetic = [sys.executable, "-m", "training.data.synthetic", "--out", str(tmp_path / "data")]
+    assert_refused(run(synthetic + ["--frames", "0"]), "--frames 0", "must be >= 1")
+    assert_refused(run(synthetic + ["--frames", "2", "--seed", "-1"]), "--seed -1", ">= 0")
+    assert_refused(run(synthetic + ["--frames", "two"]), "--frames", "invalid int value: 'two'")
+    closing = [sys.executable, "-m", "training.data.synthetic.closing", "--out", str(tmp_path / "closing")]
+    assert_refused(run(closing + ["--seed", "-3"]), "--seed -3", ">= 0")
+    assert_refused(run(closing + ["--size", "4x4"]), "--size 4x4")
+    assert not (tmp_path / "data").exists() and not (tmp_path / "closing").exists()

@@ -74,3 +74,12 @@ def test_colcon_build_installs_executables_launch_and_config(tmp_path):
     assert not (site / "training").exists()
     # The kernel was compiled for the Python that runs this test (3.10 / 3.12 on the vehicle stacks, .ci/).
     assert (site / PACKAGE / "instances" / f"_instance_kernel{sysconfig.get_config_var('EXT_SUFFIX')}").is_file()
+
+
+def test_the_repository_cites_its_own_docs_or_primary_sources():
+    """Facts are cited from the repository's docs or their primary source, never from a briefing outside it."""
+    briefing = "FA" + "CTS"  # spelled apart so this file does not match itself
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    citing = [name for name in tracked if (ROOT / name).is_file() and not name.endswith((".png", ".onnx", ".pt"))
+              and briefing in (ROOT / name).read_bytes().decode("utf-8", "ignore")]
+    assert citing == []

@@ -8,7 +8,11 @@ Format (training/export.py reads it too), a ``torch.save`` dict of plain contain
     "step":      optimiser steps done            "metrics":   {name: float}, the last evaluation
     "best":      {"abs_rel": float, "step": int}, the best evaluation so far (for --resume)
     "nonfinite": int, steps skipped for a non-finite loss so far
-    "rng":       {"torch": uint8 tensor}, the CPU generator state
+    "scaler":    GradScaler state_dict ({"scale", "growth_factor", "backoff_factor", "growth_interval",
+                 "_growth_tracker"}) of an fp16 run; {} when no scaler ran (fp32, bf16, CPU)
+    "rng":       {"torch": uint8 tensor, the CPU generator state;
+                  "cuda": uint8 tensor, the generator state of the saving process's GPU (only when CUDA ran)}
+Checkpoints written before "scaler" and "rng"["cuda"] existed load too: a missing entry restores nothing.
 """
 from __future__ import annotations
 
@@ -77,8 +81,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+def random_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """The "rng" entry: the CPU generator and, on a GPU, that device's generator (dropout, random init)."""
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_random_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    """Set the generators saved by random_state; a CUDA state is set only where CUDA runs now."""
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
 def training_state(model, optimizer, scheduler, step: int, config: dict, metrics: dict, best: dict,
-                   nonfinite: int) -> dict[str, Any]:
+                   nonfinite: int, scaler: torch.amp.GradScaler | None = None,
+                   device: torch.device = torch.device("cpu")) -> dict[str, Any]:
     return {
         "model": unwrap(model).state_dict(),
         "config": config,
@@ -88,5 +108,6 @@ def training_state(model, optimizer, scheduler, step: int, config: dict, metrics
         "metrics": {name: float(value) for name, value in metrics.items()},
         "best": dict(best),
         "nonfinite": int(nonfinite),
-        "rng": {"torch": torch.get_rng_state()},
+        "scaler": scaler.state_dict() if scaler is not None else {},
+        "rng": random_state(device),
     }

@@ -67,7 +67,11 @@ class DataConfig(Section):
     train_split: str = "train"
     val_split: str = "val"
     augment: bool = True  # training split only (iDisc's augmentation, docs/data.md)
-    num_workers: int = Field(2, ge=0)
+    # Loader worker processes; -1 = sized for the device (training/engine.py loader_settings): up to 8 on
+    # a GPU, whose steps outrun one process rendering scenes, up to 2 on the CPU; never more than the cores.
+    num_workers: int = Field(-1, ge=-1, le=64)
+    pin_memory: bool = True  # page-locked batches on CUDA (asynchronous copies); ignored on the CPU
+    prefetch_factor: int = Field(2, ge=1, le=16)  # batches each worker prepares ahead (with num_workers > 0)
     # Only for in-memory synthetic scenes (root None): how many, and from which seeds. The held-out set
     # uses a seed far from the training seed so no scene is shared.
     train_length: PositiveInt = 2000
@@ -109,7 +113,10 @@ class TrainConfig(Section):
     batch_size: PositiveInt = 8  # per process and micro-batch
     accumulate: PositiveInt = 2  # micro-batches per optimiser step (iDisc: 8 x 2)
     seed: int = Field(0, ge=0)
-    amp: bool = True  # mixed precision (bf16 where supported, else fp16 + loss scaling); GPU only
+    amp: bool = True  # mixed precision (bf16 on compute capability >= 8.0, else fp16 + loss scaling); GPU only
+    # cuDNN picks the fastest convolution algorithms for the first batch of each size and keeps them:
+    # training images all have model.img_size, so it tunes once. CUDA only.
+    cudnn_benchmark: bool = True
     encoder_weights: Optional[str] = None  # local ImageNet weights for the encoder; nothing is downloaded
     output_dir: Optional[str] = None  # None = outputs/<config name>
     log_every: PositiveInt = 20  # steps between TensorBoard scalars

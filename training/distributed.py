@@ -48,13 +48,14 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def all_true(flag: bool, context: Context) -> bool:
-    """True only if ``flag`` holds on every rank (all ranks then take the same branch: no hang)."""
+def any_rank(flag: torch.Tensor, context: Context) -> torch.Tensor:
+    """``flag`` (a bool tensor on the device) or-ed over every rank, without a host sync: all ranks then
+    hold the same decision (DDP never waits for a rank that took another branch)."""
     if not context.distributed:
         return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=context.device)
-    dist.all_reduce(value, op=dist.ReduceOp.MIN)
-    return bool(value.item() > 0.5)
+    value = flag.to(torch.int32)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return value > 0
 
 
 def sum_over_ranks(sums: dict[str, float], counts: dict[str, int], context: Context,

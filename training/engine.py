@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from training.checkpoint import unwrap
-from training.distributed import Context, all_true, sum_over_ranks
+from training.distributed import Context, any_rank, sum_over_ranks
 from training.metrics import EXTRA_NAMES, METRIC_NAMES, MetricMeans, batch_figures, cluster_labels
 
 
@@ -34,6 +35,9 @@ def build_optimizer(model: nn.Module, lr: float, backbone_lr: float, weight_deca
         ],
         lr=lr,
         betas=tuple(betas),
+        # The fused kernel takes ``found_inf`` (a device tensor) and skips the update on the device: a step
+        # with a non-finite loss is dropped without reading anything back to the host (train_step).
+        fused=True,
     )
 
 
@@ -120,7 +124,34 @@ class SeededItems(Dataset):
             return self.dataset[index]
 
 
-def endless_batches(dataset: Dataset, batch_size: int, num_workers: int, seed: int, context: Context,
+@dataclass(frozen=True)
+class LoaderSettings:
+    """How batches reach the device: worker processes, pinned host memory, batches prefetched per worker."""
+
+    num_workers: int = 0
+    pin_memory: bool = False
+    prefetch_factor: int = 2
+
+    def loader_kwargs(self) -> dict:
+        workers = self.num_workers > 0
+        return {"num_workers": self.num_workers, "pin_memory": self.pin_memory, "persistent_workers": workers,
+                "prefetch_factor": self.prefetch_factor if workers else None}
+
+
+def loader_settings(num_workers: int, pin_memory: bool, prefetch_factor: int, device: torch.device) -> LoaderSettings:
+    """``num_workers`` -1 = sized for ``device``: on CUDA up to 8 workers (scene rendering and augmentation
+    must keep up with a GPU step), on the CPU up to 2 (the workers compete with training for the cores);
+    never more than the cores this process may use, shared by the processes torchrun starts on this
+    machine (LOCAL_WORLD_SIZE), one core left to the training process. Pinned memory only on CUDA, where it
+    makes the copy asynchronous (``non_blocking=True``)."""
+    if num_workers < 0:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        per_process = cores // max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1) - 1
+        num_workers = max(0, min(8 if device.type == "cuda" else 2, per_process))
+    return LoaderSettings(num_workers, pin_memory and device.type == "cuda", prefetch_factor)
+
+
+def endless_batches(dataset: Dataset, batch_size: int, loading: LoaderSettings, seed: int, context: Context,
                     micro_batches_done: int = 0):
     """Yields training micro-batches forever, continuing after ``micro_batches_done`` of them.
 
@@ -131,9 +162,8 @@ def endless_batches(dataset: Dataset, batch_size: int, num_workers: int, seed: i
         raise ValueError(f"batch size {batch_size} exceeds the {sampler.per_rank} training items per process")
     epoch, within = divmod(micro_batches_done, per_epoch)
     sampler.set_position(epoch, within * batch_size)
-    loader = DataLoader(SeededItems(dataset), batch_size=batch_size, sampler=SeededDraws(sampler),
-                        num_workers=num_workers, drop_last=True, pin_memory=context.device.type == "cuda",
-                        persistent_workers=num_workers > 0, worker_init_fn=seed_worker)
+    loader = DataLoader(SeededItems(dataset), batch_size=batch_size, sampler=SeededDraws(sampler), drop_last=True,
+                        worker_init_fn=seed_worker, **loading.loader_kwargs())
     return _forever(loader)  # the checks above run now, at the call, not at the first batch
 
 
@@ -152,14 +182,29 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 
 def autocast(device: torch.device, enabled: bool):
-    """Mixed precision on GPU only (bf16 where the GPU has it, else fp16); a no-op on CPU."""
+    """Mixed precision on GPU only (amp_dtype); a no-op on CPU."""
     if not enabled or device.type != "cuda":
         return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=amp_dtype())
+    return torch.autocast("cuda", dtype=amp_dtype(device))
 
 
-def amp_dtype() -> torch.dtype:
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """bf16 where the GPU computes it natively (compute capability 8.0 and later: A100, H100, RTX 30xx,
+    Jetson Orin), else fp16, which needs a GradScaler (training/train.py makes one for fp16 only).
+
+    Not ``torch.cuda.is_bf16_supported()``: it also says yes where bf16 is only emulated (a T4, 7.5), which
+    is slow and would train without loss scaling's protection."""
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
+def to_host(values: list[torch.Tensor]) -> list[float]:
+    """Every figure the training loop reads back from the device, in one copy (one host sync).
+
+    Routing all reads through here is what keeps the loop at one sync per logging interval."""
+    if not values:
+        return []
+    return torch.stack([value.detach().float().reshape(()) for value in values]).cpu().tolist()
 
 
 def as_float32(outputs: dict) -> dict:
@@ -169,13 +214,15 @@ def as_float32(outputs: dict) -> dict:
 
 @dataclass
 class StepResult:
-    terms: dict[str, float] = field(default_factory=dict)  # mean over the micro-batches, unweighted
-    loss: float = float("nan")  # the weighted total
-    grad_norm: float = float("nan")
-    skipped: bool = False  # True when a loss or gradient was not finite: no update was made
+    """One optimiser step, as 0-d tensors on the device (read them with to_host, at log steps only)."""
+
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)  # mean over the micro-batches, unweighted
+    loss: torch.Tensor | None = None  # the weighted total
+    grad_norm: torch.Tensor | None = None
+    skipped: torch.Tensor | None = None  # bool: a loss or gradient was not finite (on some rank): no update
     weights: dict[str, float] = field(default_factory=dict)  # the weight table of this step (warm-up applied)
     # With measure_features: {term: L2 norm of d term / d (F1, F2, F3)}, unweighted, first micro-batch only
-    feature_grad_norms: dict[str, float] = field(default_factory=dict)
+    feature_grad_norms: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class FeatureCapture:
@@ -192,29 +239,34 @@ class FeatureCapture:
         self.handle.remove()
 
 
-def feature_gradient_norms(terms: dict[str, torch.Tensor], features: list[torch.Tensor]) -> dict[str, float]:
-    """{term: L2 norm, over F1..F3 together, of the term's gradient at ``features``} (graph kept)."""
+def feature_gradient_norms(terms: dict[str, torch.Tensor], features: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """{term: L2 norm, over F1..F3 together, of the term's gradient at ``features``} (graph kept), 0-d tensors."""
     norms = {}
     for name, value in terms.items():
         grads = torch.autograd.grad(value, features, retain_graph=True, allow_unused=True)
         squares = [g.float().pow(2).sum() for g in grads if g is not None]
-        norms[name] = float(torch.stack(squares).sum().sqrt()) if squares else 0.0
+        norms[name] = torch.stack(squares).sum().sqrt() if squares else torch.zeros((), device=value.device)
     return norms
 
 
 def train_step(model: nn.Module, criterion: nn.Module, micro_batches: list[dict], optimizer: torch.optim.Optimizer,
                scaler: torch.amp.GradScaler | None, grad_clip: float, context: Context, amp: bool,
                step: int | None = None, measure_features: bool = False) -> StepResult:
-    """One optimiser step over ``len(micro_batches)`` accumulated micro-batches.
+    """One optimiser step over ``len(micro_batches)`` accumulated micro-batches, without reading anything
+    back to the host: the result stays on the device (StepResult).
 
+    ``optimizer``: built by build_optimizer (fused AdamW, which skips its update when ``found_inf`` is set).
     ``step``: the optimiser step (0 = first) that sets the ICM warm-up; None = after any warm-up.
     ``measure_features``: also each term's gradient norm at the neck features (first micro-batch).
-    A non-finite loss on any rank makes every rank skip the step (decided together, so DDP's gradient
-    all-reduce never waits for a rank that left). Gradients are all-reduced on the last micro-batch only.
+    A non-finite model output, loss or gradient norm on any rank makes every rank skip the update: the flag
+    is all-reduced on the device (no rank leaves DDP's gradient all-reduce). Gradients are all-reduced on
+    the last micro-batch only. The criterion itself still copies each cluster-instance cost matrix to the
+    host for scipy's Hungarian matcher (training/losses/matcher.py) where ICM terms are on.
     """
     optimizer.zero_grad(set_to_none=True)
     result = StepResult(weights=criterion.weights_at(step))
-    sums: dict[str, float] = {}
+    finite = torch.ones((), dtype=torch.bool, device=context.device)
+    sums: dict[str, torch.Tensor] = {}
     for index, batch in enumerate(micro_batches):
         batch = to_device(batch, context.device)
         last = index == len(micro_batches) - 1
@@ -228,42 +280,41 @@ def train_step(model: nn.Module, criterion: nn.Module, micro_batches: list[dict]
                 if capture is not None:
                     capture.close()
             outputs = as_float32(outputs)
-            # Non-finite outputs never reach the criterion: its Hungarian matcher rejects NaN costs.
-            finite = all(bool(torch.isfinite(t).all()) for t in (outputs["depth"], *outputs["attn"]))
-            terms = criterion(outputs, batch) if finite else {}
-            loss = criterion.total(terms, step) / len(micro_batches) if finite else torch.tensor(math.nan)
-            if not all_true(finite and bool(torch.isfinite(loss)), context):
-                optimizer.zero_grad(set_to_none=True)
-                return StepResult(terms={k: float(v) for k, v in terms.items()}, skipped=True,
-                                  weights=result.weights)
+            # The criterion copes with non-finite outputs (its matcher treats NaN costs as the worst pairs):
+            # its loss is then non-finite too, and the step is skipped below.
+            terms = criterion(outputs, batch)
+            loss = criterion.total(terms, step) / len(micro_batches)
+            finite = finite & torch.isfinite(loss) & torch.stack(
+                [torch.isfinite(t).all() for t in (outputs["depth"], *outputs["attn"])]).all()
             if capture is not None:
                 result.feature_grad_norms = feature_gradient_norms(terms, capture.features)
             (scaler.scale(loss) if scaler is not None else loss).backward()
         for name, value in terms.items():
-            sums[name] = sums.get(name, 0.0) + float(value.detach()) / len(micro_batches)
+            sums[name] = sums.get(name, 0.0) + value.detach() / len(micro_batches)
     if scaler is not None:
-        scaler.unscale_(optimizer)
+        scaler.unscale_(optimizer)  # records fp16 overflow for scaler.update(), on the device
     parameters = [p for p in model.parameters() if p.grad is not None]
     grad_norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip if grad_clip > 0 else math.inf)
-    result.terms, result.grad_norm = sums, float(grad_norm)
-    result.loss = sum(result.weights[name] * value for name, value in sums.items())
+    skipped = any_rank(~(finite & torch.isfinite(grad_norm)), context)
+    # Fused AdamW skips the update of every parameter (and its step count) where found_inf is 1. The scaler's
+    # own step() is not used: it would skip only for overflowed gradients, not for a non-finite loss whose
+    # gradients happen to be finite.
+    optimizer.grad_scale, optimizer.found_inf = None, skipped.float()
+    optimizer.step()
     if scaler is not None:
-        scaler.step(optimizer)  # skips the update itself when fp16 gradients overflowed
-        scaler.update()
-    elif math.isfinite(result.grad_norm):  # gradients are all-reduced: every rank agrees
-        optimizer.step()
-    else:
-        result.skipped = True
+        scaler.update()  # halves the scale after an fp16 overflow, grows it after a run of good steps
+    result.terms, result.grad_norm, result.skipped = sums, grad_norm.detach(), skipped
+    result.loss = sum(result.weights[name] * value for name, value in sums.items())
     return result
 
 
-def evaluation_loader(dataset: Dataset, batch_size: int, num_workers: int, context: Context,
+def evaluation_loader(dataset: Dataset, batch_size: int, loading: LoaderSettings, context: Context,
                       max_images: int = 0) -> DataLoader:
     """Each rank takes every world_size-th image (no padding: sums over ranks count each image once)."""
     count = len(dataset) if max_images <= 0 else min(max_images, len(dataset))
     indices = list(range(context.rank, count, context.world_size))
     return DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size, shuffle=False,
-                      num_workers=num_workers)
+                      **loading.loader_kwargs())
 
 
 @torch.no_grad()

@@ -67,7 +67,7 @@ def run(checkpoint: str | Path, config_path: str | None, overrides: list[str], o
 
     from training import distributed
     from training.checkpoint import load_checkpoint
-    from training.engine import evaluate, evaluation_loader
+    from training.engine import evaluate, evaluation_loader, loader_settings
 
     context = distributed.setup()
     state = load_checkpoint(checkpoint, map_location=context.device)
@@ -83,8 +83,9 @@ def run(checkpoint: str | Path, config_path: str | None, overrides: list[str], o
     model = build_model(config, pretrained=False).to(context.device)
     model.load_state_dict(state["model"])
     _, val_set = datasets if datasets is not None else build_datasets(config)
-    loader = evaluation_loader(val_set, config.eval.batch_size, config.data.num_workers, context,
-                               config.train.eval_max_images)
+    loading = loader_settings(config.data.num_workers, config.data.pin_memory, config.data.prefetch_factor,
+                              context.device)
+    loader = evaluation_loader(val_set, config.eval.batch_size, loading, context, config.train.eval_max_images)
     full_size = tuple(config.eval.full_size) if config.eval.full_size else None
     with torch.no_grad():
         metrics = evaluate(model, loader, context, config.eval.min_depth, config.eval.max_depth, config.eval.crop,

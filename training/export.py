@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--calib", type=Path, help="directory of dataset images for INT8 calibration (default: synthetic scenes)")
     parser.add_argument("--calib-images", type=int, default=64, help="at most this many calibration images")
     parser.add_argument("--workspace-gib", type=float, default=DEFAULT_WORKSPACE_GIB, help="TensorRT workspace limit")
-    parser.add_argument("--timing-cache", type=Path, help="timing cache file (default: <engine>.timing.cache)")
+    parser.add_argument("--timing-cache", type=Path, help="timing cache file (default: beside the engine, one per TensorRT version and GPU)")
     parser.add_argument("--max-batch", type=int, default=1,
                         help="largest batch of a dynamic-batch engine: the number of cameras one node serves")
     parser.add_argument("--skip-parity", action="store_true", help="skip the ONNX Runtime vs PyTorch check")

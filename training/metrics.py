@@ -1,7 +1,7 @@
 """Depth metrics for tensors: a thin layer over icm_depth_ros/processing/metrics.py, the one definition.
 
 ``depth_metrics(pred, gt, valid)`` takes one image (tensors or arrays) and returns the nine figures of
-FACTS section 4; ``batch_figures`` evaluates a network output batch, adding instance / background d1
+the KITTI convention (docs/training.md, "Metrics"); ``batch_figures`` evaluates a network output batch, adding instance / background d1
 and the cluster-instance alignment.
 """
 from __future__ import annotations

@@ -28,7 +28,15 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from training import distributed
-from training.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint, training_state, unwrap
+from training.checkpoint import (
+    BEST,
+    LAST,
+    load_checkpoint,
+    restore_random_state,
+    save_checkpoint,
+    training_state,
+    unwrap,
+)
 from training.config import (
     Config,
     ConfigError,
@@ -46,7 +54,9 @@ from training.engine import (
     endless_batches,
     evaluate,
     evaluation_loader,
+    loader_settings,
     pictures,
+    to_host,
     train_step,
 )
 from training.evaluate import write_report
@@ -75,6 +85,29 @@ def without_instance_terms(config: Config, train_set, say: bool = True) -> Confi
     return config
 
 
+class NonFiniteCounters:
+    """Skipped steps, counted on the device so that no step waits for the host: how many since the last read,
+    the current run of them in a row, and the longest run since the last read."""
+
+    def __init__(self, device: torch.device):
+        self.skipped, self.in_a_row, self.most_in_a_row = (torch.zeros((), dtype=torch.int64, device=device)
+                                                           for _ in range(3))
+
+    def add(self, skipped: torch.Tensor) -> None:
+        skipped = skipped.to(torch.int64)
+        self.skipped += skipped
+        self.in_a_row = (self.in_a_row + 1) * skipped  # 0 after a good step
+        self.most_in_a_row = torch.maximum(self.most_in_a_row, self.in_a_row)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.skipped, self.in_a_row, self.most_in_a_row]
+
+    def reset(self) -> None:
+        """After a read: the count starts again; a run of skipped steps still going carries on."""
+        self.skipped = torch.zeros_like(self.skipped)
+        self.most_in_a_row = self.in_a_row.clone()
+
+
 class TrainingRun:
     """One training run, set up in the constructor and driven by ``run()``: each method is one part of it
     (optimisation state, resuming, outputs, one step, its log record, evaluation and checkpoints)."""
@@ -90,14 +123,20 @@ class TrainingRun:
         self.optimizer = build_optimizer(self.model, optim.lr, optim.backbone_lr, optim.weight_decay, optim.betas)
         self.scheduler = build_scheduler(self.optimizer, self.config.train.steps, optim.pct_start, optim.div_factor,
                                          optim.final_div_factor)
-        self.step, self.metrics, self.best, self.nonfinite, self.in_a_row = 0, {}, {"abs_rel": math.inf, "step": -1}, 0, 0
+        self.step, self.metrics, self.best, self.nonfinite = 0, {}, {"abs_rel": math.inf, "step": -1}, 0
+        self.amp = self.config.train.amp and context.device.type == "cuda"
+        # fp16 needs loss scaling (its gradients underflow); bf16 has fp32's range and needs none.
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp and amp_dtype(context.device) == torch.float16 else None
+        if context.device.type == "cuda":
+            torch.backends.cudnn.benchmark = self.config.train.cudnn_benchmark
         if resume:
             self.restore()
-        train_cfg = self.config.train
-        self.batches = endless_batches(self.train_set, train_cfg.batch_size, self.config.data.num_workers,
-                                       train_cfg.seed, context, self.step * train_cfg.accumulate)
-        self.amp = self.config.train.amp and context.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp and amp_dtype() == torch.float16 else None
+        self.counters = NonFiniteCounters(context.device)
+        train_cfg, data_cfg = self.config.train, self.config.data
+        self.loading = loader_settings(data_cfg.num_workers, data_cfg.pin_memory, data_cfg.prefetch_factor,
+                                       context.device)
+        self.batches = endless_batches(self.train_set, train_cfg.batch_size, self.loading, train_cfg.seed, context,
+                                       self.step * train_cfg.accumulate)
         if context.distributed:
             device_ids = [context.device.index] if context.device.type == "cuda" else None
             self.model = DistributedDataParallel(self.model, device_ids=device_ids)
@@ -105,7 +144,7 @@ class TrainingRun:
         self.writer, self.log = self.open_outputs(resume)
 
     def restore(self) -> None:
-        """Continue from last.pt: weights, optimiser, schedule, counters and RNG, after checking that the
+        """Continue from last.pt: weights, optimiser, schedule, counters, loss scale and RNG, after checking that the
         config asks for the same network and schedule."""
         last = self.output / LAST
         state = load_checkpoint(last, map_location=self.context.device)
@@ -119,7 +158,9 @@ class TrainingRun:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.metrics, self.best, self.nonfinite = state["step"], state["metrics"], state["best"], state["nonfinite"]
-        torch.set_rng_state(state["rng"]["torch"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        restore_random_state(state["rng"], self.context.device)
 
     def open_outputs(self, resume: bool):
         """config.yaml, TensorBoard and log.jsonl on rank 0. A new run starts a new log (an older run's
@@ -143,18 +184,21 @@ class TrainingRun:
     def run(self) -> dict:
         train_cfg = self.config.train
         eval_cfg = self.config.eval
-        eval_loader = evaluation_loader(self.val_set, eval_cfg.batch_size, self.config.data.num_workers, self.context,
+        eval_loader = evaluation_loader(self.val_set, eval_cfg.batch_size, self.loading, self.context,
                                         train_cfg.eval_max_images)
-        progress = tqdm(total=train_cfg.steps, initial=self.step, disable=not self.context.is_main, dynamic_ncols=True)
+        self.progress = tqdm(total=train_cfg.steps, initial=self.step, disable=not self.context.is_main,
+                             dynamic_ncols=True)
+        self.last_read = (time.perf_counter(), self.step)  # images/s: over the steps between two host reads
         self.model.train()
         while self.step < train_cfg.steps:
-            self.train_one_step(self.batches, progress)
-            if self.step % train_cfg.eval_every == 0 or self.step == train_cfg.steps:
-                self.evaluate(eval_loader)
+            self.train_one_step(self.batches)
+            evaluating = self.step % train_cfg.eval_every == 0 or self.step == train_cfg.steps
+            if evaluating or self.step % train_cfg.save_every == 0:
+                self.check_nonfinite(*to_host(self.counters.tensors()), terms={})  # all ranks: the same counts
+                if evaluating:
+                    self.evaluate(eval_loader)
                 self.save(LAST)
-            elif self.step % train_cfg.save_every == 0:
-                self.save(LAST)
-        progress.close()
+        self.progress.close()
         if self.context.is_main:
             write_report(self.output / "report", self.config, self.metrics,
                          {"checkpoint": str(self.output / LAST), "step": self.step, "best": self.best,
@@ -164,10 +208,10 @@ class TrainingRun:
         return {"step": self.step, "metrics": self.metrics, "best": self.best, "nonfinite": self.nonfinite,
                 "model": self.bare}
 
-    def train_one_step(self, batches, progress) -> None:
-        """One optimiser step over ``accumulate`` micro-batches; a non-finite one is skipped and counted."""
+    def train_one_step(self, batches) -> None:
+        """One optimiser step over ``accumulate`` micro-batches. Its figures stay on the device; at log steps
+        they are read back in one copy (with the non-finite counters), logged, and the in-a-row stop checked."""
         train_cfg = self.config.train
-        started = time.perf_counter()
         micro_batches = [next(batches) for _ in range(train_cfg.accumulate)]
         logging = self.step + 1 == train_cfg.steps or (self.step + 1) % train_cfg.log_every == 0
         result = train_step(self.model, self.criterion, micro_batches, self.optimizer, self.scaler,
@@ -177,43 +221,63 @@ class TrainingRun:
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
             self.scheduler.step()  # a skipped step still uses its slot of the schedule: the run ends on time
         self.step += 1
-        self.count_nonfinite(result)
-        images = train_cfg.batch_size * train_cfg.accumulate * self.context.world_size
-        images_per_second = images / (time.perf_counter() - started)
-        progress.update(1)
-        progress.set_postfix({**{k.removeprefix("loss_"): f"{v:.3f}" for k, v in result.terms.items()},
-                              "img/s": f"{images_per_second:.1f}"}, refresh=False)
-        if self.writer is not None and logging:
-            self.log_step(result, micro_batches, images_per_second)
+        self.counters.add(result.skipped)
+        self.progress.update(1)
+        if logging:
+            self.read_and_log(result, micro_batches)
         if self.writer is not None and train_cfg.image_every > 0 and self.step % train_cfg.image_every == 0:
             for tag, picture in pictures(self.bare, micro_batches[0], self.context, self.config.model.max_depth).items():
                 self.writer.add_image(f"pictures/{tag}", picture, self.step)
 
-    def count_nonfinite(self, result) -> None:
-        if not result.skipped:
-            self.in_a_row = 0
+    def read_and_log(self, result, micro_batches) -> None:
+        """The one host sync of a logging interval: this step's figures and the interval's non-finite counts."""
+        names = list(result.terms)
+        features = list(result.feature_grad_norms)
+        values = to_host([*result.terms.values(), result.loss, result.grad_norm,
+                          *result.feature_grad_norms.values(), *self.counters.tensors()])
+        terms = dict(zip(names, values))
+        loss, grad_norm = values[len(names)], values[len(names) + 1]
+        feature_norms = dict(zip(features, values[len(names) + 2 : len(names) + 2 + len(features)]))
+        self.check_nonfinite(*values[-3:], terms)
+        now, train_cfg = time.perf_counter(), self.config.train
+        images = (self.step - self.last_read[1]) * train_cfg.batch_size * train_cfg.accumulate * self.context.world_size
+        images_per_second, self.last_read = images / (now - self.last_read[0]), (now, self.step)
+        progress_terms = {k.removeprefix("loss_"): f"{v:.3f}" for k, v in terms.items()}
+        self.progress.set_postfix({**progress_terms, "img/s": f"{images_per_second:.1f}"}, refresh=False)
+        if self.writer is not None:
+            self.log_step(terms, loss, grad_norm, feature_norms, result.weights, micro_batches, images_per_second)
+
+    def check_nonfinite(self, skipped: float, in_a_row: float, most_in_a_row: float, terms: dict) -> None:
+        """Count the interval's skipped steps; stop when ``train.max_nonfinite`` of them came in a row.
+
+        Read at log steps only, so a run of bad steps is seen up to ``train.log_every - 1`` steps after it
+        reached the limit (those steps were skipped too: no weight changed)."""
+        skipped, most_in_a_row = int(skipped), int(most_in_a_row)
+        self.counters.reset()
+        if skipped == 0:
             return
-        self.nonfinite, self.in_a_row = self.nonfinite + 1, self.in_a_row + 1
-        print(f"step {self.step}: non-finite loss or gradient {result.terms}, step skipped "
-              f"({self.in_a_row} in a row, {self.nonfinite} in total)", file=sys.stderr)
+        self.nonfinite += skipped
+        print(f"step {self.step}: {skipped} step(s) since the last log had a non-finite loss or gradient and were "
+              f"skipped (last terms {terms}; up to {most_in_a_row} in a row, {self.nonfinite} in total)", file=sys.stderr)
         limit = self.config.train.max_nonfinite
-        if self.in_a_row >= limit:
+        if most_in_a_row >= limit:
             raise NonFiniteLossError(
-                f"{self.in_a_row} steps in a row had a non-finite loss or gradient (last at step {self.step}, terms "
-                f"{result.terms}); stopping. Check the data for NaN/Inf, lower optim.lr, or raise "
+                f"{most_in_a_row} steps in a row had a non-finite loss or gradient (seen at step {self.step}, terms "
+                f"{terms}); stopping. Check the data for NaN/Inf, lower optim.lr, or raise "
                 f"train.max_nonfinite (now {limit}).")
 
-    def log_step(self, result, micro_batches, images_per_second: float) -> None:
+    def log_step(self, terms: dict, loss: float, grad_norm: float, feature_norms: dict, weights: dict, micro_batches,
+                 images_per_second: float) -> None:
         """TensorBoard scalars and the same as one log.jsonl record."""
         last_lr = self.scheduler.get_last_lr()
-        scalars = {**{f"train/{k}": v for k, v in result.terms.items()}, "train/loss": result.loss,
-                   "train/grad_norm": result.grad_norm, "train/lr": last_lr[-1], "train/backbone_lr": last_lr[0],
+        scalars = {**{f"train/{k}": v for k, v in terms.items()}, "train/loss": loss,
+                   "train/grad_norm": grad_norm, "train/lr": last_lr[-1], "train/backbone_lr": last_lr[0],
                    "train/images_per_second": images_per_second, "train/nonfinite_steps": self.nonfinite,
-                   **{f"weight/{k}": v for k, v in result.weights.items() if k in result.terms},
-                   **{f"feature_grad/{k}": v for k, v in result.feature_grad_norms.items()}}
+                   **{f"weight/{k}": v for k, v in weights.items() if k in terms},
+                   **{f"feature_grad/{k}": v for k, v in feature_norms.items()}}
         for tag, value in scalars.items():
             self.writer.add_scalar(tag, value, self.step)
-        # The first image's pixel sum identifies the data drawn: equal across methods of one seed.
+        # The first image's pixel sum identifies the data drawn: equal across methods of one seed (host data).
         checksum = float(micro_batches[0]["image"][0].double().sum())
         self.log.write({"step": self.step, **{k.removeprefix("train/"): v for k, v in scalars.items()},
                         "data_checksum": checksum})
@@ -238,7 +302,7 @@ class TrainingRun:
     def save(self, name: str) -> None:
         if self.context.is_main:
             state = training_state(self.model, self.optimizer, self.scheduler, self.step, self.config.to_dict(),
-                                   self.metrics, self.best, self.nonfinite)
+                                   self.metrics, self.best, self.nonfinite, self.scaler, self.context.device)
             save_checkpoint(self.output / name, state)
 
 

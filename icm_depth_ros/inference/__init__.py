@@ -1,6 +1,6 @@
 """Running an exported ICM model: the contract, the backends and TensorRT engines.
 
-    contract.py             graph I/O names, ONNX metadata keys, ModelInfo, ModelLoadError
+    contract.py             graph I/O names, ONNX metadata keys, ModelInfo, ModelLoadError, InferenceError
     fingerprint.py          engine files and the fingerprint JSON beside each engine
     onnx_precision.py       the precision and identity an ONNX file carries, variant names, symmetric Q/DQ
     onnxruntime_backend.py  ONNX Runtime (CPU or CUDA provider)
@@ -12,7 +12,7 @@
 Imports run up this list: a module imports only modules above it (test/icm_depth_ros/test_layout.py
 checks). No other package of icm_depth_ros, no PyTorch, no ROS.
 """
-from icm_depth_ros.inference.contract import ModelLoadError
+from icm_depth_ros.inference.contract import InferenceError, ModelLoadError
 from icm_depth_ros.inference.selection import BACKENDS, ONNXRUNTIME_PROVIDERS, PRECISIONS, open_backend
 
-__all__ = ["BACKENDS", "ONNXRUNTIME_PROVIDERS", "PRECISIONS", "ModelLoadError", "open_backend"]
+__all__ = ["BACKENDS", "ONNXRUNTIME_PROVIDERS", "PRECISIONS", "InferenceError", "ModelLoadError", "open_backend"]

@@ -130,6 +130,12 @@ class ModelLoadError(RuntimeError):
     """The model cannot be used: missing file, wrong contract, mismatched engine. The text says which."""
 
 
+class InferenceError(RuntimeError):
+    """A backend failed while running a loaded model (a CUDA or TensorRT error, not a bad input): the frame
+    is lost; the next call may succeed (a transient error) or fail the same way (a lost CUDA context).
+    The text names the CUDA/TensorRT error. The node's inference thread counts these (docs/node.md)."""
+
+
 def check_io_names(inputs: list[str], outputs: list[str], source: str) -> None:
     """The graph must have exactly the contract's tensor names."""
     if INPUT_NAME not in inputs or DEPTH_OUTPUT not in outputs or MEMBERSHIP_OUTPUT not in outputs:

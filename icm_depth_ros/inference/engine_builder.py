@@ -17,13 +17,20 @@ selected by what the bindings offer (``hasattr``), never by version strings: Ten
 ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` but ignores it; a release without it is strongly
 typed already.
 
-Also: a workspace limit (``set_memory_pool_limit``), a timing cache on disk per TensorRT version (a
-cache of one version is never offered to another), one optimisation profile over a dynamic batch.
+Also: a workspace limit (``set_memory_pool_limit``), one optimisation profile over a dynamic batch, and
+a timing cache on disk per TensorRT version **and device** (GPU name and compute capability: JetPack 6
+and an x86 machine both report TensorRT "10.3.0", and kernel timings of one GPU say nothing about
+another). The cache is offered with ``set_timing_cache(..., ignore_mismatch=False)`` and its result is
+checked: a cache TensorRT cannot read or rejects (corrupt, another device) is deleted with a log line
+and the engine is built without it. The fingerprint is written right after the engine, before the
+cache, so a failure to save the cache never leaves an engine without its fingerprint (which would be
+rebuilt on every start).
 ``tensorrt`` is imported only when a build runs; ``missing_requirements`` says what this machine
 lacks without it.
 """
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -33,6 +40,8 @@ from icm_depth_ros.inference import onnx_precision
 
 DEFAULT_WORKSPACE_GIB = 4.0
 SUPPORTED_TENSORRT = "TensorRT 10.3 or newer 10.x, or 11.x"
+
+log = logging.getLogger(__name__)
 
 
 class TensorRTUnavailable(RuntimeError):
@@ -74,10 +83,36 @@ def require_tensorrt() -> None:
         )
 
 
-def timing_cache_path_for(engine_path: str | Path, tensorrt_version: str) -> Path:
-    """``model.engine`` -> ``model.engine.tensorrt-11.4.0.106.timing.cache``: one cache per TensorRT version."""
+def timing_cache_path_for(engine_path: str | Path, tensorrt_version: str, gpu_name: str, compute_capability: str) -> Path:
+    """``model.engine`` -> ``model.engine.tensorrt-10.3.0.NVIDIA-Jetson-AGX-Orin.sm87.timing.cache``: one cache
+    per TensorRT version and device (name and compute capability, as the fingerprint records them)."""
     engine_path = Path(engine_path)
-    return engine_path.with_name(f"{engine_path.name}.tensorrt-{tensorrt_version}.timing.cache")
+    device = re.sub(r"[^A-Za-z0-9.]+", "-", str(gpu_name)).strip("-") or "gpu"
+    capability = "sm" + str(compute_capability).replace(".", "")
+    return engine_path.with_name(f"{engine_path.name}.tensorrt-{tensorrt_version}.{device}.{capability}.timing.cache")
+
+
+def offer_timing_cache(config, cache_path: Path, where: str, logger=None):
+    """Give ``config`` the timing cache at ``cache_path`` (an empty one when there is none); returns it.
+
+    A file TensorRT cannot read, or one it rejects with ``ignore_mismatch=False`` (another device's), is
+    deleted with a warning and an empty cache is used instead: the build goes on without it, and the
+    cache written afterwards is this device's. ``where`` names the TensorRT version and device for the log.
+    """
+    logger = logger or log
+    data = cache_path.read_bytes() if cache_path.is_file() else b""
+    cache = config.create_timing_cache(data)
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return cache
+    if not data:
+        raise RuntimeError(f"TensorRT ({where}) could not create an empty timing cache; see its log above")
+    logger.warning(f"timing cache {cache_path} ({len(data)} bytes) is not usable by {where} (corrupt, or another "
+                   "device's): deleted; the engine is built without it and a new cache is written")
+    cache_path.unlink(missing_ok=True)
+    cache = config.create_timing_cache(b"")
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        raise RuntimeError(f"TensorRT ({where}) could not create an empty timing cache; see its log above")
+    return cache
 
 
 def check_build_source(onnx_path: str | Path, precision: str | None):
@@ -109,13 +144,16 @@ def build_engine(
     workspace_gib: float = DEFAULT_WORKSPACE_GIB,
     timing_cache_path: str | Path | None = None,
     max_batch: int = 1,
+    logger=None,
 ) -> dict:
     """Build ``engine_path`` from ``onnx_path`` and write ``<engine>.fingerprint.json``; returns the fingerprint.
 
     precision: None, or what the caller expects the file to carry ("fp32", "fp16", "int8"; a file of
     another precision is refused by name). A dynamic-batch ONNX gets one profile over batch
     1..``max_batch`` (optimised for ``max_batch``). The timing cache (default
-    ``timing_cache_path_for(engine, version)``) makes rebuilds on the same GPU fast.
+    ``timing_cache_path_for(engine, version, gpu, capability)``) makes rebuilds on the same GPU fast; one
+    that does not fit is discarded (``offer_timing_cache``). ``logger``: where that is said (default: this
+    module's logging logger).
     """
     if precision is not None and precision not in fingerprints.PRECISIONS:
         raise ValueError(f"precision must be one of {fingerprints.PRECISIONS}, got {precision!r}")
@@ -124,19 +162,21 @@ def build_engine(
     require_tensorrt()
     import tensorrt as trt  # noqa: PLC0415
 
-    timing_cache_path = Path(timing_cache_path) if timing_cache_path else timing_cache_path_for(engine_path, trt.__version__)
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
+    machine = fingerprints.machine_fingerprint()
+    timing_cache_path = Path(timing_cache_path) if timing_cache_path else timing_cache_path_for(
+        engine_path, trt.__version__, machine["gpu_name"], machine["compute_capability"])
+    trt_logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(trt_logger)
     network = builder.create_network(network_flags(trt))
-    parser = trt.OnnxParser(network, logger)
+    parser = trt.OnnxParser(network, trt_logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RuntimeError(f"{onnx_path}: TensorRT {trt.__version__}'s ONNX parser rejected the graph: {errors}")
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-    cache = config.create_timing_cache(timing_cache_path.read_bytes() if timing_cache_path.is_file() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    offer_timing_cache(config, timing_cache_path, f"TensorRT {trt.__version__} on {machine['gpu_name']} "
+                       f"(compute capability {machine['compute_capability']})", logger)
 
     image = next((network.get_input(i) for i in range(network.num_inputs) if network.get_input(i).name == contract.INPUT_NAME), None)
     if image is None:
@@ -158,17 +198,23 @@ def build_engine(
         raise RuntimeError(f"TensorRT {trt.__version__} failed to build an engine from {onnx_path} ({precision}); see its log above")
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     engine_path.write_bytes(bytes(serialized))
-    timing_cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
-
     fingerprint = fingerprints.make_fingerprint(
-        **fingerprints.machine_fingerprint(),
+        **machine,
         precision=precision,
         input_shape=list(shape),
         max_batch=max_batch,
         onnx_sha256=model_sha256,
         model_metadata={prop.key: prop.value for prop in model.metadata_props},
     )
-    fingerprints.write_fingerprint(engine_path, fingerprint)
+    fingerprints.write_fingerprint(engine_path, fingerprint)  # before the cache: the engine is complete now
+    try:
+        cache = config.get_timing_cache()
+        if cache is None:
+            raise RuntimeError("TensorRT returned no timing cache")
+        timing_cache_path.write_bytes(bytes(cache.serialize()))
+    except (OSError, RuntimeError) as error:
+        (logger or log).warning(f"timing cache {timing_cache_path} not written ({error}); the engine {engine_path} "
+                                "is fine, the next build times its kernels again")
     return fingerprint
 
 

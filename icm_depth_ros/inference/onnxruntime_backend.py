@@ -2,7 +2,10 @@
 
 Takes image [B, 3, H, W] float32 RGB in [0, 1] and returns (depth [B, 1, H, W] metres, membership
 [B, N, H/4, W/4]); B is 1 for a static export, up to ``max_batch`` for a dynamic-batch one.
-onnxruntime is imported in the constructor only.
+onnxruntime is imported in the constructor only. A failure of ONNX Runtime itself while running (its
+``Fail``, ``RuntimeException``, ``EPFail``, ``EngineError``: a CUDA provider error, for one) raises
+InferenceError naming it, which the node counts as a backend failure (docs/node.md, "When the GPU fails");
+``InvalidArgument`` (an input the model does not take) is left as it is.
 
 The CUDA provider (the ``onnxruntime-gpu`` package: the GPU path where TensorRT is not installed) is
 asked for with provider "cuda", or "auto" where this onnxruntime offers it. ONNX Runtime does not fail
@@ -19,10 +22,19 @@ from pathlib import Path
 import numpy as np
 
 from icm_depth_ros.inference.contract import (
-    DEPTH_OUTPUT, INPUT_NAME, MEMBERSHIP_OUTPUT, META_PRECISION, ModelInfo, ModelLoadError, check_io_names,
+    DEPTH_OUTPUT, INPUT_NAME, MEMBERSHIP_OUTPUT, META_PRECISION, InferenceError, ModelInfo, ModelLoadError,
+    check_io_names,
 )
 
 ONNXRUNTIME_PROVIDERS = ("auto", "cpu", "cuda")
+RUNTIME_FAILURES = ("Fail", "RuntimeException", "EPFail", "EngineError")  # onnxruntime's, by name (older
+# releases lack some of them)
+
+
+def runtime_failure_types() -> tuple[type, ...]:
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    return tuple(getattr(state, name) for name in RUNTIME_FAILURES if isinstance(getattr(state, name, None), type))
 
 
 class OnnxRuntimeBackend:
@@ -86,9 +98,13 @@ class OnnxRuntimeBackend:
         self.max_batch = 64 if self.info.dynamic_batch else 1
         self.device = "cuda" if use_cuda else "cpu"
         self.description = f"onnxruntime ({given[0]})"
+        self._failures = runtime_failure_types()
 
     def infer(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        depth, membership = self.session.run([DEPTH_OUTPUT, MEMBERSHIP_OUTPUT], {INPUT_NAME: image})
+        try:
+            depth, membership = self.session.run([DEPTH_OUTPUT, MEMBERSHIP_OUTPUT], {INPUT_NAME: image})
+        except self._failures as error:
+            raise InferenceError(f"{self.description} failed: {type(error).__name__}: {error}") from error
         return depth, membership
 
 

@@ -31,6 +31,7 @@ def open_backend(
     threads: int = 0,
     logger=None,
     engine_max_batch: int = 0,
+    build_in_background: bool = False,
 ):
     """Open the backend named ``backend`` (one of BACKENDS) for ``model_path`` (.onnx or a TensorRT engine).
 
@@ -41,6 +42,8 @@ def open_backend(
         onnxruntime_provider "cuda" that does not start runs on the CPU (logged) instead of failing.
     engine_max_batch: profile maximum of an engine (re)built here from a dynamic-batch ONNX file (0 = the
         replaced engine's, else 1); the node passes its number of cameras.
+    build_in_background: an allowed (re)build runs on a thread of its own; until it is done opening raises
+        EngineBuilding (a ModelLoadError: ``auto`` uses onnxruntime meanwhile), afterwards it loads the engine.
     """
     logger = logger or log
     if backend not in BACKENDS:
@@ -68,7 +71,8 @@ def open_backend(
 
     try:
         return TensorRTBackend.open(model_path, onnx_path=onnx_file, precision=precision,
-                                    allow_build=allow_engine_build, logger=logger, build_max_batch=engine_max_batch)
+                                    allow_build=allow_engine_build, logger=logger, build_max_batch=engine_max_batch,
+                                    build_in_background=build_in_background)
     except ModelLoadError as error:
         if backend == "tensorrt":
             raise

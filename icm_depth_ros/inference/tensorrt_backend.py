@@ -24,10 +24,23 @@ images in, enqueues once, copies B results out and synchronises once. A batch ab
 refused (ValueError), not split: the node never asks for one (``DepthPipeline.max_batch`` is this
 ``max_batch``, and cameras beyond it wait in their latest-frame slots for the next turn, where a newer
 frame can still replace theirs; docs/node.md).
+
+Failures: every CUDA call is checked (``check_cuda``: CudaError naming the function, the CUDA error and,
+for allocations, the bytes asked for). While opening, any CUDA or TensorRT failure (out of memory, an
+engine that does not deserialize, a refused input shape, an output shape left at -1, engine I/O of a
+type NumPy has no equivalent for, such as bf16) becomes ModelLoadError, so ``backend: auto`` falls back
+to ONNX Runtime and ``backend: tensorrt`` refuses to configure with that text; what was already created
+is released. While running, the same failures raise InferenceError (CudaError is one), which the
+node's inference thread counts (docs/node.md). Before its first CUDA call the backend sets
+``cudaDeviceScheduleBlockingSync``, so ``cudaStreamSynchronize`` sleeps instead of spinning a core
+(CUDA Runtime API, cudaSetDeviceFlags); ``close()`` destroys the stream and frees the buffers.
 """
 from __future__ import annotations
 
 import ctypes
+import threading
+import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +48,89 @@ import numpy as np
 from icm_depth_ros.inference import fingerprint as fingerprints
 from icm_depth_ros.inference import onnx_precision
 from icm_depth_ros.inference.contract import (
-    DEPTH_OUTPUT, INPUT_NAME, MEMBERSHIP_OUTPUT, ModelInfo, ModelLoadError, check_io_names,
+    DEPTH_OUTPUT, INPUT_NAME, MEMBERSHIP_OUTPUT, InferenceError, ModelInfo, ModelLoadError, check_io_names,
 )
 from icm_depth_ros.inference.engine_builder import SUPPORTED_TENSORRT, build_engine, tensorrt_version_supported
 from icm_depth_ros.inference.fingerprint import is_engine_path
 from icm_depth_ros.inference.onnx_precision import onnx_metadata
+
+
+class EngineBuilding(ModelLoadError):
+    """An engine is being built in the background (``build_in_background``): open again when it is done."""
+
+    def __init__(self, message: str, engine_path: Path):
+        super().__init__(message)
+        self.engine_path = Path(engine_path)
+
+
+class BackgroundBuilds:
+    """Engine builds running on threads of their own, one per engine path, for callers that must not block
+    (the node's configure runs on its executor; a Swin-L build on an Orin takes tens of minutes).
+
+    ``start`` runs a build on a thread and raises EngineBuilding; ``check`` (at every open) raises
+    EngineBuilding while it runs, and once it finished forgets it: a failed build raises ModelLoadError
+    with its error (its traceback logged), so the next open starts a new one; a finished one lets the open
+    go on to load the engine it wrote.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._builds: dict[str, dict] = {}
+
+    def running(self, engine_path: Path) -> bool:
+        with self._lock:
+            build = self._builds.get(str(engine_path))
+            return build is not None and build["state"] == "running"
+
+    def elapsed_s(self, engine_path: Path) -> float:
+        with self._lock:
+            build = self._builds.get(str(engine_path))
+            return 0.0 if build is None else time.monotonic() - build["started"]
+
+    def check(self, engine_path: Path, logger) -> None:
+        with self._lock:
+            build = self._builds.get(str(engine_path))
+            if build is None:
+                return
+            if build["state"] == "running":
+                raise EngineBuilding(building_message(build), engine_path)
+            del self._builds[str(engine_path)]
+        if build["state"] == "failed":
+            logger.warning(f"the background build of TensorRT engine {build['description']} failed:\n{build['traceback']}")
+            raise ModelLoadError(f"cannot rebuild TensorRT engine {build['description']}: {build['error']}")
+        elapsed = build["finished"] - build["started"]
+        logger.info(f"TensorRT engine {build['description']} built in the background in {elapsed:.0f} s")
+
+    def start(self, engine_path: Path, description: str, build, logger):
+        """Run ``build()`` on a thread; raises EngineBuilding (always)."""
+        entry = {"state": "running", "started": time.monotonic(), "description": description}
+        with self._lock:
+            self._builds[str(engine_path)] = entry
+        threading.Thread(target=self._run, args=(str(engine_path), build), name=f"engine build {engine_path.name}",
+                         daemon=True).start()
+        logger.warning(f"building TensorRT engine {description} in the background; this takes minutes (tens of "
+                       "minutes for Swin-L on an Orin)")
+        raise EngineBuilding(building_message(entry), engine_path)
+
+    def _run(self, key: str, build) -> None:
+        try:
+            build()
+        except Exception as error:  # noqa: BLE001 - reported to the next open, with its traceback
+            update = {"state": "failed", "error": f"{type(error).__name__}: {error}",
+                      "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__))}
+        else:
+            update = {"state": "done"}
+        with self._lock:
+            self._builds[key].update(update, finished=time.monotonic())
+
+
+def building_message(build: dict) -> str:
+    elapsed = time.monotonic() - build["started"]
+    return (f"building TensorRT engine {build['description']} in the background: {elapsed:.0f} s so far; configure "
+            "again when it is done (with autostart the node retries by itself)")
+
+
+BUILDS = BackgroundBuilds()  # one per process: a second configure finds the build the first one started
 
 
 def engine_decision(engine_path: Path, found: dict | None, mismatches: list[str], onnx_path: str,
@@ -138,14 +229,39 @@ def stream_handle(stream) -> int:
     return ctypes.c_void_p.from_address(stream.getPtr()).value or 0
 
 
-def check_cuda(result):
-    """cuda-python returns (error, *values); raise on error, return the values."""
+class CudaError(InferenceError):
+    """A CUDA runtime call failed; ``error`` is the cudaError_t name (e.g. cudaErrorMemoryAllocation)."""
+
+    def __init__(self, call: str, error: str, nbytes: int | None = None):
+        self.call, self.error, self.nbytes = call, error, nbytes
+        asked = f" asking for {nbytes} bytes ({nbytes / (1 << 20):.1f} MiB)" if nbytes is not None else ""
+        super().__init__(f"CUDA {call}{asked} failed: {error}")
+
+
+def check_cuda(result, call: str, nbytes: int | None = None):
+    """cuda-python returns (error, *values): the values, or CudaError naming ``call``, the error and ``nbytes``."""
     from cuda.bindings import runtime as cudart
 
     error, *values = result
     if error != cudart.cudaError_t.cudaSuccess:
-        raise RuntimeError(f"CUDA error {error}")
+        raise CudaError(call, getattr(error, "name", str(error)), nbytes)
+    if not values:
+        return None
     return values[0] if len(values) == 1 else values
+
+
+NUMPY_IO_TYPES = ("FLOAT", "HALF")  # engine I/O the node reads and writes (np.float32, np.float16)
+
+
+def io_dtype(trt, engine, name: str, engine_path: Path) -> np.dtype:
+    """The NumPy dtype of engine tensor ``name``; ModelLoadError for a type the node cannot feed or read."""
+    dtype = engine.get_tensor_dtype(name)
+    if getattr(dtype, "name", str(dtype)) not in NUMPY_IO_TYPES:
+        raise ModelLoadError(
+            f"{engine_path}: tensor {name!r} is {getattr(dtype, 'name', dtype)}; the node exchanges float32 or "
+            "float16 with an engine (NumPy has no bf16/fp8/int4): export the model with float32 I/O "
+            "(training/export.py does) and rebuild the engine")
+    return np.dtype(trt.nptype(dtype))
 
 
 class TensorRTBackend:
@@ -153,16 +269,18 @@ class TensorRTBackend:
 
     @classmethod
     def open(cls, model_path: str, *, onnx_path: str, precision: str, allow_build: bool, logger,
-             build_max_batch: int = 0):
+             build_max_batch: int = 0, build_in_background: bool = False):
         """Check the engine's fingerprint against this machine, build it when needed and allowed, load it.
 
         model_path: an engine (model.engine) or an ONNX file, whose engine is then model.engine beside it.
         onnx_path: the fp32 export (or a variant); a rebuild uses the variant of ``precision`` (build_source).
         build_max_batch: the profile maximum of an engine rebuilt from a dynamic-batch ONNX file (the node
             passes its number of cameras); 0 = the replaced engine's ``max_batch``, 1 when there was none.
+        build_in_background: a build runs on a thread (BUILDS) and this raises EngineBuilding until it is done.
         """
         check_runtime_versions()
         engine_path = Path(model_path) if is_engine_path(model_path) else Path(model_path).with_suffix(".engine")
+        BUILDS.check(engine_path, logger)  # EngineBuilding while a build writes the engine: not read, not rebuilt
         try:
             expected = fingerprints.machine_fingerprint()
         except RuntimeError as error:  # no GPU visible, no driver
@@ -184,29 +302,56 @@ class TensorRTBackend:
                 fields = fingerprints.compare_fingerprint(found, expected)
                 mismatches = [fingerprints.describe_mismatch(found, expected, [field]) for field in fields]
         if engine_decision(engine_path, found, mismatches, source, allow_build) == "build":
-            logger.warning(f"building TensorRT engine {engine_path} from {source} ({precision}); this takes minutes")
             max_batch = build_max_batch or int((found or {}).get("max_batch", 1) or 1)
-            try:  # the builder training/export.py uses (engine_builder.py); writes the fingerprint
-                found = build_engine(source, engine_path, precision, max_batch=max_batch)
-            except (RuntimeError, ValueError) as error:
-                raise ModelLoadError(f"cannot rebuild TensorRT engine {engine_path} from {source}: {error}") from None
-        return cls(engine_path, source, found.get("model_metadata") or None, found.get("max_batch"))
+
+            def build():  # the builder training/export.py uses (engine_builder.py); writes the fingerprint
+                return build_engine(source, engine_path, precision, max_batch=max_batch, logger=logger)
+
+            if build_in_background:  # the next open after it finished finds the engine and its fingerprint
+                BUILDS.start(engine_path, f"{engine_path} from {source} ({precision})", build, logger)
+            else:
+                logger.warning(f"building TensorRT engine {engine_path} from {source} ({precision}); this takes minutes")
+                try:
+                    found = build()
+                except (RuntimeError, ValueError) as error:
+                    raise ModelLoadError(f"cannot rebuild TensorRT engine {engine_path} from {source}: {error}") from None
+        try:
+            return cls(engine_path, source, found.get("model_metadata") or None, found.get("max_batch"))
+        except InferenceError as error:  # CUDA out of memory, a refused shape: nothing loaded
+            raise ModelLoadError(f"cannot load TensorRT engine {engine_path}: {error}") from error
+        except RuntimeError as error:
+            if isinstance(error, ModelLoadError):
+                raise
+            # TensorRT's bindings raise RuntimeError for a failure in its C++ code (pybind11)
+            raise ModelLoadError(f"cannot load TensorRT engine {engine_path}: TensorRT error: {error}") from error
 
     def __init__(self, engine_path: Path, onnx_path: str = "", model_metadata: dict | None = None,
                  fingerprint_max_batch: int | None = None):
+        """Load the engine and allocate its buffers; on any failure what was created is released first."""
+        self.stream, self.host, self.device_buffers, self.capacity = None, {}, {}, {}
+        try:
+            self._load(Path(engine_path), onnx_path, model_metadata, fingerprint_max_batch)
+        except BaseException:
+            self.close()
+            raise
+
+    def _load(self, engine_path: Path, onnx_path: str, model_metadata: dict | None,
+              fingerprint_max_batch: int | None) -> None:
         import tensorrt as trt
         from cuda.bindings import runtime as cudart
 
-        engine_path = Path(engine_path)
+        # before TensorRT's first CUDA call: sleep in cudaStreamSynchronize instead of spinning a core
+        check_cuda(cudart.cudaSetDeviceFlags(cudart.cudaDeviceScheduleBlockingSync), "cudaSetDeviceFlags")
         self._trt_logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(self._trt_logger)
-        self.engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+        self.engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
         if self.engine is None:
             raise ModelLoadError(f"{engine_path}: TensorRT {trt.__version__} cannot deserialize this engine "
-                                 "(built by another TensorRT version or GPU? rebuild it)")
+                                 "(corrupt, or built by another TensorRT version or GPU? rebuild it)")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         check_io_names(inputs, [n for n in names if n not in inputs], str(engine_path))
+        dtypes = {name: io_dtype(trt, self.engine, name, engine_path) for name in names}
         metadata = model_metadata or _onnx_metadata(onnx_path, engine_path)
         self.metadata = dict(metadata)  # the self-test reads its reference here (self_test.py)
         try:
@@ -214,30 +359,32 @@ class TensorRTBackend:
         except ValueError as error:
             raise ModelLoadError(str(error)) from None
         self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise ModelLoadError(f"{engine_path}: TensorRT could not create an execution context (out of GPU "
+                                 "memory? see its log above)")
         self.min_batch, self.opt_batch, self.max_batch = self._batch_range(engine_path, fingerprint_max_batch)
         height, width = self.info.input_height, self.info.input_width
         self.frame_shape = (3, height, width)
+        self._engine_name = engine_path.name
         self._set_batch(self.max_batch)  # buffers for the largest batch, reused by every smaller one
-        self.stream = check_cuda(cudart.cudaStreamCreate())
+        self.stream = check_cuda(cudart.cudaStreamCreate(), "cudaStreamCreate")
         self.stream_handle = stream_handle(self.stream)
-        self.host, self.device_buffers, self.capacity = {}, {}, {}
         for name in names:
             shape = tuple(self.context.get_tensor_shape(name))
-            dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
             if min(shape) < 1:
                 raise ModelLoadError(f"{engine_path}: tensor {name!r} has no size at batch {self.max_batch}: {shape}")
             self.capacity[name] = int(np.prod(shape))
-            nbytes = self.capacity[name] * dtype.itemsize
-            pinned = check_cuda(cudart.cudaMallocHost(nbytes))  # page-locked: async copies really are async
+            nbytes = self.capacity[name] * dtypes[name].itemsize
+            pinned = check_cuda(cudart.cudaMallocHost(nbytes), "cudaMallocHost", nbytes)  # async copies really async
             buffer = (ctypes.c_byte * nbytes).from_address(pinned)
-            self.host[name] = np.frombuffer(buffer, dtype=dtype)  # flat; each call views its batch's part
-            self.device_buffers[name] = check_cuda(cudart.cudaMalloc(nbytes))
-            self.context.set_tensor_address(name, self.device_buffers[name])
+            self.host[name] = np.frombuffer(buffer, dtype=dtypes[name])  # flat; each call views its batch's part
+            self.device_buffers[name] = check_cuda(cudart.cudaMalloc(nbytes), "cudaMalloc", nbytes)
+            if not self.context.set_tensor_address(name, self.device_buffers[name]):
+                raise ModelLoadError(f"{engine_path}: TensorRT refused the device address of tensor {name!r}")
         self.device = "cuda"
         batches = (f"batch {self.max_batch}" if self.min_batch == self.max_batch
                    else f"batch {self.min_batch}-{self.max_batch}, opt {self.opt_batch}")
         self.description = f"tensorrt {trt.__version__} ({engine_path.name}, {batches})"
-        self._engine_name = engine_path.name
 
     def _batch_range(self, engine_path: Path, fingerprint_max_batch: int | None) -> tuple[int, int, int]:
         """(min, opt, max) batch of the engine: a static engine's batch, or optimisation profile 0's."""
@@ -260,8 +407,8 @@ class TensorRTBackend:
     def _set_batch(self, batch: int) -> None:
         shape = (batch, *self.frame_shape)
         if not self.context.set_input_shape(INPUT_NAME, shape):
-            raise RuntimeError(f"TensorRT refused input shape {shape} for {INPUT_NAME!r} (engine batch "
-                               f"{self.min_batch}-{self.max_batch}); see its log above")
+            raise InferenceError(f"TensorRT engine {self._engine_name} refused input shape {shape} for "
+                                 f"{INPUT_NAME!r} (engine batch {self.min_batch}-{self.max_batch}); see its log above")
 
     def infer(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """image [B, 3, H, W], 1 <= B <= max_batch -> (depth [B, 1, H, W], membership [B, N, H/4, W/4]), copies."""
@@ -279,21 +426,21 @@ class TensorRTBackend:
         host_input = self.host[INPUT_NAME][: image.size].reshape(image.shape)
         np.copyto(host_input, image, casting="same_kind")
         check_cuda(cudart.cudaMemcpyAsync(self.device_buffers[INPUT_NAME], host_input.ctypes.data, host_input.nbytes,
-                                          to_device, self.stream))
+                                          to_device, self.stream), "cudaMemcpyAsync (input)")
         outputs = {}
         for name in (DEPTH_OUTPUT, MEMBERSHIP_OUTPUT):
             shape = tuple(self.context.get_tensor_shape(name))  # for this batch
             size = int(np.prod(shape))
-            if shape[0] != batch or not 0 < size <= self.capacity[name]:
-                raise RuntimeError(f"TensorRT engine {self._engine_name}: output {name!r} has shape {shape} for a batch "
+            if min(shape) < 1 or shape[0] != batch or size > self.capacity[name]:  # -1: a dimension left unresolved
+                raise InferenceError(f"TensorRT engine {self._engine_name}: output {name!r} has shape {shape} for a batch "
                                    f"of {batch} (buffer holds {self.capacity[name]} values)")
             outputs[name] = self.host[name][:size].reshape(shape)
         if not self.context.execute_async_v3(self.stream_handle):
-            raise RuntimeError("TensorRT execute_async_v3 failed")
+            raise InferenceError(f"TensorRT engine {self._engine_name}: execute_async_v3 failed (see TensorRT's log)")
         for name, host in outputs.items():
             check_cuda(cudart.cudaMemcpyAsync(host.ctypes.data, self.device_buffers[name], host.nbytes, to_host,
-                                              self.stream))
-        check_cuda(cudart.cudaStreamSynchronize(self.stream))
+                                              self.stream), f"cudaMemcpyAsync ({name})")
+        check_cuda(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
         return outputs[DEPTH_OUTPUT].astype(np.float32), outputs[MEMBERSHIP_OUTPUT].astype(np.float32)
 
     def _batch_refusal(self, batch: int) -> str:
@@ -305,15 +452,25 @@ class TensorRTBackend:
                 f"profile) and was given {batch} images: rebuild it with --max-batch {batch}, or pass at most "
                 f"{self.max_batch} (DepthPipeline does: cameras beyond it take the next turn)")
 
-    def __del__(self):
+    def close(self) -> None:
+        """Destroy the stream and free the buffers this backend created (idempotent; errors ignored: the
+        context may already be lost)."""
         try:
             from cuda.bindings import runtime as cudart
+        except ImportError:
+            return
+        for pointer in self.device_buffers.values():
+            cudart.cudaFree(pointer)
+        for array in self.host.values():
+            cudart.cudaFreeHost(array.ctypes.data)
+        if self.stream is not None:
+            cudart.cudaStreamDestroy(self.stream)
+        self.stream, self.host, self.device_buffers = None, {}, {}
 
-            for pointer in getattr(self, "device_buffers", {}).values():
-                cudart.cudaFree(pointer)
-            for array in getattr(self, "host", {}).values():
-                cudart.cudaFreeHost(array.ctypes.data)
-        except Exception:
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown: modules may be gone
             pass
 
 

@@ -1,4 +1,4 @@
-"""Depth metrics (KITTI convention, FACTS section 4): the one definition, in NumPy.
+"""Depth metrics (the KITTI convention of Eigen et al. 2014 as BTS, AdaBins and iDisc evaluate it; docs/training.md, "Metrics"): the one definition, in NumPy.
 
 Used by training/metrics.py (training-time evaluation) and by the ROS-side replay evaluation alike;
 imports neither PyTorch nor ROS. Every figure is computed per image over its valid pixels; dataset

@@ -48,6 +48,9 @@ class PipelineConfig:
     # not a ROS parameter: the profile maximum of a TensorRT engine (re)built on this machine from a dynamic-batch
     # ONNX file (allow_engine_build); the node sets its number of cameras; 0 = the replaced engine's, else 1
     engine_max_batch: int = 0
+    # not a ROS parameter: an allowed engine (re)build runs on a thread of its own and opening fails fast with
+    # EngineBuilding until it is done (the node sets it: configure must not block its executor; docs/node.md)
+    engine_build_in_background: bool = False
 
 
 @dataclass
@@ -87,6 +90,7 @@ class DepthPipeline:
             config.backend, config.model_path, precision=config.precision, onnx_path=config.onnx_path,
             allow_engine_build=config.allow_engine_build, onnxruntime_provider=config.onnxruntime_provider,
             threads=config.threads, logger=logger, engine_max_batch=config.engine_max_batch,
+            build_in_background=config.engine_build_in_background,
         )
         info = backend.info
         for name, wanted, actual in (("input_height", config.input_height, info.input_height),

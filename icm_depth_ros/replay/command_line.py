@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 from pathlib import Path
 
@@ -64,6 +65,9 @@ def check_shared_options(args: argparse.Namespace) -> None:
         raise ValueError(f"--threads {args.threads}: must be >= 0 (0 = ONNX Runtime's default)")
     if not (math.isfinite(args.min_depth) and math.isfinite(args.max_depth) and 0 < args.min_depth < args.max_depth):
         raise ValueError(f"--min-depth {args.min_depth} / --max-depth {args.max_depth}: the depth range needs 0 < min < max (metres)")
+    if getattr(args, "truth_topic", "") and importlib.util.find_spec("motmetrics") is None:
+        raise ValueError(f"--truth-topic {args.truth_topic}: scoring tracks needs motmetrics, a workstation package "
+                         "not in requirements-node.txt (pip install motmetrics==1.4.0)")
     if args.model:
         model = Path(args.model)
         if not model.is_file():

@@ -1,4 +1,4 @@
-"""Small PNG plots for report.md, drawn with OpenCV (already a node dependency; matplotlib is not installed)."""
+"""Small PNG plots for report.md, drawn with OpenCV: already a node dependency (package.xml), while matplotlib is not."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -99,7 +99,7 @@ class ScoreTotals:
 
 
 class ReplayScorer:
-    """Accumulates frame scores over a drive. ``max_depth`` also caps the ground truth (FACTS section 4)."""
+    """Accumulates frame scores over a drive. ``max_depth`` also caps the ground truth (the KITTI evaluation's 80 m; docs/training.md, "Metrics")."""
 
     def __init__(self, min_depth: float = 1e-3, max_depth: float = 80.0, crop: str = "none"):
         if not 0 < min_depth < max_depth:

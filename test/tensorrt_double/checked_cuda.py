@@ -6,6 +6,11 @@ tuples ("Returns" section: ``cudaError_t`` and one value per output) are at hand
 makes is bound against the real signature, and the stand-in implementation below must return as many
 values as the real function documents. Enums and ``cudaStream_t`` are the real classes.
 
+``failures`` ({function name: cudaError_t name}) makes those calls fail as the real ones do on a GPU:
+the error and ``None`` for each documented output (cudaMalloc of an 8 GB Orin out of memory:
+``{"cudaMalloc": "cudaErrorMemoryAllocation"}``); ``failures_after`` ({name: n}) lets the first n calls
+of a function succeed first (a context lost while running). Failed calls are logged in ``calls`` too.
+
 "Device" memory is host memory here (ctypes buffers), so copies really move bytes and a TensorRT
 double can compute into the output buffers: the call sequence is checked end to end.
 """
@@ -18,8 +23,8 @@ import types
 
 
 class CheckedCudaRuntime(types.ModuleType):
-    IMPLEMENTED = ("cudaStreamCreate", "cudaMalloc", "cudaMallocHost", "cudaMemcpyAsync", "cudaStreamSynchronize",
-                   "cudaFree", "cudaFreeHost")
+    IMPLEMENTED = ("cudaSetDeviceFlags", "cudaStreamCreate", "cudaMalloc", "cudaMallocHost", "cudaMemcpyAsync",
+                   "cudaStreamSynchronize", "cudaStreamDestroy", "cudaFree", "cudaFreeHost")
 
     def __init__(self, real, version: str):
         super().__init__("cuda.bindings.runtime")
@@ -28,6 +33,11 @@ class CheckedCudaRuntime(types.ModuleType):
         self.calls: list[tuple[str, dict]] = []
         self.buffers: dict[int, ctypes.Array] = {}  # address -> memory, host and "device" alike
         self.streams: list[int] = []
+        self.destroyed_streams: list[int] = []
+        self.device_flags: int | None = None
+        self.failures: dict[str, str] = {}
+        self.failures_after: dict[str, int] = {}
+        self.succeeded: dict[str, int] = {}
 
     def __getattr__(self, name: str):
         if name.startswith("__"):
@@ -52,6 +62,9 @@ class CheckedCudaRuntime(types.ModuleType):
             except TypeError as error:
                 raise TypeError(f"cuda-bindings {self.version}: {name}{signature}: {error}") from None
             self.calls.append((name, dict(bound.arguments)))
+            if name in self.failures and self.succeeded.get(name, 0) >= self.failures_after.get(name, 0):
+                return (getattr(self._real.cudaError_t, self.failures[name]),) + (None,) * (returned - 1)
+            self.succeeded[name] = self.succeeded.get(name, 0) + 1
             result = implementation(**bound.arguments)
             if len(result) != returned:
                 raise AssertionError(f"double bug: {name} returns {len(result)} values, the real one {returned}")
@@ -68,6 +81,21 @@ class CheckedCudaRuntime(types.ModuleType):
         memory = (ctypes.c_byte * size)()
         self.buffers[ctypes.addressof(memory)] = memory
         return ctypes.addressof(memory)
+
+    def _cudaSetDeviceFlags(self, flags):
+        if not isinstance(flags, int):
+            raise TypeError(f"cuda-bindings {self.version}: cudaSetDeviceFlags flags must be an int, got {flags!r}")
+        self.device_flags = flags
+        return (self._success(),)
+
+    def _cudaStreamDestroy(self, stream):
+        if not isinstance(stream, self._real.cudaStream_t):
+            raise TypeError(f"cudaStreamDestroy stream must be a cudaStream_t, got {stream!r}")
+        handle = ctypes.c_void_p.from_address(stream.getPtr()).value or 0
+        if handle not in self.streams or handle in self.destroyed_streams:
+            return (self._real.cudaError_t.cudaErrorInvalidResourceHandle,)
+        self.destroyed_streams.append(handle)
+        return (self._success(),)
 
     def _cudaStreamCreate(self):
         handle = 0x5000 + 16 * len(self.streams)

@@ -3,6 +3,9 @@
     ICM_TENSORRT_DOUBLE='{"tensorrt": ..., "cuda_bindings": ..., "gpu": [...], "driver_cuda": ...,
                           "batch_log": path, "execute_s": 0.1}' python -m tensorrt_double.node_process --ros-args ...
 
+Optional keys: "build_s" (an engine build takes that long), "cuda_failures" / "cuda_failures_after" (CUDA
+calls failing, checked_cuda.py).
+
 Started with setup_bindings.node_environment (the real bindings of one TensorRT version on PYTHONPATH), it
 puts the doubles in place as scenario.py does, then runs the node's own ``main``: the ROS shell, the
 scheduler, the inference worker, DepthPipeline and the TensorRT backend are the project's, only TensorRT

@@ -12,6 +12,10 @@ main), "snippet" (code run with ``trt`` and ``cudart``, to prove the doubles cat
 action the result holds the calls made on the doubles. Only the driver (libcuda) is faked outright: the
 GPU queries in fingerprint.py.
 
+The timing cache double: ``serialize`` writes ``timing cache, TensorRT <version>, <gpu> <capability>``;
+``create_timing_cache`` returns None for bytes that are no cache, and ``set_timing_cache`` returns False
+for another version's or device's cache unless ``ignore_mismatch``.
+
 The engine double: a serialized engine is ``serialized engine, TensorRT <version>`` and a JSON line with
 what the builder was given (the network's input shape, the optimisation profile set on it), so an engine
 deserialized later has the batch range it was built with. Its execution context behaves as TensorRT's
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -46,7 +51,11 @@ def install_doubles(request: dict):
         raise SystemExit(f"started with tensorrt {tensorrt_bindings.__version__}, cuda-bindings "
                          f"{cuda.bindings.__version__}; the request wants {request['tensorrt']}, {request['cuda_bindings']}")
     cudart = CheckedCudaRuntime(real_runtime, cuda.bindings.__version__)
-    state = {"contexts": {}, "engines": {}, "executed_batches": [], "on_execute": None}
+    state = {"contexts": {}, "engines": {}, "executed_batches": [], "on_execute": None, "io_dtypes": {}, "log": [],
+             "gpu": request["gpu"], "refuse_shapes": False, "unresolved": [], "build_fails": False,
+             "build_s": float(request.get("build_s", 0.0))}  # node_process.py: how long an engine build takes
+    cudart.failures = dict(request.get("cuda_failures", {}))  # for node_process.py: the whole process's run
+    cudart.failures_after = dict(request.get("cuda_failures_after", {}))
     trt = CheckedTensorRT(tensorrt_bindings, behaviour(tensorrt_bindings, cudart, state, StandIn))
     trt._behaviour.update(behaviour_with_double(trt, tensorrt_bindings, StandIn, state))
     sys.modules["tensorrt"] = trt
@@ -72,15 +81,29 @@ def main() -> int:
         fingerprint.driver_cuda_version = lambda version=driver_cuda: version
         trt.calls.clear()
         cudart.calls.clear()
+        cudart.failures = dict(action.get("cuda_failures", {}))  # {"cudaMalloc": "cudaErrorMemoryAllocation"}
+        cudart.failures_after, cudart.succeeded = dict(action.get("cuda_failures_after", {})), {}
+        state["io_dtypes"] = dict(action.get("io_dtypes", {}))  # {"depth": "BF16"}: the engine's I/O types
+        state["refuse_shapes"] = bool(action.get("refuse_shapes"))  # set_input_shape returns False (TensorRT's error)
+        state["unresolved"] = list(action.get("unresolved_outputs", []))  # outputs whose shape stays [-1, ...]
+        for key in ("build_s", "build_fails"):  # kept until an action changes them: a background build reads them late
+            state[key] = type(state[key])(action.get(key, state[key]))
+        state["log"] = []
         result = {"kind": action["kind"]}
+        started = time.monotonic()
         try:
             result.update(run_action(action, trt, cudart, state))
             result["ok"] = True
         except Exception as error:  # reported to the test, which asserts on it
             result.update(ok=False, error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc(limit=4))
+        result["elapsed_s"] = time.monotonic() - started
         result["calls"] = [[name, plain(arguments)] for name, arguments in trt.calls]
         result["cuda_calls"] = [[name, plain(arguments)] for name, arguments in cudart.calls]
         result["streams"] = list(cudart.streams)  # handles of every stream cudaStreamCreate made so far
+        result["destroyed_streams"] = list(cudart.destroyed_streams)
+        result["device_flags"] = cudart.device_flags
+        result["live_buffers"] = len(cudart.buffers)  # allocations not freed yet (host and "device")
+        result["log"] = list(state["log"])  # what the project logged through the scenario's logger
         results.append(result)
     json.dump({"tensorrt": trt.__version__, "strongly_typed_flag": flag_value(sys.modules["tensorrt"]._real),
                "results": results}, sys.stdout)
@@ -168,6 +191,8 @@ def behaviour(real, cudart, state: dict, StandIn) -> dict:  # noqa: N803 - a cla
         entry = context_of(context)
         description = entry["engine"]
         shape = tuple(int(d) for d in shape)
+        if state["refuse_shapes"]:
+            return False
         if name != "image" or len(shape) != 4 or list(shape[1:]) != description["input_shape"][1:]:
             return False
         if description["profile"] is None:
@@ -181,7 +206,8 @@ def behaviour(real, cudart, state: dict, StandIn) -> dict:  # noqa: N803 - a cla
     def context_tensor_shape(context, name):
         entry = context_of(context)
         input_shape = entry["input_shape"] or tuple(entry["engine"]["input_shape"])  # -1 until set
-        return real.Dims(tensor_shapes(input_shape)[name])
+        shape = tensor_shapes(input_shape)[name]
+        return real.Dims((-1, *shape[1:]) if name in state["unresolved"] else shape)
 
     def set_address(context, name, memory):
         context_of(context)["addresses"][name] = memory
@@ -225,7 +251,7 @@ def behaviour(real, cudart, state: dict, StandIn) -> dict:  # noqa: N803 - a cla
         "ICudaEngine.num_io_tensors": lambda engine: len(names),
         "ICudaEngine.get_tensor_name": lambda engine, index: names[index],
         "ICudaEngine.get_tensor_mode": lambda engine, name: real.TensorIOMode.INPUT if name == "image" else real.TensorIOMode.OUTPUT,
-        "ICudaEngine.get_tensor_dtype": lambda engine, name: real.DataType.FLOAT,
+        "ICudaEngine.get_tensor_dtype": lambda engine, name: getattr(real.DataType, state["io_dtypes"].get(name, "FLOAT")),
         "ICudaEngine.get_tensor_shape": engine_tensor_shape,
         "ICudaEngine.get_tensor_profile_shape": profile_shape,
         "ICudaEngine.create_execution_context": create_context,
@@ -251,6 +277,10 @@ def behaviour_with_double(trt, real, StandIn, state: dict) -> dict:  # noqa: N80
 
     def build(builder, network, config):
         shape, profile = state["network_input_shape"], state.get("profile")
+        fails, seconds = state["build_fails"], state["build_s"]
+        time.sleep(seconds)  # a build takes minutes on a GPU; the scenario's "build_s" stands in for that
+        if fails:
+            return None  # what TensorRT returns when the build fails (its log says why)
         if shape[0] == -1 and profile is None:
             return None  # TensorRT: a network with dynamic dimensions needs an optimisation profile
         return host_memory(serialize_engine(real.__version__, shape, profile if shape[0] == -1 else None))
@@ -264,10 +294,29 @@ def behaviour_with_double(trt, real, StandIn, state: dict) -> dict:  # noqa: N80
         state.setdefault("engine_objects", []).append(engine)  # keeps ids unique while the scenario runs
         return engine
 
+    def timing_cache_bytes() -> bytes:  # what this TensorRT on this device writes
+        gpu_name, capability = state["gpu"]
+        return f"timing cache, TensorRT {real.__version__}, {gpu_name} {capability}".encode()
+
+    def create_timing_cache(config, serialized_timing_cache):
+        data = bytes(serialized_timing_cache)
+        if data and not data.startswith(b"timing cache, TensorRT "):
+            return None  # bytes that are no timing cache (TensorRT logs an error)
+        cache = StandIn(trt, real.ITimingCache)
+        state.setdefault("timing_caches", {})[id(cache)] = data
+        state.setdefault("timing_cache_objects", []).append(cache)  # keeps ids unique
+        return cache
+
+    def set_timing_cache(config, cache, ignore_mismatch):
+        data = state["timing_caches"][id(cache)]
+        return not data or ignore_mismatch or data == timing_cache_bytes()  # another device/version: refused
+
     return {
         "INetworkDefinition.get_input": get_input,
         "Builder.build_serialized_network": build,
-        "ITimingCache.serialize": lambda cache: host_memory(f"timing cache, TensorRT {real.__version__}".encode()),
+        "IBuilderConfig.create_timing_cache": create_timing_cache,
+        "IBuilderConfig.set_timing_cache": set_timing_cache,
+        "ITimingCache.serialize": lambda cache: host_memory(timing_cache_bytes()),
         "Runtime.deserialize_cuda_engine": deserialize,
     }
 
@@ -278,7 +327,7 @@ def run_action(action: dict, trt, cudart, state: dict) -> dict:
 
         state["network_input_shape"], state["profile"] = action["input_shape"], None
         fingerprint = build_engine(action["onnx"], action["engine"], action.get("precision"),
-                                   max_batch=action.get("max_batch", 1))
+                                   max_batch=action.get("max_batch", 1), logger=Quiet(state["log"]))
         return {"fingerprint": fingerprint}
     if action["kind"] == "open":
         backend = open_action(action, state)
@@ -286,9 +335,26 @@ def run_action(action: dict, trt, cudart, state: dict) -> dict:
         image = np.random.default_rng(0).random((1, 3, height, width), dtype=np.float32)
         depth, membership = backend.infer(image)
         expected = network(image)[0]
-        return {"description": backend.description, "depth_max_error": float(np.max(np.abs(depth - expected))),
-                "membership_sum": float(membership.sum(axis=1).mean()), "depth_shape": list(depth.shape),
-                "max_batch": backend.max_batch}
+        result = {"description": backend.description, "depth_max_error": float(np.max(np.abs(depth - expected))),
+                  "membership_sum": float(membership.sum(axis=1).mean()), "depth_shape": list(depth.shape),
+                  "max_batch": backend.max_batch}
+        if action.get("close"):
+            backend.close()
+        return result
+    if action["kind"] == "infer_failures":  # open, then infer ``frames`` times: each call's outcome
+        backend = open_action(action, state)
+        image = np.zeros((1, 3, backend.info.input_height, backend.info.input_width), np.float32)
+        state["unresolved"] = list(action.get("infer_unresolved_outputs", []))  # after the load: at inference
+        cudart.failures = dict(action.get("infer_cuda_failures", {}))
+        cudart.failures_after, cudart.succeeded = dict(action.get("infer_cuda_failures_after", {})), {}
+        outcomes = []
+        for _ in range(action["frames"]):
+            try:
+                backend.infer(image)
+                outcomes.append("ok")
+            except Exception as error:  # noqa: BLE001 - reported per frame
+                outcomes.append(f"{type(error).__module__}.{type(error).__name__}: {error}")
+        return {"outcomes": outcomes}
     if action["kind"] == "batches":  # open, then each batch of action["batches"], then every frame alone
         backend = open_action(action, state)
         height, width = backend.info.input_height, backend.info.input_width
@@ -346,6 +412,13 @@ def run_action(action: dict, trt, cudart, state: dict) -> dict:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = export.main(action["argv"])
         return {"exit_code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
+    if action["kind"] == "wait_build":  # until the background build of action["engine"] has finished
+        from icm_depth_ros.inference.tensorrt_backend import BUILDS
+
+        deadline = time.monotonic() + 60
+        while BUILDS.running(Path(action["engine"])) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return {"still_running": BUILDS.running(Path(action["engine"]))}
     if action["kind"] == "snippet":
         exec(action["code"], {"trt": trt, "cudart": cudart, "np": np})  # noqa: S102 - the test's own code
         return {}
@@ -357,19 +430,23 @@ def open_action(action: dict, state: dict):
     from icm_depth_ros.inference import open_backend
 
     state["network_input_shape"], state["profile"] = action.get("input_shape", [1, 3, 8, 8]), None  # for a rebuild
-    return open_backend("tensorrt", action["model_path"], onnx_path=action.get("onnx_path", ""),
+    return open_backend(action.get("backend", "tensorrt"), action["model_path"], onnx_path=action.get("onnx_path", ""),
                         precision=action["precision"], allow_engine_build=action.get("allow_build", False),
-                        logger=Quiet(), engine_max_batch=action.get("engine_max_batch", 0))
+                        logger=Quiet(state["log"]), engine_max_batch=action.get("engine_max_batch", 0),
+                        build_in_background=action.get("background", False))
 
 
 class Quiet:
-    def __init__(self):
-        self.lines = []
+    """A logger that keeps its lines (level, text) for the action's result."""
+
+    def __init__(self, lines: list):
+        self.lines = lines
 
     def warning(self, text):
-        self.lines.append(text)
+        self.lines.append(["warning", text])
 
-    info = warning
+    def info(self, text):
+        self.lines.append(["info", text])
 
 
 def plain(value):

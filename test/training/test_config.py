@@ -132,7 +132,7 @@ def test_allowed_keys_are_dotted_leaves():
     ("loss.fuzziness=1", r"'loss.fuzziness': input should be greater than 1, got 1"),
     ("optim.lr=0", r"'optim.lr': input should be greater than 0, got 0"),
     ("train.amp=maybe", r"'train.amp' expects true or false, got 'maybe'"),
-    ("data.num_workers=-1", r"'data.num_workers': input should be greater than or equal to 0, got -1"),
+    ("data.num_workers=-2", r"'data.num_workers': input should be greater than or equal to -1, got -2"),
 ])
 def test_ranges_and_types_are_refused_naming_the_key_and_value(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -26,6 +26,9 @@ PRECISIONS = ("fp32", "fp16", "int8")
 BATCHES = ("static", "dynamic")
 MAX_BATCH = 3
 REMOVED_IN_11 = ("FP16", "INT8", "int8_calibrator", "set_calibration_profile", "IInt8")
+STAND_IN_GPU = ("NVIDIA Stand-in GPU", "8.7")  # run_scenario's default device
+FOREIGN_CACHE = "timing cache, TensorRT {version}, NVIDIA H200 9.0"  # the same TensorRT, another device's cache
+CORRUPT_CACHE = "\x00\x01 not a cache"
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +50,15 @@ def builds(request, models, tmp_path_factory):
                             "engine": str(folder / f"{batch}_{precision}.engine"), "max_batch": MAX_BATCH,
                             "input_shape": shape})
             keys.append((precision, batch))
-    actions.append(dict(actions[-2]))  # dynamic fp16 again: the timing cache of the first build is read
+    dynamic_fp16 = dict(actions[-2])
+    actions.append(dict(dynamic_fp16))  # dynamic fp16 again: the timing cache of the first build is read
     keys.append(("rebuild", "dynamic"))
+    cache = str(timing_cache_path_for(folder / "dynamic_fp16.engine", version, *STAND_IN_GPU))
+    for name, content in (("foreign", FOREIGN_CACHE.format(version=version)), ("corrupt", CORRUPT_CACHE)):
+        actions.append({"kind": "snippet", "code": f"open({cache!r}, 'w').write({content!r})"})
+        keys.append((f"{name}_written", "dynamic"))
+        actions.append(dict(dynamic_fp16))  # the same build with that cache file beside the engine
+        keys.append((name, "dynamic"))
     actions.append({"kind": "snippet", "code": (
         "from icm_depth_ros.inference.engine_builder import missing_requirements\n"
         "assert missing_requirements() == [], missing_requirements()")})
@@ -102,17 +112,46 @@ def test_strongly_typed_engine_from_the_variant_of_its_precision(builds, models,
     assert fingerprint["model_metadata"]["icm.input_width"] == str(WIDTH)
 
 
-def test_timing_cache_is_per_tensorrt_version_and_read_on_rebuild(builds):
+def test_timing_cache_is_per_tensorrt_version_and_device_and_read_on_rebuild(builds):
     version, folder, _, results = builds
-    cache = timing_cache_path_for(folder / "dynamic_fp16.engine", version)
-    assert cache.name == f"dynamic_fp16.engine.tensorrt-{version}.timing.cache"
-    assert cache.read_bytes() == f"timing cache, TensorRT {version}".encode()
+    cache = timing_cache_path_for(folder / "dynamic_fp16.engine", version, *STAND_IN_GPU)
+    assert cache.name == f"dynamic_fp16.engine.tensorrt-{version}.NVIDIA-Stand-in-GPU.sm87.timing.cache"
+    assert cache.read_bytes() == f"timing cache, TensorRT {version}, NVIDIA Stand-in GPU 8.7".encode()
     first, second = results[("fp16", "dynamic")], results[("rebuild", "dynamic")]
     assert second["ok"], second.get("traceback")
     assert arguments(first, "IBuilderConfig.create_timing_cache") == [{"serialized_timing_cache": "<0 bytes>"}]
     read_back = arguments(second, "IBuilderConfig.create_timing_cache")[0]["serialized_timing_cache"]
     assert read_back == f"<{len(cache.read_bytes())} bytes>"
     assert arguments(second, "IBuilderConfig.set_timing_cache")[0]["ignore_mismatch"] is False
+    assert second["log"] == []  # the device's own cache: accepted, nothing said
+
+
+def test_same_tensorrt_string_on_two_devices_gives_two_caches():
+    """JetPack 6 and an x86 machine both report TensorRT 10.3.0: their caches must not be one file."""
+    orin = timing_cache_path_for("m.engine", "10.3.0", "Orin", "8.7")
+    desktop = timing_cache_path_for("m.engine", "10.3.0", "NVIDIA GeForce RTX 4090", "8.9")
+    assert orin.name == "m.engine.tensorrt-10.3.0.Orin.sm87.timing.cache"
+    assert desktop.name == "m.engine.tensorrt-10.3.0.NVIDIA-GeForce-RTX-4090.sm89.timing.cache"
+
+
+@pytest.mark.parametrize("kind", ["foreign", "corrupt"])
+def test_a_foreign_or_corrupt_timing_cache_is_discarded_and_the_build_goes_on(builds, kind):
+    version, folder, _, results = builds
+    assert results[(f"{kind}_written", "dynamic")]["ok"]
+    result = results[(kind, "dynamic")]
+    assert result["ok"], result.get("traceback")
+    cache = timing_cache_path_for(folder / "dynamic_fp16.engine", version, *STAND_IN_GPU)
+    written = len(FOREIGN_CACHE.format(version=version) if kind == "foreign" else CORRUPT_CACHE.encode())
+    offered = [args["serialized_timing_cache"] for args in arguments(result, "IBuilderConfig.create_timing_cache")]
+    assert offered == [f"<{written} bytes>", "<0 bytes>"]  # the file's cache, then an empty one instead
+    set_calls = arguments(result, "IBuilderConfig.set_timing_cache")
+    assert len(set_calls) == (2 if kind == "foreign" else 1)  # a corrupt file gives no cache object to set
+    assert result["log"] == [["warning", (
+        f"timing cache {cache} ({written} bytes) is not usable by TensorRT {version} on NVIDIA Stand-in GPU "
+        "(compute capability 8.7) (corrupt, or another device's): deleted; the engine is built without it and a "
+        "new cache is written")]]
+    assert cache.read_bytes() == f"timing cache, TensorRT {version}, NVIDIA Stand-in GPU 8.7".encode()  # replaced
+    assert fingerprints.read_fingerprint(folder / "dynamic_fp16.engine")["tensorrt_version"] == version
 
 
 def test_missing_requirements_accepts_the_installed_version(builds):

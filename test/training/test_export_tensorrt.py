@@ -55,7 +55,8 @@ def onnx_files(tmp_path_factory) -> dict[str, Path]:
 def test_fp32_engine_matches_onnxruntime_and_its_fingerprint(onnx_files, tmp_path):
     engine = tmp_path / "model.engine"
     written = build_engine(onnx_files["fixed"], engine, "fp32", workspace_gib=2)
-    assert engine.stat().st_size > 0 and timing_cache_path_for(engine, written["tensorrt_version"]).stat().st_size > 0
+    assert engine.stat().st_size > 0 and timing_cache_path_for(
+        engine, written["tensorrt_version"], written["gpu_name"], written["compute_capability"]).stat().st_size > 0
     assert fingerprints.read_fingerprint(engine) == written
     assert written["input_shape"] == [1, 3, HEIGHT, WIDTH] and written["precision"] == "fp32"
     expected = fingerprints.expected_fingerprint(onnx_files["fixed"], "fp32", [1, 3, HEIGHT, WIDTH], max_batch=1)

@@ -11,7 +11,7 @@ from icm_depth_ros.inference import contract, onnx_precision
 from icm_depth_ros.inference.fingerprint import file_sha256
 from training.exporting.onnx_export import export_onnx, onnxruntime_session, read_model_info, run_onnxruntime
 from training.exporting.operator_check import check_tensorrt_compatibility
-from training.exporting.variants import convert_to_float16, write_float16, write_int8
+from training.exporting.variants import convert_to_float16, int8_nodes, write_float16, write_int8
 from training.model import ICMDepthNet
 
 HEIGHT, WIDTH = 64, 192
@@ -35,9 +35,12 @@ def fp32(tmp_path_factory):
     return path, images, run_onnxruntime(onnxruntime_session(path), images)
 
 
+def io_types_of(model: onnx.ModelProto) -> dict[str, int]:
+    return {value.name: value.type.tensor_type.elem_type for value in [*model.graph.input, *model.graph.output]}
+
+
 def io_types(path) -> dict[str, int]:
-    graph = onnx.load(str(path)).graph
-    return {value.name: value.type.tensor_type.elem_type for value in [*graph.input, *graph.output]}
+    return io_types_of(onnx.load(str(path)))
 
 
 def test_float16_variant(fp32, tmp_path):
@@ -59,22 +62,27 @@ def test_float16_variant(fp32, tmp_path):
 
 
 def test_float16_keeps_float32_only_inputs_and_listed_ops():
-    # Resize's scales input is tensor(float) whatever X is; Softmax is kept in float32 on purpose.
+    # Softmax (KEEP_FLOAT32_OPS) runs in float32 behind a Cast, Resize in float16 with its scales input kept
+    # float32 (the schema fixes it); the Conv runs on a float16 weight; the graph output stays float32.
     scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
     weight = numpy_helper.from_array(np.full((1, 2, 1, 1), 0.5, np.float32), "weight")
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "weight"], ["c"]),
-         helper.make_node("Resize", ["c", "", "scales"], ["r"], mode="linear"),
-         helper.make_node("Softmax", ["r"], ["y"], axis=1)],
+        [helper.make_node("Conv", ["x", "weight"], ["c"], name="conv"),
+         helper.make_node("Resize", ["c", "", "scales"], ["r"], mode="linear", name="resize"),
+         helper.make_node("Softmax", ["r"], ["y"], axis=1, name="softmax")],
         "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 8, 8])], initializer=[scales, weight])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     converted = convert_to_float16(model)
     initializers = {i.name: i.data_type for i in converted.graph.initializer}
-    assert initializers == {"scales": TensorProto.FLOAT, "weight__as_float16": TensorProto.FLOAT16}
-    nodes = {n.op_type: n for n in converted.graph.node}
-    assert nodes["Resize"].input[2] == "scales"
-    assert nodes["Softmax"].input[0].endswith("__as_float32")
+    assert initializers == {"scales": TensorProto.FLOAT, "weight": TensorProto.FLOAT16}
+    assert io_types_of(converted) == {"x": TensorProto.FLOAT, "y": TensorProto.FLOAT}
+    assert model.graph.initializer[1].data_type == TensorProto.FLOAT  # the source graph is left as it was
+    types = {v.name: v.type.tensor_type.elem_type for v in converted.graph.value_info}
+    nodes = {n.name: n for n in converted.graph.node}
+    assert types[nodes["conv"].output[0]] == TensorProto.FLOAT16
+    assert nodes["resize"].input[2] == "scales" and types[nodes["resize"].input[0]] == TensorProto.FLOAT16
+    assert types[nodes["softmax"].input[0]] == TensorProto.FLOAT
     x = np.random.default_rng(0).random((1, 2, 4, 4), dtype=np.float32)
     import onnxruntime
 
@@ -82,6 +90,44 @@ def test_float16_keeps_float32_only_inputs_and_listed_ops():
     got = onnxruntime.InferenceSession(converted.SerializeToString()).run(None, {"x": x})[0]
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, expected, atol=1e-3)
+
+
+def test_float16_shared_weight_behind_identity_and_output_from_a_float32_op():
+    # What broke onnxconverter-common on the exported models (docs/export.md, "fp16 converter"): a weight
+    # the exporter shares through an Identity, consumed by a float32-kept op, and a graph output made by
+    # a float32-kept op (Exp, as the depth output is).
+    bias = numpy_helper.from_array(np.array([0.1, -0.2], np.float32), "bias")
+    scale = numpy_helper.from_array(np.array([1.0, 2.0], np.float32), "scale")
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["bias"], ["shared_bias"]),
+         helper.make_node("Add", ["x", "bias"], ["a"]),
+         helper.make_node("LayerNormalization", ["a", "scale", "shared_bias"], ["n"], axis=-1),
+         helper.make_node("Exp", ["n"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 2])], initializer=[bias, scale])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    converted = convert_to_float16(model)
+    assert io_types_of(converted) == {"x": TensorProto.FLOAT, "y": TensorProto.FLOAT}
+    import onnxruntime
+
+    x = np.array([[1.0, 2.0], [0.5, -0.5], [3.0, 3.5]], np.float32)
+    expected = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    got = onnxruntime.InferenceSession(converted.SerializeToString()).run(None, {"x": x})[0]
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=2e-3)
+
+
+def test_float16_refuses_a_conversion_that_changes_the_io_types(monkeypatch):
+    from onnxruntime.transformers import float16
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    real = float16.convert_float_to_float16
+    monkeypatch.setattr(float16, "convert_float_to_float16", lambda m, **kw: real(m, **{**kw, "keep_io_types": False}))
+    with pytest.raises(ValueError, match=r"changed the type of graph inputs/outputs \['x', 'y'\]"):
+        convert_to_float16(model)
 
 
 def test_int8_variant(fp32, tmp_path):
@@ -100,17 +146,92 @@ def test_int8_variant(fp32, tmp_path):
     assert check_tensorrt_compatibility(quantized).ok
     assert onnx_precision.file_precision(quantized) == "int8"
     assert onnx_precision.model_sha256(quantized) == file_sha256(path)
-    graph = onnx.load(str(quantized)).graph
+    assert_symmetric_per_channel_qdq(onnx.load(str(quantized)))
+
+
+def assert_symmetric_per_channel_qdq(model: onnx.ModelProto) -> None:
+    """Zero points int8 0; Conv/MatMul/Gemm weights int8 with one scale per output channel; activations
+    one scale; every weight MatMul/Gemm and residual Add fed by DequantizeLinear, no activation x
+    activation MatMul quantized."""
+    graph = model.graph
     constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    producers = {name: node for node in graph.node for name in node.output}
     dequantize = [n for n in graph.node if n.op_type == "DequantizeLinear"]
     quantize = [n for n in graph.node if n.op_type == "QuantizeLinear"]
     zero_points = [constants[n.input[2]] for n in quantize + dequantize]
     assert all(z.dtype == np.int8 and not z.any() for z in zero_points)
-    weights = [n for n in dequantize if n.input[0] in constants and constants[n.input[0]].ndim == 4]  # Conv weights
-    assert weights and all(constants[n.input[0]].dtype == np.int8 for n in weights)
-    per_channel = [constants[n.input[1]].shape == (constants[n.input[0]].shape[0],) for n in weights]
-    assert all(per_channel)  # one scale per output channel
     assert all(constants[n.input[1]].ndim == 0 for n in quantize)  # activations: one scale per tensor
+
+    def weight_dq(node, index):
+        producer = producers.get(node.input[index])
+        if producer is not None and producer.op_type == "DequantizeLinear" and producer.input[0] in constants:
+            return producer
+        return None
+
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    for conv in convs:
+        dq = weight_dq(conv, 1)
+        weight, scale = constants[dq.input[0]], constants[dq.input[1]]
+        assert weight.dtype == np.int8 and scale.shape == (weight.shape[0],)  # output channels, axis 0
+    linear = [n for n in graph.node if n.op_type in ("MatMul", "Gemm") and weight_dq(n, 1) is not None]
+    assert linear, "no MatMul/Gemm with quantized weights"
+    for node in linear:
+        dq = weight_dq(node, 1)
+        weight, scale = constants[dq.input[0]], constants[dq.input[1]]
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        out_axis = 0 if trans_b else weight.ndim - 1  # B is [K, N] (or [N, K] with transB)
+        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1) % weight.ndim
+        assert weight.dtype == np.int8 and axis == out_axis and scale.shape == (weight.shape[out_axis],)
+        assert producers[node.input[0]].op_type == "DequantizeLinear"  # the activation is quantized too
+    for node in graph.node:
+        if node.op_type == "MatMul" and weight_dq(node, 1) is None:
+            assert producers.get(node.input[1]) is None or producers[node.input[1]].op_type != "DequantizeLinear"
+    residual = [n for n in graph.node if n.op_type == "Add" and all(i not in constants for i in n.input)
+                and all(producers.get(i) is not None and producers[i].op_type == "DequantizeLinear" for i in n.input)]
+    assert residual, "no residual Add with Q/DQ inputs"
+
+
+def test_int8_nodes_picks_weight_layers_and_residual_adds():
+    weight = numpy_helper.from_array(np.ones((4, 4), np.float32), "weight")
+    bias = numpy_helper.from_array(np.zeros(4, np.float32), "bias")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "weight"], ["projected"], name="linear"),
+         helper.make_node("Add", ["projected", "bias"], ["biased"], name="bias_add"),
+         helper.make_node("Gemm", ["biased", "weight", "bias"], ["gemm_out"], name="gemm"),
+         helper.make_node("Transpose", ["gemm_out"], ["keys"], name="transpose"),
+         helper.make_node("MatMul", ["gemm_out", "keys"], ["scores"], name="attention"),
+         helper.make_node("MatMul", ["scores", "gemm_out"], ["mixed"], name="attention_values"),
+         helper.make_node("Add", ["mixed", "x"], ["y"], name="residual")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])], initializer=[weight, bias])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert int8_nodes(model) == ["linear", "gemm", "residual"]
+    assert int8_nodes(model, ("Conv", "MatMul")) == ["linear"]
+    assert int8_nodes(model, ("Conv",)) == []
+
+
+def test_int8_demo_model_is_close_to_fp32(tmp_path):
+    """The shipped demo model (hybrid CNN + attention): INT8 Q/DQ on Conv, MatMul/Gemm and residual Adds,
+    run by ONNX Runtime, against its fp32 graph on two unseen scenes."""
+    from pathlib import Path
+
+    demo = Path(__file__).resolve().parents[2] / "models/demo/icm_demo.onnx"
+    info = read_model_info(demo)
+    height, width = info.input_height, info.input_width
+    from training.data import SyntheticRoadScenes
+
+    calibration = SyntheticRoadScenes(2, size=(height, width), seed=100)
+    quantized = write_int8(demo, tmp_path / "demo.int8.onnx", [calibration[i]["image"].numpy() for i in range(2)])
+    model = onnx.load(str(quantized))
+    assert_symmetric_per_channel_qdq(model)
+    assert check_tensorrt_compatibility(quantized).ok
+    validation = SyntheticRoadScenes(2, size=(height, width), seed=7)
+    images = np.stack([validation[i]["image"].numpy() for i in range(2)])
+    reference = [run_onnxruntime(onnxruntime_session(demo), image[None]) for image in images]
+    outputs = [run_onnxruntime(onnxruntime_session(quantized), image[None]) for image in images]
+    relative = np.concatenate([(np.abs(o["depth"] - r["depth"]) / r["depth"]).ravel() for o, r in zip(outputs, reference)])
+    same_cluster = np.mean([o["membership"].argmax(axis=1) == r["membership"].argmax(axis=1) for o, r in zip(outputs, reference)])
+    assert np.mean(relative) < 0.06 and same_cluster > 0.95
 
 
 def test_asymmetric_int8_is_refused_by_the_engine_builder(fp32, tmp_path):

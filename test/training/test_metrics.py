@@ -1,4 +1,4 @@
-"""Depth metrics against hand-computed values (FACTS section 4), the instance/background split,
+"""Depth metrics against hand-computed values (the KITTI convention; docs/training.md, "Metrics"), the instance/background split,
 the cluster-instance alignment, the KITTI crop, and the torch wrapper reusing the NumPy definition."""
 import math
 

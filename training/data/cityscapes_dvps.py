@@ -1,6 +1,6 @@
 """Cityscapes-DVPS (ViP-DeepLab) loader, also used for the synthetic scenes written in its layout.
 
-Layout (FACTS section 4): ROOT/video_sequence/{train,val}/ holding, per frame,
+Layout (ViP-DeepLab's DVPS preparation; docs/data.md): ROOT/video_sequence/{train,val}/ holding, per frame,
     SSSSSS_FFFFFF_<city>_<seq>_<frame>_leftImg8bit.png             8-bit RGB
     SSSSSS_FFFFFF_<city>_<seq>_<frame>_gtFine_instanceTrainIds.png trainId * 1000 + n, or a bare trainId
     SSSSSS_FFFFFF_<city>_<seq>_<frame>_depth.png                   uint16, metres * 256, 0 = invalid

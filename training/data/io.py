@@ -1,6 +1,6 @@
 """PNG reading and writing with errors that name the file and what was expected.
 
-Depth PNGs in all three datasets are uint16, metres = value / 256, 0 = invalid (FACTS section 4).
+Depth PNGs in all three datasets are uint16, metres = value / 256, 0 = invalid (the KITTI depth devkit's convention, which the DVPS sets follow; docs/data.md).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """SemKITTI-DVPS (ViP-DeepLab) loader.
 
-Layout (FACTS section 4): ROOT/video_sequence/{train,val}/ holding, per frame,
+Layout (ViP-DeepLab's DVPS preparation; docs/data.md): ROOT/video_sequence/{train,val}/ holding, per frame,
     SSSSSS_FFFFFF_leftImg8bit.png       8-bit RGB
     SSSSSS_FFFFFF_gtFine_class.png      class ids 0-18, 255 = void (uint8 or uint16)
     SSSSSS_FFFFFF_gtFine_instance.png   instance ids within a class, 0 = none (uint8 or uint16)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-KB_CROP = (352, 1216)  # KITTI benchmark crop (FACTS section 4)
+KB_CROP = (352, 1216)  # KITTI benchmark ("KB") crop of BTS / AdaBins (docs/data.md)
 
 
 def _with(sample: dict, **maps) -> dict:

@@ -1,6 +1,6 @@
 """TensorRT engines from training/export.py: calibration images for the INT8 variant, and ``run_engine``.
 
-The builder itself (strongly typed network, workspace limit, timing cache per TensorRT version, batch
+The builder itself (strongly typed network, workspace limit, timing cache per TensorRT version and GPU, batch
 profile, fingerprint) is icm_depth_ros/inference/engine_builder.py, shared with the node's engine
 rebuild; its names are re-exported here. There is no calibrator: INT8 precision comes from the
 symmetric Q/DQ variant (variants.write_int8), calibrated on images at export time by

@@ -6,7 +6,7 @@ model.int8.onnx beside model.onnx). The INT8 file is also what ONNX Runtime runs
 quantized artifact for both backends. Both keep the contract's I/O exactly (``image`` float32 in,
 ``depth``/``membership`` float32 out) and copy the metadata, adding ``icm.precision`` and
 ``icm.fp32_onnx_sha256`` (the export they come from); their cost in accuracy is measured by
-bench/export_variants.py and recorded in docs/export.md.
+bench/precision_variants.py (demo and Swin-L models) and recorded in docs/export.md.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from icm_depth_ros.inference import contract
 from icm_depth_ros.inference.fingerprint import file_sha256
@@ -30,153 +30,40 @@ KEEP_FLOAT32_OPS = frozenset(
         "ReduceSumSquare", "Pow", "Exp", "Log", "CumSum",
     }
 )
-# INT8: quantise the convolutions (the bulk of the time). MatMuls are attention between two
-# activations (cluster x pixel), where 8-bit logits visibly change the soft memberships.
-DEFAULT_INT8_OPS = ("Conv",)
-FLOAT16_MAX = float(np.finfo(np.float16).max)
+# INT8: the layers with weights, which carry nearly all of the arithmetic (Conv in CNN encoders,
+# MatMul/Gemm in Swin's attention projections and MLPs), and the residual Adds, whose Q/DQ lets
+# TensorRT fuse the Add into the INT8 layer before it instead of adding reformat layers (TensorRT's
+# developer guide, "Q/DQ Layer-Placement Recommendations"). MatMuls between two activations (the
+# attention products Q.K^T and A.V, cluster x pixel in the ICM heads) stay in float: 8-bit logits
+# change the soft memberships, and they are a small share of the work.
+DEFAULT_INT8_OPS = ("Conv", "MatMul", "Gemm", "Add")
+WEIGHTED_OPS = frozenset({"MatMul", "Gemm"})
 
 
 def convert_to_float16(model: onnx.ModelProto, keep_float32_ops: Iterable[str] = KEEP_FLOAT32_OPS) -> onnx.ModelProto:
-    """float32 graph -> float16 graph whose inputs and outputs stay float32 (Casts at the edges).
+    """float32 graph -> float16 graph whose inputs and outputs stay float32, by ONNX Runtime's float16 tool.
 
-    Each op's inputs and outputs that share its float type parameter (per the ONNX schema) switch to
-    float16; inputs the schema fixes to float32 (Resize ``scales``) stay so. Float32 constants and
-    initializers gain a float16 copy where one is consumed in float16. Ops in ``keep_float32_ops``
-    (and custom-domain ops or ops with subgraphs) run in float32, with Casts around them.
+    ``onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True)`` with its default
+    block list (ops without float16 kernels or with float32-only inputs, e.g. Resize) plus
+    ``keep_float32_ops``: those run in float32 with Casts around them. Weights are stored in float16,
+    clamped to the float16 range. Why this tool and not onnxconverter-common's or the project's former
+    hand-written converter: docs/export.md, "fp16 converter" (bench/fp16_converters.py).
     """
+    from onnxruntime.transformers import float16  # noqa: PLC0415
+    from onnxruntime.transformers.onnx_model import OnnxModel  # noqa: PLC0415
+
+    block = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(keep_float32_ops))
     converted = onnx.ModelProto()
-    converted.CopyFrom(model)
-    _constants_to_initializers(converted.graph)
-    converted = onnx.shape_inference.infer_shapes(converted, strict_mode=True)
-    graph = converted.graph
-    opset = next(o.version for o in converted.opset_import if o.domain in ("", "ai.onnx"))
-    keep = frozenset(keep_float32_ops)
-
-    types = {v.name: v.type.tensor_type.elem_type for v in [*graph.input, *graph.value_info, *graph.output]}
-    initializers = {i.name: i for i in graph.initializer}
-    types.update({name: i.data_type for name, i in initializers.items()})
-    current = dict(types)  # element type of each tensor after conversion so far
-
-    # Graph outputs are produced under an internal name and Cast back to float32 at the end.
-    outputs = [o.name for o in graph.output]
-    internal = {name: f"{name}__float16_graph" for name in outputs}
-    for node in graph.node:
-        node.input[:] = [internal.get(name, name) for name in node.input]
-        node.output[:] = [internal.get(name, name) for name in node.output]
-    for name in outputs:
-        types[internal[name]] = current[internal[name]] = types[name]
-
-    new_nodes: list[onnx.NodeProto] = []
-    new_initializers: list[onnx.TensorProto] = []
-    casts: dict[tuple[str, int], str] = {}
-
-    def as_type(name: str, want: int) -> str:
-        have = current.get(name)
-        if not name or have == want or have not in (TensorProto.FLOAT, TensorProto.FLOAT16):
-            return name
-        key = (name, want)
-        if key not in casts:
-            cast_name = f"{name}__as_{'float16' if want == TensorProto.FLOAT16 else 'float32'}"
-            if name in initializers:  # convert the stored values instead of casting at run time
-                values = numpy_helper.to_array(initializers[name])
-                dtype = np.float16 if want == TensorProto.FLOAT16 else np.float32
-                values = np.clip(values, -FLOAT16_MAX, FLOAT16_MAX) if dtype == np.float16 else values
-                new_initializers.append(numpy_helper.from_array(values.astype(dtype), cast_name))
-            else:
-                new_nodes.append(helper.make_node("Cast", [name], [cast_name], to=want, name=cast_name))
-            current[cast_name] = want
-            casts[key] = cast_name
-        return casts[key]
-
-    for node in graph.node:
-        schema = _schema(node, opset)
-        to_float16 = (
-            schema is not None
-            and node.op_type not in keep
-            and not any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute)
-        )
-        float_params = _float_type_params(node, schema, types) if schema is not None else set()
-        if node.op_type == "Cast":  # accepts any input type; only its target changes
-            target = next(a for a in node.attribute if a.name == "to")
-            if to_float16 and target.i == TensorProto.FLOAT:
-                target.i = TensorProto.FLOAT16
-            current[node.output[0]] = target.i
-            new_nodes.append(node)
-            continue
-        if node.op_type == "ConstantOfShape":
-            value = next((a for a in node.attribute if a.name == "value"), None)
-            if to_float16 and value is not None and value.t.data_type == TensorProto.FLOAT:
-                value.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(value.t).astype(np.float16), value.t.name))
-                current[node.output[0]] = TensorProto.FLOAT16
-            new_nodes.append(node)
-            continue
-        for index, name in enumerate(node.input):
-            param = _formal(schema.inputs, index).type_str if schema is not None else None
-            if param in float_params:
-                node.input[index] = as_type(name, TensorProto.FLOAT16 if to_float16 else TensorProto.FLOAT)
-            elif types.get(name) == TensorProto.FLOAT:
-                node.input[index] = as_type(name, TensorProto.FLOAT)
-        for index, name in enumerate(node.output):
-            param = _formal(schema.outputs, index).type_str if schema is not None else None
-            current[name] = TensorProto.FLOAT16 if (to_float16 and param in float_params) else types.get(name)
-        new_nodes.append(node)
-
-    for name in outputs:
-        source = internal[name]
-        if current.get(source) == TensorProto.FLOAT16 and types[name] == TensorProto.FLOAT:
-            new_nodes.append(helper.make_node("Cast", [source], [name], to=TensorProto.FLOAT, name=f"{name}__to_float32"))
-        else:
-            new_nodes.append(helper.make_node("Identity", [source], [name], name=f"{name}__identity"))
-
-    used = {name for node in new_nodes for name in node.input}
-    kept = [i for i in graph.initializer if i.name in used] + [i for i in new_initializers if i.name in used]
-    del graph.node[:], graph.initializer[:], graph.value_info[:]
-    graph.node.extend(new_nodes)
-    graph.initializer.extend(kept)
-    converted = onnx.shape_inference.infer_shapes(converted, strict_mode=True)
+    converted.CopyFrom(model)  # the tool edits the graph it is given
+    converted = float16.convert_float_to_float16(converted, keep_io_types=True, op_block_list=block)
+    OnnxModel(converted).topological_sort()  # the tool appends its input Casts last; ONNX and TensorRT want order
+    source_io = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]}
+    changed = [v.name for v in [*converted.graph.input, *converted.graph.output]
+               if v.type.tensor_type.elem_type != source_io.get(v.name)]
+    if changed:
+        raise ValueError(f"float16 conversion changed the type of graph inputs/outputs {changed}; they must stay as exported")
     onnx.checker.check_model(converted)
     return converted
-
-
-def _constants_to_initializers(graph: onnx.GraphProto) -> None:
-    """Constant nodes holding a float32 tensor become initializers, so they convert like weights."""
-    kept = []
-    for node in graph.node:
-        value = next((a for a in node.attribute if a.name == "value"), None) if node.op_type == "Constant" else None
-        if value is not None and value.t.data_type == TensorProto.FLOAT and len(node.attribute) == 1:
-            tensor = onnx.TensorProto()
-            tensor.CopyFrom(value.t)
-            tensor.name = node.output[0]
-            graph.initializer.append(tensor)
-        else:
-            kept.append(node)
-    del graph.node[:]
-    graph.node.extend(kept)
-
-
-def _schema(node: onnx.NodeProto, opset: int):
-    if node.domain not in ("", "ai.onnx"):
-        return None
-    try:
-        return onnx.defs.get_schema(node.op_type, opset)
-    except onnx.defs.SchemaError:
-        return None
-
-
-def _formal(parameters, index: int):
-    return parameters[min(index, len(parameters) - 1)]  # a variadic last parameter repeats
-
-
-def _float_type_params(node: onnx.NodeProto, schema, types: dict[str, int]) -> set[str]:
-    """Type parameters (e.g. "T") that carry float32 in this node and also allow float16."""
-    allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
-    params = set()
-    for names, formals in ((node.input, schema.inputs), (node.output, schema.outputs)):
-        for index, name in enumerate(names):
-            param = _formal(formals, index).type_str if formals else None
-            if name and types.get(name) == TensorProto.FLOAT and "tensor(float16)" in allowed.get(param, ()):
-                params.add(param)
-    return params
 
 
 def write_float16(fp32_path: str | Path, out_path: str | Path) -> Path:
@@ -210,6 +97,26 @@ class ImageCalibrationReader:
         return {contract.INPUT_NAME: np.ascontiguousarray(image[None], dtype=np.float32)}  # [1, 3, H, W]
 
 
+def int8_nodes(model: onnx.ModelProto, op_types: Iterable[str] = DEFAULT_INT8_OPS) -> list[str]:
+    """Names of the nodes ``write_int8`` quantizes: every Conv; MatMul/Gemm with a constant weight
+    (input B); Adds of two activations (residual Adds, not bias Adds). Only ops in ``op_types``."""
+    wanted = frozenset(op_types)
+    constants = {i.name for i in model.graph.initializer}
+    constants |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    chosen = []
+    for node in model.graph.node:
+        if node.op_type not in wanted:
+            continue
+        if node.op_type in WEIGHTED_OPS and node.input[1] not in constants:
+            continue  # activation x activation: the attention products
+        if node.op_type == "Add" and any(name in constants for name in node.input):
+            continue  # a bias or a constant offset
+        if not node.name:
+            raise ValueError(f"an unnamed {node.op_type} node cannot be chosen for quantization")
+        chosen.append(node.name)
+    return chosen
+
+
 def write_int8(
     fp32_path: str | Path,
     out_path: str | Path,
@@ -219,9 +126,11 @@ def write_int8(
 ) -> Path:
     """Static INT8 quantisation with ONNX Runtime's tools into the form TensorRT's explicit quantization takes.
 
-    Symmetric everywhere (zero points int8 0): per-channel int8 weight scales (output channels, axis 0
-    of a Conv weight) and per-tensor int8 activation scales from the symmetric max |x| over
-    ``calibration_images`` (float32 [3, H, W] in [0, 1], dataset frames or synthetic scenes).
+    Quantizes the nodes ``int8_nodes`` picks from ``op_types`` (Conv, weight MatMul/Gemm, residual Add).
+    Symmetric everywhere (zero points int8 0): per-channel int8 weight scales (one per output channel:
+    axis 0 of a Conv weight, the N axis of a MatMul/Gemm weight) and per-tensor int8 activation scales
+    from the symmetric max |x| over ``calibration_images`` (float32 [3, H, W] in [0, 1], dataset frames
+    or synthetic scenes).
     ``activations="uint8"`` writes ONNX Runtime's CPU default instead (uint8 activations with a zero
     point, int32 biases): faster on CPUs without VNNI, but TensorRT rejects it (kept for that comparison
     in bench/export_variants.py).
@@ -235,13 +144,27 @@ def write_int8(
     source = onnx.load(str(fp32_path), load_external_data=False)
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
-        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
+        # ONNX's shape inference suffices (height and width are static); ONNX Runtime's symbolic one
+        # stops with "Incomplete symbolic shape inference" on the Swin encoders' graphs.
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        graph = onnx.load(str(prepared))
+        taken = {node.name for node in graph.graph.node}
+        for index, node in enumerate(graph.graph.node):  # ONNX Runtime picks nodes by name
+            if not node.name:
+                name = f"{node.op_type}_{index}"
+                while name in taken:
+                    name += "_"
+                node.name = name
+                taken.add(name)
+        onnx.save(graph, str(prepared))
+        nodes = int8_nodes(graph, op_types)
         quantize_static(
             str(prepared),
             str(out_path),
             ImageCalibrationReader(calibration_images),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(op_types),
+            nodes_to_quantize=nodes,
             per_channel=True,
             activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
             weight_type=QuantType.QInt8,

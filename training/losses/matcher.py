@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-LOG_CLAMP = 1e-6  # log arguments are clamped to [1e-6, 1 - 1e-6] (FACTS section 2)
+LOG_CLAMP = 1e-6  # log arguments are clamped to [1e-6, 1 - 1e-6] (decided here: the paper's eq. 5 takes logs of memberships that can be 0 or 1)
 REDUCTIONS = ("sum", "mean")  # over the pixels of eq. 5: "sum" is the paper; "mean" a deviation (issue 15)
 
 

@@ -1,6 +1,8 @@
 """Pictures of the ablation study: training curves, the ICM term analysis, and the Fig. 4-style clusters.
 
 Each takes the runs as ablation_report.load_runs returns them: {(method, seed): {"records", "report"}}.
+The charts are drawn with matplotlib (Agg backend: files only, no display); the cluster picture is a
+mosaic of the network's own images, written as one PNG with Pillow.
 """
 from __future__ import annotations
 
@@ -8,67 +10,47 @@ import math
 import statistics
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+import matplotlib
 
-FONT = ImageFont.load_default(size=12)
+matplotlib.use("Agg")  # no display on the training machines; must precede pyplot's import
+import matplotlib.pyplot as plt  # noqa: E402
+from PIL import Image  # noqa: E402
+
 # One colour per method, in study order (I, II, III, III + warm-up, III + per-pixel).
-PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (148, 103, 189), (214, 39, 40)]
-TERM_COLOURS = {"loss_silog": (0, 0, 0), "loss_icm_1": (31, 119, 180), "loss_icm_2": (255, 127, 14),
-                "loss_icm_3": (44, 160, 44)}
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728"]
+TERM_COLOURS = {"loss_silog": "#000000", "loss_icm_1": "#1f77b4", "loss_icm_2": "#ff7f0e", "loss_icm_3": "#2ca02c"}
 TERMS = tuple(TERM_COLOURS)
+DPI = 100
 
 
 def smooth(values: list[float], window: int = 5) -> list[float]:
     return [statistics.fmean(values[max(0, i - window + 1): i + 1]) for i in range(len(values))]
 
 
-def panel(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], title: str, series: list,
-          log_y: bool = False) -> None:
-    """One line chart in ``box`` (x0, y0, x1, y1); series = [(colour, [(x, y), ...]), ...].
-    ``log_y``: a logarithmic y axis (non-positive values are left out)."""
-    x0, y0, x1, y1 = box
+def panel(axes, title: str, series: list, log_y: bool = False) -> None:
+    """One line chart; series = [(colour, alpha, [(x, y), ...]), ...]. ``log_y``: a logarithmic y axis
+    (non-positive values are left out). Runs with at most 12 points get markers."""
+    axes.set_title(title, fontsize=10, loc="left")
+    for colour, alpha, line in series:
+        line = [(x, y) for x, y in line if math.isfinite(y) and (y > 0 or not log_y)]
+        if line:
+            axes.plot(*zip(*line), color=colour, alpha=alpha, linewidth=1.5, marker="o" if len(line) <= 12 else None,
+                      markersize=3)
     if log_y:
-        series = [(colour, [(x, math.log10(y)) for x, y in line if y > 0]) for colour, line in series]
-    points = [p for _, line in series for p in line if math.isfinite(p[1])]
-    draw.text((x0 + 4, y0 + 2), title, fill=(0, 0, 0), font=FONT)
-    if not points:
-        return
-    left, right, top, bottom = x0 + 52, x1 - 8, y0 + 18, y1 - 18
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    xmin, xmax = min(xs), max(max(xs), min(xs) + 1)
-    ymin, ymax = min(ys), max(ys)
-    if ymax - ymin < 1e-9:
-        ymin, ymax = ymin - 0.5, ymax + 0.5
-    draw.rectangle((left, top, right, bottom), outline=(120, 120, 120))
-    for fraction in (0.0, 0.5, 1.0):
-        value = ymin + fraction * (ymax - ymin)
-        y = bottom - fraction * (bottom - top)
-        draw.text((x0 + 2, y - 5), f"{10 ** value if log_y else value:.3g}", fill=(60, 60, 60), font=FONT)
-    draw.text((left, bottom + 3), f"{xmin:g}", fill=(60, 60, 60), font=FONT)
-    draw.text((right - 60, bottom + 3), f"{xmax:g} steps", fill=(60, 60, 60), font=FONT)
-
-    def to_pixel(x: float, y: float) -> tuple[float, float]:
-        return (left + (x - xmin) / (xmax - xmin) * (right - left), bottom - (y - ymin) / (ymax - ymin) * (bottom - top))
-
-    for colour, line in series:
-        line = [p for p in line if math.isfinite(p[1])]
-        if len(line) > 1:
-            draw.line([to_pixel(*p) for p in line], fill=colour, width=2)
-        for p in line if len(line) <= 12 else []:
-            cx, cy = to_pixel(*p)
-            draw.ellipse((cx - 2, cy - 2, cx + 2, cy + 2), fill=colour)
+        axes.set_yscale("log")
+    axes.set_xlabel("steps", fontsize=8)
+    axes.tick_params(labelsize=8)
+    axes.grid(alpha=0.3)
 
 
-def legend(draw: ImageDraw.ImageDraw, y: int, entries: list[tuple[tuple[int, int, int], str]], step: int) -> None:
-    x = 10
-    for colour, name in entries:
-        draw.rectangle((x, y, x + 14, y + 12), fill=colour)
-        draw.text((x + 18, y), name, fill=(0, 0, 0), font=FONT)
-        x += step
-
-
-def method_colours(methods: list[str]) -> dict[str, tuple[int, int, int]]:
+def method_colours(methods: list[str]) -> dict[str, str]:
     return {method: PALETTE[index % len(PALETTE)] for index, method in enumerate(methods)}
+
+
+def save(figure, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=DPI)
+    plt.close(figure)
 
 
 def curves(runs: dict, names: dict[str, str], path: Path) -> None:
@@ -79,11 +61,8 @@ def curves(runs: dict, names: dict[str, str], path: Path) -> None:
               ("cluster-instance alignment (IoU)", "cluster_alignment", True)]
     methods = [m for m in names if any(key[0] == m for key in runs)]
     colours = method_colours(list(names))
-    width, height, columns = 1050, 600, 3
-    image = Image.new("RGB", (width, height + 50), "white")
-    draw = ImageDraw.Draw(image)
-    cell_w, cell_h = width // columns, height // 2
-    for index, (title, key, validation) in enumerate(panels):
+    figure, grid = plt.subplots(2, 3, figsize=(10.5, 6.5), layout="constrained")
+    for axes, (title, key, validation) in zip(grid.flat, panels):
         series = []
         for (method, seed), run in sorted(runs.items()):
             if validation:
@@ -91,15 +70,12 @@ def curves(runs: dict, names: dict[str, str], path: Path) -> None:
             else:
                 raw = [(r["step"], r[key]) for r in run["records"] if key in r]
                 line = list(zip([s for s, _ in raw], smooth([v for _, v in raw])))
-            shade = tuple(min(255, c + 45 * seed) for c in colours[method])
-            series.append((shade, line))
-        box = ((index % columns) * cell_w, (index // columns) * cell_h,
-               (index % columns + 1) * cell_w, (index // columns + 1) * cell_h)
-        panel(draw, box, title, series)
-    legend(draw, height + 8, [(colours[m], names[m]) for m in methods[:3]], 330)
-    legend(draw, height + 28, [(colours[m], names[m]) for m in methods[3:]] + [((255, 255, 255), "lighter: later seeds")], 330)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, optimize=True)
+            series.append((colours[method], max(0.35, 1.0 - 0.3 * seed), line))
+        panel(axes, title, series)
+    handles = [plt.Line2D([], [], color=colours[m], linewidth=3) for m in methods]
+    figure.legend(handles, [names[m] for m in methods], loc="outside lower center", ncols=3, fontsize=9,
+                  title="lighter: later seeds", title_fontsize=8)
+    save(figure, path)
 
 
 def mean_over_seeds(runs: dict, method: str, key: str) -> list[tuple[int, float]]:
@@ -119,18 +95,14 @@ def term_analysis(runs: dict, names: dict[str, str], path: Path) -> None:
     methods = [m for m in names if any(key[0] == m for key in runs)]
     if not methods:
         return
-    width, cell_h = 1050, 250
-    image = Image.new("RGB", (width, cell_h * 2 + 30), "white")
-    draw = ImageDraw.Draw(image)
-    cell_w = width // len(methods)
+    figure, grid = plt.subplots(2, len(methods), figsize=(10.5, 5.6), layout="constrained", squeeze=False)
     for column, method in enumerate(methods):
         for row, (prefix, what) in enumerate((("", "term value"), ("feature_grad/", "|grad at F1..F3|"))):
-            series = [(colour, mean_over_seeds(runs, method, prefix + term)) for term, colour in TERM_COLOURS.items()]
-            box = (column * cell_w, row * cell_h, (column + 1) * cell_w, (row + 1) * cell_h)
-            panel(draw, box, f"{names[method].split(' (')[0]}: {what} (log)", series, log_y=True)
-    legend(draw, cell_h * 2 + 10, [(c, t.removeprefix("loss_")) for t, c in TERM_COLOURS.items()], 120)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, optimize=True)
+            series = [(colour, 1.0, mean_over_seeds(runs, method, prefix + term)) for term, colour in TERM_COLOURS.items()]
+            panel(grid[row, column], f"{names[method].split(' (')[0]}:\n{what} (log)", series, log_y=True)
+    handles = [plt.Line2D([], [], color=colour, linewidth=3) for colour in TERM_COLOURS.values()]
+    figure.legend(handles, [t.removeprefix("loss_") for t in TERM_COLOURS], loc="outside lower center", ncols=4, fontsize=9)
+    save(figure, path)
 
 
 def cluster_pictures(folder: Path, methods: list[str], path: Path, scenes: int = 2, seed: int = 0) -> None:

@@ -220,7 +220,7 @@ def test_inference_call_sequence_with_cuda_python(node_runs):
     _, cuda_version, _, _, results = node_runs
     loaded = results["loaded"]
     sequence = [name for name, _ in loaded["cuda_calls"]]
-    assert sequence[:1] == ["cudaStreamCreate"]
+    assert sequence[:2] == ["cudaSetDeviceFlags", "cudaStreamCreate"]  # blocking sync before the first CUDA work
     assert sequence.count("cudaMallocHost") == 3 and sequence.count("cudaMalloc") == 3
     tail = [name for name in sequence if name in ("cudaMemcpyAsync", "cudaStreamSynchronize")]
     assert tail == ["cudaMemcpyAsync"] * 3 + ["cudaStreamSynchronize"]  # in, depth, membership, then wait
@@ -238,7 +238,7 @@ def test_node_rebuilds_from_the_variant_of_the_requested_precision(node_runs):
     assert rebuilt["ok"], rebuilt.get("traceback")
     assert calls(rebuilt, "OnnxParser.parse_from_file") == [{"model": str(folder / "model.int8.onnx")}]
     assert "IBuilderConfig.set_flag" not in [name for name, _ in rebuilt["calls"]]
-    assert (folder / f"model.engine.tensorrt-{version}.timing.cache").is_file()
+    assert (folder / f"model.engine.tensorrt-{version}.NVIDIA-Stand-in-GPU.sm87.timing.cache").is_file()
 
 
 def test_engine_of_another_tensorrt_version_is_refused_by_name_or_rebuilt(node_runs):
@@ -283,6 +283,9 @@ def dynamic_files(tmp_path_factory):
 def batch_runs(request, dynamic_files, variant_files, tmp_path_factory):
     """Dynamic-batch and static engines run with batches 1, 2, 3 (and above the maximum) through one version pair."""
     version, cuda_version = request.param
+    reason = runtime_missing_wheel(version, cuda_version)
+    if reason is not None:
+        pytest.skip(reason)
     folder = tmp_path_factory.mktemp(f"batches_{version}_{cuda_version}")
     for path in dynamic_files.values():
         shutil.copy(path, folder / path.name)
@@ -415,3 +418,232 @@ def test_a_static_engine_refuses_batch_2_by_name(batch_runs):
         "ValueError: TensorRT engine model.engine has a fixed batch of 1 and was given 2 images: export the model with "
         "--dynamic-batch and build the engine with --max-batch N (N = cameras per node) to run several cameras' "
         "frames in one call")
+
+
+# ---- GPU failures while opening and running an engine ---------------------------------------------------------
+OUT_OF_MEMORY = {"cudaMalloc": "cudaErrorMemoryAllocation"}
+IMAGE_BYTES = 1 * 3 * HEIGHT * WIDTH * 4  # the first device buffer the backend asks for: the fp32 input
+
+
+@pytest.fixture(scope="module", params=RUNTIMES, ids=lambda pair: f"tensorrt{pair[0]}-cuda{pair[1]}")
+def failure_runs(request, variant_files, tmp_path_factory):
+    """Opening and running an engine while CUDA or TensorRT fails, through one version pair."""
+    version, cuda_version = request.param
+    reason = runtime_missing_wheel(version, cuda_version)
+    if reason is not None:
+        pytest.skip(reason)
+    folder = tmp_path_factory.mktemp(f"failures_{version}_{cuda_version}")
+    for path in variant_files.values():
+        shutil.copy(path, folder / path.name)
+    engine = str(folder / "model.engine")
+    shape = [1, 3, HEIGHT, WIDTH]
+
+    def open_engine(**fields):
+        return {"kind": "open", "model_path": engine, "precision": "fp16", "input_shape": shape, **fields}
+
+    actions = {
+        "built": open_engine(allow_build=True, close=True),
+        "oom_tensorrt": open_engine(cuda_failures=OUT_OF_MEMORY),
+        "oom_auto": open_engine(backend="auto", cuda_failures=OUT_OF_MEMORY),
+        "bf16_tensorrt": open_engine(io_dtypes={"depth": "BF16"}),
+        "bf16_auto": open_engine(backend="auto", io_dtypes={"depth": "BF16"}),
+        "stream_tensorrt": open_engine(cuda_failures={"cudaStreamCreate": "cudaErrorInsufficientDriver"}),
+        "shape_refused": open_engine(refuse_shapes=True),
+        "unresolved_output": open_engine(unresolved_outputs=["depth"]),
+        "lost_context": {**open_engine(), "kind": "infer_failures", "frames": 4,
+                         "infer_cuda_failures": {"cudaStreamSynchronize": "cudaErrorLaunchFailure"},
+                         "infer_cuda_failures_after": {"cudaStreamSynchronize": 1}},
+        "unresolved_at_inference": {**open_engine(), "kind": "infer_failures", "frames": 1,
+                                    "infer_unresolved_outputs": ["membership"]},
+        "corrupted": {"kind": "snippet", "code": f"open({engine!r}, 'wb').write(b'\\x00garbage')"},
+        "corrupt_tensorrt": open_engine(),
+        "corrupt_auto": open_engine(backend="auto"),
+    }
+    report = run_scenario(version, cuda_version, list(actions.values()))
+    return version, engine, dict(zip(actions, report["results"]))
+
+
+def cuda_call_names(result):
+    return [name for name, _ in result["cuda_calls"]]
+
+
+def test_blocking_sync_is_set_first_and_close_releases_what_was_created(failure_runs):
+    _, _, results = failure_runs
+    built = ok(results["built"])
+    names = cuda_call_names(built)
+    assert names[0] == "cudaSetDeviceFlags" and built["device_flags"] == 4  # cudaDeviceScheduleBlockingSync
+    assert names.count("cudaFree") == names.count("cudaMalloc") == 3 and names.count("cudaFreeHost") == 3
+    assert built["destroyed_streams"] == built["streams"][-1:]  # the stream it created, destroyed by close()
+
+
+def test_out_of_memory_is_a_model_load_error_naming_the_cuda_error_and_bytes(failure_runs):
+    _, engine, results = failure_runs
+    refused = results["oom_tensorrt"]
+    assert not refused["ok"]
+    assert refused["error"] == (f"ModelLoadError: cannot load TensorRT engine {engine}: CUDA cudaMalloc asking for "
+                                f"{IMAGE_BYTES} bytes (0.0 MiB) failed: cudaErrorMemoryAllocation")
+    names = cuda_call_names(refused)
+    assert names.count("cudaMallocHost") == 1 and names.count("cudaFreeHost") == 1  # the pinned buffer made first
+    assert names.count("cudaStreamDestroy") == 1  # released before the error was raised
+
+
+def test_auto_falls_back_to_onnxruntime_on_a_cuda_failure_and_logs_why(failure_runs):
+    _, engine, results = failure_runs
+    fallen = ok(results["oom_auto"])
+    assert fallen["description"].startswith("onnxruntime")
+    warnings = [text for level, text in fallen["log"] if level == "warning"]
+    assert warnings == [f"backend auto: TensorRT unavailable (cannot load TensorRT engine {engine}: CUDA cudaMalloc "
+                        f"asking for {IMAGE_BYTES} bytes (0.0 MiB) failed: cudaErrorMemoryAllocation); using onnxruntime"]
+
+
+def test_bf16_engine_io_is_refused_by_name_and_auto_falls_back(failure_runs):
+    _, engine, results = failure_runs
+    refused = results["bf16_tensorrt"]
+    assert not refused["ok"] and refused["error"].startswith(f"ModelLoadError: {engine}: tensor 'depth' is BF16; ")
+    assert "export the model with float32 I/O" in refused["error"]
+    assert cuda_call_names(refused) == ["cudaSetDeviceFlags"]  # refused before any allocation
+    assert ok(results["bf16_auto"])["description"].startswith("onnxruntime")
+
+
+def test_stream_creation_failure_names_the_cuda_error(failure_runs):
+    _, engine, results = failure_runs
+    refused = results["stream_tensorrt"]
+    assert refused["error"] == (f"ModelLoadError: cannot load TensorRT engine {engine}: CUDA cudaStreamCreate failed: "
+                                "cudaErrorInsufficientDriver")
+
+
+def test_a_refused_input_shape_or_an_output_left_at_minus_one_is_a_model_load_error(failure_runs):
+    _, engine, results = failure_runs
+    assert results["shape_refused"]["error"] == (
+        f"ModelLoadError: cannot load TensorRT engine {engine}: TensorRT engine model.engine refused input shape "
+        f"(1, 3, {HEIGHT}, {WIDTH}) for 'image' (engine batch 1-1); see its log above")
+    unresolved = results["unresolved_output"]
+    assert unresolved["error"] == f"ModelLoadError: {engine}: tensor 'depth' has no size at batch 1: (-1, 1, {HEIGHT}, {WIDTH})"
+    assert cuda_call_names(unresolved).count("cudaStreamDestroy") == 1  # the stream made before: destroyed
+
+
+def test_a_cuda_error_while_running_is_an_inference_error_each_call(failure_runs):
+    _, _, results = failure_runs
+    outcomes = ok(results["lost_context"])["outcomes"]
+    failed = ("icm_depth_ros.inference.tensorrt_backend.CudaError: CUDA cudaStreamSynchronize failed: "
+              "cudaErrorLaunchFailure")
+    assert outcomes == ["ok", failed, failed, failed]  # the first frame ran, then the context was lost
+
+
+def test_an_output_shape_left_at_minus_one_while_running_is_an_inference_error(failure_runs):
+    _, _, results = failure_runs
+    assert ok(results["unresolved_at_inference"])["outcomes"] == [
+        "icm_depth_ros.inference.contract.InferenceError: TensorRT engine model.engine: output 'membership' has shape "
+        f"(-1, {NUM_CLUSTERS}, {HEIGHT // 4}, {WIDTH // 4}) for a batch of 1 (buffer holds "
+        f"{NUM_CLUSTERS * HEIGHT * WIDTH // 16} values)"]
+
+
+def test_a_corrupt_engine_is_a_model_load_error_and_auto_falls_back(failure_runs):
+    version, engine, results = failure_runs
+    ok(results["corrupted"])
+    refused = results["corrupt_tensorrt"]
+    assert refused["error"] == (f"ModelLoadError: {engine}: TensorRT {version} cannot deserialize this engine (corrupt, "
+                                "or built by another TensorRT version or GPU? rebuild it)")
+    assert ok(results["corrupt_auto"])["description"].startswith("onnxruntime")
+
+
+# ---- an engine (re)build that does not block the caller (the node's configure) --------------------------------
+BUILD_S = 1.5  # the double's build time, standing in for minutes on a GPU
+
+
+@pytest.fixture(scope="module", params=RUNTIMES, ids=lambda pair: f"tensorrt{pair[0]}-cuda{pair[1]}")
+def background_runs(request, variant_files, tmp_path_factory):
+    version, cuda_version = request.param
+    reason = runtime_missing_wheel(version, cuda_version)
+    if reason is not None:
+        pytest.skip(reason)
+    folder = tmp_path_factory.mktemp(f"background_{version}_{cuda_version}")
+    for path in variant_files.values():
+        shutil.copy(path, folder / path.name)
+    engine, failing = str(folder / "model.engine"), str(folder / "failing.engine")
+    onnx = str(folder / "model.onnx")
+
+    def open_engine(path, **fields):
+        return {"kind": "open", "model_path": path, "onnx_path": onnx, "precision": "fp16", "allow_build": True,
+                "background": True, "input_shape": [1, 3, HEIGHT, WIDTH], **fields}
+
+    actions = {
+        "started": open_engine(engine, build_s=BUILD_S),
+        "still_building": open_engine(engine),
+        "waited": {"kind": "wait_build", "engine": engine},
+        "loaded": open_engine(engine),
+        "failing_started": open_engine(failing, build_fails=True),
+        "failing_waited": {"kind": "wait_build", "engine": failing},
+        "failed": open_engine(failing),
+        "auto_while_building": open_engine(str(folder / "auto.engine"), backend="auto", build_s=BUILD_S,
+                                           build_fails=False),
+        "auto_waited": {"kind": "wait_build", "engine": str(folder / "auto.engine")},
+    }
+    report = run_scenario(version, cuda_version, list(actions.values()))
+    return version, folder, dict(zip(actions, report["results"]))
+
+
+def test_a_background_build_fails_fast_then_the_engine_loads(background_runs):
+    version, folder, results = background_runs
+    engine, source = folder / "model.engine", folder / "model.fp16.onnx"
+    for name in ("started", "still_building"):
+        result = results[name]
+        assert not result["ok"] and result["elapsed_s"] < BUILD_S / 2  # the caller is not held for the build
+        assert result["error"].startswith(f"EngineBuilding: building TensorRT engine {engine} from {source} (fp16) in "
+                                          "the background: ")
+        assert result["error"].endswith(" s so far; configure again when it is done (with autostart the node "
+                                        "retries by itself)")
+    assert [level for level, _ in results["started"]["log"]] == ["warning"]  # one line when the build starts
+    assert results["still_building"]["log"] == []
+    # one build in all (the background thread's calls land in whichever action runs meanwhile)
+    assert sum(len(calls(results[name], "Builder.build_serialized_network"))
+               for name in ("started", "still_building", "waited", "loaded")) == 1
+    assert results["waited"]["still_running"] is False
+    loaded = ok(results["loaded"])
+    assert loaded["description"] == f"tensorrt {version} (model.engine, batch 1)" and loaded["depth_max_error"] == 0.0
+    assert calls(loaded, "Builder.build_serialized_network") == []  # it loads what the background build wrote
+    (line,) = [text for level, text in loaded["log"] if level == "info"]
+    assert line.startswith(f"TensorRT engine {engine} from {source} (fp16) built in the background in ")
+
+
+def test_a_failed_background_build_is_reported_on_the_next_open(background_runs):
+    version, folder, results = background_runs
+    assert results["failing_started"]["error"].startswith("EngineBuilding: ")
+    failed = results["failed"]
+    assert failed["error"] == (
+        f"ModelLoadError: cannot rebuild TensorRT engine {folder / 'failing.engine'} from {folder / 'model.fp16.onnx'} "
+        f"(fp16): RuntimeError: TensorRT {version} failed to build an engine from {folder / 'model.fp16.onnx'} (fp16); "
+        "see its log above")
+    (warning,) = [text for level, text in failed["log"] if level == "warning"]
+    assert "failed:\nTraceback (most recent call last)" in warning
+
+
+def test_auto_runs_onnxruntime_while_the_engine_builds(background_runs):
+    _, folder, results = background_runs
+    fallen = ok(results["auto_while_building"])
+    assert fallen["description"].startswith("onnxruntime")
+    assert any(text.startswith(f"backend auto: TensorRT unavailable (building TensorRT engine {folder / 'auto.engine'}")
+               for _, text in fallen["log"])
+    assert results["auto_waited"]["still_running"] is False
+
+
+def test_an_onnxruntime_failure_while_running_is_an_inference_error(onnx_model):
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument
+
+    from icm_depth_ros.inference import InferenceError
+
+    backend = open_backend("onnxruntime", onnx_model, onnxruntime_provider="cpu")
+
+    class FailingSession:  # what a CUDA provider error looks like from session.run
+        def __init__(self, error):
+            self.error = error
+
+        def run(self, outputs, feeds):
+            raise self.error
+
+    backend.session = FailingSession(Fail("CUDA failure 700: an illegal memory access was encountered"))
+    with pytest.raises(InferenceError, match=r"^onnxruntime \(CPUExecutionProvider\) failed: Fail: CUDA failure 700"):
+        backend.infer(None)
+    backend.session = FailingSession(InvalidArgument("Got invalid dimensions for input: image"))
+    with pytest.raises(InvalidArgument):  # an input the model does not take: not a backend failure
+        backend.infer(None)

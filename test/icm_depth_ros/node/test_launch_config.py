@@ -101,8 +101,30 @@ def test_readme_parameter_table_says_which_parameters_apply_live():
         assert when == expected, (name, when)
 
 
+def readme_cell(value) -> str:
+    """How the README's default column writes a parameter's default."""
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, (list, tuple)):
+        return "`[" + ", ".join(readme_cell(item).strip("`") for item in value) + "]`"
+    if isinstance(value, str):
+        return f'`"{value}"`'
+    return f"`{value}`"
+
+
+def test_readme_parameter_table_has_each_parameters_type_and_default():
+    """Not only the names: the type and default columns are the code's (a changed default fails here)."""
+    readme_types = {bool: "bool", int: "int", float: "double", str: "string", list: "string[]"}
+    rows = [line.split("|") for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `")]
+    table = {cells[1].strip().strip("`"): (cells[2].strip(), cells[3].strip()) for cells in rows
+             if cells[1].strip().strip("`") in PARAMETERS}
+    assert set(table) == set(PARAMETERS)
+    for name, (default, _, _) in PARAMETERS.items():
+        assert table[name] == (readme_types[type(default)], readme_cell(default)), name
+
+
 def test_launch_description_where_launch_is_installed():
-    pytest.importorskip("launch_ros", reason="launch/launch_ros are not pip-installable here (FACTS 5)")
+    pytest.importorskip("launch_ros", reason="launch/launch_ros are not pip-installable here (not on the package index; docs/node.md)")
     description = load_launch_module().generate_launch_description()
     assert description.entities
 

@@ -99,3 +99,98 @@ def test_each_kind_of_bad_input_is_dropped_named_and_throttled(graph, onnx_model
     probe.spin(0.5)
     assert node.log().count("[truncated]") == lines_before
     publish_good_frame()
+
+
+def publish_until_logged(probe, node, publish, words: str, tries: int = 10) -> None:
+    """Publish (each try with a newer stamp) until ``words`` is in the node's log; best effort may lose one."""
+    for attempt in range(tries):
+        publish(attempt)
+        if probe.wait_for(lambda: words in node.log(), 1.0):
+            return
+    raise AssertionError(f"{words!r} not logged\n{node.log()}")
+
+
+def test_compressed_input_jpeg_png_corrupt_and_a_decompression_bomb(graph, onnx_model):
+    """use_compressed: jpeg and png frames give depth; a corrupt one is [decode]; a PNG whose header claims
+    100000 x 100000 pixels (a few kB) is [too_large], refused before decoding; the node goes on."""
+    import cv2
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import CompressedImage
+
+    start_node, probe, _ = graph
+    node = start_node({"model_path": onnx_model, "backend": "onnxruntime", "use_compressed": True,
+                       "error_throttle_s": 30.0})
+    publisher = probe.node.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
+    assert node.wait_for_log("active", 60), node.log()
+    assert probe.wait_for(lambda: publisher.get_subscription_count() > 0, 30), node.log()
+    pixels = np.random.default_rng(0).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+
+    def message(seconds: int, fmt: str, data: bytes) -> CompressedImage:
+        msg = CompressedImage(format=fmt, data=data)
+        msg.header.stamp, msg.header.frame_id = stamp_of(seconds), "camera_optical"
+        return msg
+
+    png = cv2.imencode(".png", pixels[:, :, ::-1])[1].tobytes()
+    jpeg = cv2.imencode(".jpg", pixels[:, :, ::-1])[1].tobytes()
+    bomb = bytearray(png)
+    bomb[16:24] = (100_000).to_bytes(4, "big") * 2  # IHDR width and height
+    seconds = 100
+    for fmt, data in (("jpeg", jpeg), ("png", png)):
+        for _ in range(20):
+            seconds += 1
+            probe.info_pub.publish(make_camera_info(stamp_of(seconds), WIDTH, HEIGHT, K))
+            publisher.publish(message(seconds, fmt, data))
+            if probe.wait_for(lambda: (seconds, 0) in probe.received["depth/image"], 1.5):
+                break
+        assert (seconds, 0) in probe.received["depth/image"], f"no depth for a {fmt} frame\n{node.log()}"
+        depth = probe.received["depth/image"][(seconds, 0)]
+        assert (depth.width, depth.height) == (WIDTH, HEIGHT)
+    for kind, words, data in (("decode", "cannot decode", png[:200] + bytes(100)),
+                              ("too_large", "header says 100000x100000", bytes(bomb))):
+        publish_until_logged(probe, node, lambda attempt: publisher.publish(message(seconds + 1 + attempt, "png", data)),
+                             words)
+        assert f"[{kind}]" in node.log()
+        seconds += 20
+    assert node.process.poll() is None, node.log()
+
+
+def test_camera_info_and_label_kinds(graph, onnx_model):
+    """require_camera_info and instance_source: topic: no_camera_info, camera_info_size, no_labels (depth still
+    published), label_values and label_size are each dropped with their kind."""
+    start_node, probe, _ = graph
+    node = start_node({"model_path": onnx_model, "backend": "onnxruntime", "require_camera_info": True,
+                       "instance_source": "topic", "instance_timeout_s": 0.2, "error_throttle_s": 30.0})
+    assert node.wait_for_log("active", 60), node.log()
+    assert probe.wait_for_subscriber(), node.log()
+    publish_until_logged(probe, node, lambda attempt: probe.image_pub.publish(rgb(stamp_of(10 + attempt))),
+                         "no valid camera_info received yet")
+    assert "[no_camera_info]" in node.log()
+    publish_until_logged(probe, node, lambda attempt: probe.info_pub.publish(
+        make_camera_info(stamp_of(30 + attempt), 0, HEIGHT, K)), "zero image size")
+    assert "[camera_info_size]" in node.log()
+
+    seconds = 50
+
+    def frame(labels=None):
+        """A camera_info, the label image (if any) and the image, all with one newer stamp."""
+        nonlocal seconds
+        seconds += 1
+        stamp = stamp_of(seconds)
+        probe.info_pub.publish(make_camera_info(stamp, WIDTH, HEIGHT, K))
+        probe.spin(0.1)
+        if labels is not None:
+            probe.label_pub.publish(make_image(stamp, *labels))
+            probe.spin(0.05)
+        probe.image_pub.publish(rgb(stamp))
+
+    publish_until_logged(probe, node, lambda attempt: frame(), "no label image stamped")
+    assert "[no_labels]" in node.log()
+    assert probe.wait_for(lambda: len(probe.received["depth/image"]) > 0, 5), "depth is still published without labels"
+    fractional = np.full((HEIGHT, WIDTH), 1.5, np.float32)
+    publish_until_logged(probe, node, lambda attempt: frame((fractional, "32FC1")), "negative or fractional values")
+    assert "[label_values]" in node.log()
+    small = np.ones((HEIGHT // 2, WIDTH // 2), np.uint16)
+    publish_until_logged(probe, node, lambda attempt: frame((small, "mono16")),
+                         f"label image {WIDTH // 2}x{HEIGHT // 2} differs from the image {WIDTH}x{HEIGHT}")
+    assert "[label_size]" in node.log()
+    assert node.process.poll() is None, node.log()

@@ -60,7 +60,7 @@ def test_round_trip_through_fill_image():
 
 
 def test_cv_bridge_and_sensor_msgs_py_where_installed():
-    cv_bridge = pytest.importorskip("cv_bridge", reason="cv_bridge for ROS 2 is not pip-installable (FACTS 5)")
+    cv_bridge = pytest.importorskip("cv_bridge", reason="cv_bridge for ROS 2 is not pip-installable (not on the package index; docs/node.md)")
     array = sample("16UC1")
     from sensor_msgs.msg import Image as RosImage
 

@@ -48,7 +48,7 @@ def direct_figures(model, frames, encoding, max_depth=80.0):
         p = clamp_prediction(pred, 1e-3, max_depth)[mask].astype(np.float64)
         g = gt[mask].astype(np.float64)
         figures = depth_metrics(clamp_prediction(pred, 1e-3, max_depth), gt, mask)
-        # independent of metrics.py: the KITTI definitions of FACTS section 4
+        # independent of metrics.py: the KITTI definitions (Eigen et al. 2014; docs/training.md, "Metrics")
         assert figures["abs_rel"] == pytest.approx(np.mean(np.abs(p - g) / g), rel=1e-9)
         assert figures["d1"] == pytest.approx(np.mean(np.maximum(p / g, g / p) < 1.25), rel=1e-9)
         figures["d1_instance"] = delta1(clamp_prediction(pred, 1e-3, max_depth), gt, mask & (frame["instances"] > 0))

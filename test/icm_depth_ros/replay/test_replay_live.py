@@ -114,6 +114,7 @@ def test_live_run_scores_the_nodes_own_tracks(tmp_path, onnx_model):
     """A closing-object drive played into the node (instance labels as its topic): the track columns of
     its depth/instances go to tracks.csv with the bag's truth beside them, scored with motmetrics."""
     pytest.importorskip("rclpy")
+    pytest.importorskip("motmetrics", reason="track scoring needs motmetrics, a workstation package (requirements.txt)")
     from training.data.synthetic import write_bag
     from training.data.synthetic.closing import render_closing_drive
 

@@ -34,6 +34,7 @@ BOX_A, BOX_B = (0, 0, 10, 10), (50, 0, 60, 10)
 
 
 def test_identity_errors_and_calibration_against_hand_computed_values():
+    pytest.importorskip("motmetrics", reason="track scoring needs motmetrics, a workstation package (requirements.txt)")
     from icm_depth_ros.replay.track_scoring import TrackScorer
 
     scorer = TrackScorer()

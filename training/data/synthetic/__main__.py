@@ -45,12 +45,14 @@ def main(argv=None) -> int:
     parser.add_argument("--gt-encoding", choices=GT_ENCODINGS, default="32FC1")
     args = parser.parse_args(argv)
     if args.frames < 1 or args.clip_length < 1:
-        parser.error("--frames and --clip-length must be >= 1")
+        parser.error(f"--frames {args.frames} / --clip-length {args.clip_length}: both must be >= 1")
     val_frames = args.frames if args.val_frames is None else args.val_frames
     if val_frames < 1:
-        parser.error("--val-frames must be >= 1")
+        parser.error(f"--val-frames {args.val_frames}: must be >= 1")
     if (args.out / "bag").exists():
         parser.error(f"{args.out / 'bag'} already exists; choose a new --out")
+    if args.seed < 0:
+        parser.error(f"--seed {args.seed}: must be >= 0 (scene seeds are non-negative)")
 
     started = time.perf_counter()
     clips, left, clip = [], args.frames, 0

@@ -190,6 +190,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.out.exists():
         parser.error(f"--out {args.out} already exists; rosbag2 writers need a new folder")
+    if args.seed < 0:
+        parser.error(f"--seed {args.seed}: must be >= 0 (scene seeds are non-negative)")
     frames = render_closing_drives(args.scenarios, args.size, args.seed)
     write_bag(args.out, frames)
     print(f"wrote {len(frames)} frames of {', '.join(args.scenarios)} to {args.out}")

@@ -14,7 +14,7 @@ import numpy as np
 
 from .geometry import KIND_BOX, KIND_ELLIPSOID, rotate_yaw
 
-# Cityscapes trainIds (FACTS section 4); things are 11-18.
+# Cityscapes trainIds (cityscapesscripts' labels.py; docs/data.md); things are 11-18.
 ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION, TERRAIN, SKY = range(11)
 PERSON, RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE = range(11, 19)
 
