@@ -42,7 +42,8 @@ def write_model(path: Path, dynamic_batch: bool) -> Path:
          helper.make_tensor_value_info(contract.MEMBERSHIP_OUTPUT, TensorProto.FLOAT,
                                        [batch, NUM_CLUSTERS, HEIGHT // 4, WIDTH // 4])],
         initializer=weights)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # IR version 8 (ONNX 1.12, opset 17): what ONNX Runtime 1.12, the newest for Humble's numpy, can load
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     info = contract.ModelInfo(HEIGHT, WIDTH, contract.PIXEL_FORMAT, 0.5, 80.0, NUM_CLUSTERS, 4, "bindings_test",
                               "none", icm_depth_ros.__version__, dynamic_batch)
     helper.set_model_props(model, info.to_metadata())
