@@ -32,21 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PERTURBATIONS = (0.3, 0.1, 0.03, 0.01)
 
 
-def perturbed(source: Path, target: Path, scale: float, seed: int = 0) -> Path:
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(source))
-    rng = np.random.default_rng(seed)
-    for initializer in model.graph.initializer:
-        weights = numpy_helper.to_array(initializer)
-        if weights.dtype == np.float32 and weights.size > 1:
-            noisy = weights + rng.normal(0.0, scale * float(weights.std()) + 1e-6, weights.shape).astype(np.float32)
-            initializer.CopyFrom(numpy_helper.from_array(noisy, initializer.name))
-    onnx.save(model, str(target))
-    return target
-
-
 def session(path: Path):
     import onnxruntime
 
@@ -83,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         files["int8"] = write_int8(args.model, folder / "model.int8.onnx",
                                    synthetic_images(args.calib_scenes, height, width, split="train"))
         for scale in PERTURBATIONS:
-            files[f"perturbed x{scale:g}"] = perturbed(args.model, folder / f"perturbed_{scale:g}.onnx", scale)
+            files[f"perturbed x{scale:g}"] = self_test.write_perturbed_copy(args.model, folder / f"perturbed_{scale:g}.onnx", scale)
         sessions = {name: session(path) for name, path in files.items()}
         rows = {name: [] for name in files}
         for seed in range(args.seeds):

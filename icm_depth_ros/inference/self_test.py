@@ -340,6 +340,24 @@ def write_reference(onnx_path: str | Path, out_path: str | Path | None = None,
     return reference
 
 
+def write_perturbed_copy(source: str | Path, target: str | Path, scale: float, seed: int = 0) -> Path:
+    """``source`` with Gaussian noise (``scale`` x each tensor's spread) on every float weight, metadata kept:
+    a model that runs and declares itself the same but predicts otherwise, which the self-test must refuse
+    (the tests' and the tolerance benchmark's stand-in for a corrupted or mismatched file)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(source))
+    rng = np.random.default_rng(seed)
+    for initializer in model.graph.initializer:
+        weights = numpy_helper.to_array(initializer)
+        if weights.dtype == np.float32 and weights.size > 1:
+            noisy = weights + rng.normal(0.0, scale * float(weights.std()) + 1e-6, weights.shape).astype(np.float32)
+            initializer.CopyFrom(numpy_helper.from_array(noisy, initializer.name))
+    onnx.save(model, str(target))
+    return Path(target)
+
+
 def _onnx_metadata(onnx_path: str | Path) -> dict[str, str]:
     from icm_depth_ros.inference.onnx_precision import onnx_metadata  # noqa: PLC0415
 

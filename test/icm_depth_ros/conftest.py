@@ -73,20 +73,10 @@ def onnx_model(tmp_path_factory) -> Path:
 
 
 def with_perturbed_weights(source: Path, target: Path, scale: float = 0.3, seed: int = 0) -> Path:
-    """``source`` with Gaussian noise (``scale`` x each tensor's spread) added to every float weight, metadata
-    kept: a model that still runs and declares itself the same, but predicts worse (onnx only, no PyTorch)."""
-    import onnx
-    from onnx import numpy_helper
+    """``source`` with noise on its weights, metadata kept: a model that predicts worse (onnx only, no PyTorch)."""
+    from icm_depth_ros.inference.self_test import write_perturbed_copy
 
-    model = onnx.load(str(source))
-    rng = np.random.default_rng(seed)
-    for initializer in model.graph.initializer:
-        weights = numpy_helper.to_array(initializer)
-        if weights.dtype == np.float32 and weights.size > 1:
-            noisy = weights + rng.normal(0.0, scale * float(weights.std()) + 1e-6, weights.shape).astype(np.float32)
-            initializer.CopyFrom(numpy_helper.from_array(noisy, initializer.name))
-    onnx.save(model, str(target))
-    return target
+    return write_perturbed_copy(source, target, scale, seed)
 
 
 @pytest.fixture(scope="session")
