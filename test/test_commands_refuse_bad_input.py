@@ -85,6 +85,8 @@ def test_train_refuses_files_outputs_and_combinations(files, tmp_path):
     result = run(train + recipe + TINY + ["data.train_length=2", "train.batch_size=4",
                                          f"train.output_dir={tmp_path / 'small'}"])
     assert_refused(result, "batch size 4 exceeds the 2 training items")
+    kitti = ["--config", "training/configs/icm_swinl_kitti_352x1216.yaml"]
+    assert_refused(run(train + kitti + ["data.train_length=5"]), "data.train_length=5 would be ignored")
     debug = run(train + recipe + ["train.steps=0", "--debug"])
     assert debug.returncode != 0 and "Traceback" in debug.stderr  # --debug shows where it came from
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 DATASETS = ("kitti_eigen", "cityscapes_dvps", "semkitti_dvps", "synthetic")
 EVAL_CROPS = ("none", "garg")
@@ -153,6 +153,20 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
+    @model_validator(mode="after")
+    def _no_ignored_synthetic_keys(self) -> Config:
+        """The in-memory scene counts and seeds apply to data.dataset synthetic without a root only."""
+        data = self.data
+        if data.dataset == "synthetic" and data.root is None:
+            return self
+        defaults = DataConfig()
+        for name in ("train_length", "train_seed", "val_length", "val_seed"):
+            if getattr(data, name) != getattr(defaults, name):
+                raise ValueError(f"data.{name}={getattr(data, name)} would be ignored: it applies to in-memory "
+                                 f"synthetic scenes only (data.dataset synthetic, data.root null), not to "
+                                 f"data.dataset {data.dataset} with data.root {data.root}")
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         """Plain containers only (loadable with torch.load(weights_only=True))."""
         return self.model_dump()
@@ -206,6 +220,8 @@ def _explain(error: ValidationError) -> ConfigError:
     else:
         key_text = repr(key)
     message = detail["msg"].removeprefix("Value error, ")
+    if not key:  # a rule across sections: its message names the keys itself
+        return ConfigError(message)
     message = message[:1].lower() + message[1:]
     shown = "" if kind.startswith("value_error") or isinstance(value, dict) else f", got {value!r}"
     return ConfigError(f"config key {key_text}: {message}{shown}")

@@ -160,3 +160,14 @@ def test_assignment_is_validated_too():
     config = Config()
     with pytest.raises(ValueError):
         config.train.steps = 0
+
+
+def test_keys_the_dataset_would_ignore_are_refused(tmp_path):
+    """Scene counts and seeds only make in-memory synthetic scenes; with a real dataset they would be ignored."""
+    recipe = CONFIGS[0].parent / "icm_swinl_kitti_352x1216.yaml"
+    with pytest.raises(ConfigError, match=r"^data.train_length=5 would be ignored: it applies to in-memory synthetic "
+                                          r"scenes only .* not to data.dataset kitti_eigen"):
+        load_config(recipe, ["data.train_length=5"])
+    with pytest.raises(ConfigError, match="data.val_seed=7 would be ignored"):
+        load_config(None, ["data.root=/data/synthetic_on_disk", "data.val_seed=7"])
+    assert load_config(None, ["data.train_length=5"]).data.train_length == 5  # in-memory synthetic: used
