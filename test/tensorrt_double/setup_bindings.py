@@ -44,6 +44,15 @@ def runtime_missing_wheel(tensorrt_version: str, cuda_bindings_version: str) -> 
                                                                                     cuda_bindings_version)
 
 
+def skip_without_runtime(tensorrt_version: str, cuda_bindings_version: str) -> None:
+    """In a test: skip, with the reason, when this TensorRT / cuda-bindings pair cannot run on this Python."""
+    reason = runtime_missing_wheel(tensorrt_version, cuda_bindings_version)
+    if reason is not None:
+        import pytest
+
+        pytest.skip(reason)
+
+
 def pip_target(package: str, version: str, fetch: bool = False) -> Path:
     """``package==version`` installed (no dependencies) into a folder of its own; reused when present.
 

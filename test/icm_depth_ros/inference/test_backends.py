@@ -15,7 +15,7 @@ from icm_depth_ros.inference.tensorrt_backend import engine_decision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # test/: the tensorrt_double package
 from tensorrt_double.models import HEIGHT, NUM_CLUSTERS, WIDTH, shipped_model_and_variants  # noqa: E402
-from tensorrt_double.setup_bindings import run_scenario, runtime_missing_wheel  # noqa: E402
+from tensorrt_double.setup_bindings import run_scenario, skip_without_runtime  # noqa: E402
 
 # (TensorRT, cuda-python) as installed on: JetPack 6, JetPack 7, pip on a CUDA 13 and on a CUDA 12 machine
 RUNTIMES = [("10.3.0", "12.9.6"), ("10.13.3.9", "13.5.0"), ("11.4.0.106", "13.5.0"), ("11.4.0.106", "12.9.6")]
@@ -163,9 +163,7 @@ def variant_files(tmp_path_factory):
 def node_runs(request, variant_files, tmp_path_factory):
     """The node's TensorRT path through one version pair: load, refuse, rebuild, infer."""
     version, cuda_version = request.param
-    reason = runtime_missing_wheel(version, cuda_version)
-    if reason is not None:
-        pytest.skip(reason)
+    skip_without_runtime(version, cuda_version)
     folder = tmp_path_factory.mktemp(f"node_{version}_{cuda_version}")
     for path in variant_files.values():
         shutil.copy(path, folder / path.name)
@@ -283,9 +281,7 @@ def dynamic_files(tmp_path_factory):
 def batch_runs(request, dynamic_files, variant_files, tmp_path_factory):
     """Dynamic-batch and static engines run with batches 1, 2, 3 (and above the maximum) through one version pair."""
     version, cuda_version = request.param
-    reason = runtime_missing_wheel(version, cuda_version)
-    if reason is not None:
-        pytest.skip(reason)
+    skip_without_runtime(version, cuda_version)
     folder = tmp_path_factory.mktemp(f"batches_{version}_{cuda_version}")
     for path in dynamic_files.values():
         shutil.copy(path, folder / path.name)
@@ -429,9 +425,7 @@ IMAGE_BYTES = 1 * 3 * HEIGHT * WIDTH * 4  # the first device buffer the backend 
 def failure_runs(request, variant_files, tmp_path_factory):
     """Opening and running an engine while CUDA or TensorRT fails, through one version pair."""
     version, cuda_version = request.param
-    reason = runtime_missing_wheel(version, cuda_version)
-    if reason is not None:
-        pytest.skip(reason)
+    skip_without_runtime(version, cuda_version)
     folder = tmp_path_factory.mktemp(f"failures_{version}_{cuda_version}")
     for path in variant_files.values():
         shutil.copy(path, folder / path.name)
@@ -554,9 +548,7 @@ BUILD_S = 1.5  # the double's build time, standing in for minutes on a GPU
 @pytest.fixture(scope="module", params=RUNTIMES, ids=lambda pair: f"tensorrt{pair[0]}-cuda{pair[1]}")
 def background_runs(request, variant_files, tmp_path_factory):
     version, cuda_version = request.param
-    reason = runtime_missing_wheel(version, cuda_version)
-    if reason is not None:
-        pytest.skip(reason)
+    skip_without_runtime(version, cuda_version)
     folder = tmp_path_factory.mktemp(f"background_{version}_{cuda_version}")
     for path in variant_files.values():
         shutil.copy(path, folder / path.name)

@@ -28,7 +28,7 @@ from icm_depth_ros.inference import self_test
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # test/: the tensorrt_double package
 from tensorrt_double.models import HEIGHT, WIDTH, shipped_model_and_variants  # noqa: E402
 from tensorrt_double.scenario import network  # noqa: E402
-from tensorrt_double.setup_bindings import run_scenario, runtime_missing_wheel  # noqa: E402
+from tensorrt_double.setup_bindings import run_scenario, skip_without_runtime  # noqa: E402
 
 RUNTIMES = [("10.3.0", "12.9.6"), ("11.4.0.106", "13.5.0")]  # JetPack 6; pip on a CUDA 13 machine
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -69,9 +69,7 @@ def with_reference(files: dict, reference: self_test.Reference) -> dict:
 @pytest.fixture(scope="module", params=RUNTIMES, ids=lambda pair: f"tensorrt{pair[0]}-cuda{pair[1]}")
 def checks(request, tmp_path_factory):
     version, cuda_version = request.param
-    reason = runtime_missing_wheel(version, cuda_version)
-    if reason is not None:
-        pytest.skip(reason)
+    skip_without_runtime(version, cuda_version)
     folder = tmp_path_factory.mktemp(f"self_test_{version}")
     image = self_test.to_input(self_test.reference_image(HEIGHT, WIDTH))
     depth, membership = network(image)

@@ -191,12 +191,10 @@ def test_three_cameras_share_tensorrt_engine_calls_under_the_bindings_double(gra
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # test/: the tensorrt_double package
     from tensorrt_double.models import shipped_model_and_variants
-    from tensorrt_double.setup_bindings import node_environment, run_scenario, runtime_missing_wheel
+    from tensorrt_double.setup_bindings import node_environment, run_scenario, skip_without_runtime
 
     version, cuda_version = runtime
-    reason = runtime_missing_wheel(version, cuda_version)
-    if reason is not None:
-        pytest.skip(reason)
+    skip_without_runtime(version, cuda_version)
     files = shipped_model_and_variants(tmp_path / "model", dynamic_batch=True)
     engine = tmp_path / "model" / "model.engine"  # not there yet: the node builds it (allow_engine_build)
     start_node, probe, domain_id = graph

@@ -4,7 +4,6 @@ and after FAILURES_BEFORE_STOP failed calls the node says it stops serving and e
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # test/: the tensorrt_double package
 from tensorrt_double.models import HEIGHT, WIDTH, shipped_model_and_variants  # noqa: E402
-from tensorrt_double.setup_bindings import node_environment, run_scenario, runtime_missing_wheel  # noqa: E402
+from tensorrt_double.setup_bindings import node_environment, run_scenario, skip_without_runtime  # noqa: E402
 
 RUNTIME = ("11.4.0.106", "13.5.0")
 FAILED = "CudaError: CUDA cudaStreamSynchronize failed: cudaErrorLaunchFailure"
@@ -30,9 +29,7 @@ def test_a_lost_cuda_context_stops_the_node_with_one_line_and_status_3(graph, tm
     from sensor_msgs.msg import CameraInfo, Image
 
     version, cuda_version = RUNTIME
-    reason = runtime_missing_wheel(version, cuda_version)
-    if reason is not None:
-        pytest.skip(reason)
+    skip_without_runtime(version, cuda_version)
     files = shipped_model_and_variants(tmp_path / "model")
     engine = tmp_path / "model" / "model.engine"
     built = run_scenario(version, cuda_version, [{"kind": "open", "model_path": str(engine), "precision": "fp16",
@@ -78,7 +75,7 @@ def test_a_lost_cuda_context_stops_the_node_with_one_line_and_status_3(graph, tm
 
     messages = [status.message for array in probe.diagnostics for status in array.status
                 if status.level == DiagnosticStatus.ERROR]
-    assert any(message.startswith(f"backend failing (") and message.endswith(FAILED) for message in messages), messages
+    assert any(message.startswith("backend failing (") and message.endswith(FAILED) for message in messages), messages
     assert any(message == stopped for message in messages), messages
 
 
@@ -92,9 +89,7 @@ def test_an_engine_build_does_not_block_the_nodes_executor(graph, tmp_path):
     from lifecycle_msgs.srv import GetState
 
     version, cuda_version = RUNTIME
-    reason = runtime_missing_wheel(version, cuda_version)
-    if reason is not None:
-        pytest.skip(reason)
+    skip_without_runtime(version, cuda_version)
     files = shipped_model_and_variants(tmp_path / "model")
     engine = tmp_path / "model" / "model.engine"
     start_node, probe, domain_id = graph
