@@ -96,9 +96,10 @@ def test_evaluate_refuses(files, tmp_path):
     evaluate = [sys.executable, "training/evaluate.py"]
     assert_refused(run(evaluate + ["--checkpoint", str(files["text"])]), "notes.txt is not a training checkpoint")
     assert_refused(run(evaluate + ["--checkpoint", str(tmp_path / "none.pt")]), "--checkpoint", "no such file")
-    assert_refused(run(evaluate + ["--checkpoint", str(files["text"]), "eval.batch_size=0"]),
+    recipe = ["--config", "training/configs/synthetic_resnet18_method3_64x256.yaml"]
+    assert_refused(run(evaluate + ["--checkpoint", str(files["text"]), *recipe, "eval.batch_size=0"]),
                    "'eval.batch_size'", "got 0")
-    assert_refused(run(evaluate + ["--checkpoint", str(files["text"]), "eval.crop=center"]),
+    assert_refused(run(evaluate + ["--checkpoint", str(files["text"]), *recipe, "eval.crop=center"]),
                    "'eval.crop' must be one of ['none', 'garg'], got 'center'")
     assert_refused(run(evaluate + ["--checkpoint", str(files["text"]), "model.dim=64"]),
                    "model.dim=64 would be ignored", "checkpoint's own model settings")

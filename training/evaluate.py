@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if text.split("=", 1)[0].strip().startswith("model."):
             parser.error(f"{text} would be ignored: the network is rebuilt from the checkpoint's own model settings")
     try:
-        load_config(args.config, args.overrides)  # every override's key, type and range, before any work
+        if args.config:  # the config run() builds: keys, types, ranges checked before the checkpoint is read
+            load_config(args.config, args.overrides)  # (without --config they apply to the checkpoint's config)
         return run(args.checkpoint, args.config, args.overrides, args.output)
     except (ValueError, FileNotFoundError) as error:  # ConfigError is a ValueError
         if args.debug:
