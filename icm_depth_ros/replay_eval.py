@@ -123,7 +123,7 @@ def check_options(args) -> None:
             raise ValueError(f"{option}{'' if value is True else f' {value}'} would be ignored {mode}")
     if not args.live and args.depth_source == "ground-truth" and args.self_test != OFFLINE_ONLY["self_test"]:
         raise ValueError(f"--self-test {args.self_test} would be ignored with --depth-source ground-truth (no model runs)")
-    check_output_apart(args.out, [args.bag])
+    check_output_apart(args.out, [args.bag], writes_bag=args.write_bag)
 
 
 def summary_line(summary: dict) -> str:

@@ -74,11 +74,12 @@ def check_shared_options(args: argparse.Namespace) -> None:
             raise ValueError(f"--model {model}: no such file")
 
 
-def check_output_apart(out: str, inputs: list[str | Path], option: str = "--out") -> None:
-    """``out`` must be neither an input nor inside one (a rosbag2 folder), nor hold one: writing there would
-    change what is read."""
+def check_output_apart(out: str, inputs: list[str | Path], option: str = "--out", writes_bag: bool = False) -> None:
+    """``out`` must be neither an input nor inside one (a rosbag2 folder), and with ``writes_bag`` OUT/bag
+    (--write-bag's copy) must not be one: writing there would change what is read. A folder that merely
+    holds a bag is fine."""
     target = Path(out).resolve()
     for given in inputs:
         source = Path(given).resolve()
-        if target == source or source in target.parents or (source.is_file() and target in source.parents):
+        if target == source or source in target.parents or (writes_bag and source == target / "bag"):
             raise ValueError(f"{option} {out}: it would write into the input {given}; choose a folder apart from it")

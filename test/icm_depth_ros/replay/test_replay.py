@@ -328,3 +328,15 @@ def test_runtime_imports_neither_torch_nor_training():
     code = ("import sys, icm_depth_ros.replay_eval, icm_depth_ros.replay.offline, icm_depth_ros.replay.live; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'training')]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_out_is_refused_only_where_it_would_write_into_the_bag(tmp_path):
+    from icm_depth_ros.replay.command_line import check_output_apart
+
+    (tmp_path / "drive.bag").write_text("a ROS 1 bag")
+    (tmp_path / "bag").mkdir()  # a rosbag2 folder
+    check_output_apart(str(tmp_path), [tmp_path / "drive.bag"])  # reports beside a bag file
+    check_output_apart(str(tmp_path), [tmp_path / "bag"])  # reports beside a rosbag2 folder
+    for out, writes_bag in ((tmp_path / "bag" / "report", False), (tmp_path / "bag", False), (tmp_path, True)):
+        with pytest.raises(ValueError, match="it would write into the input"):
+            check_output_apart(str(out), [tmp_path / "bag"], writes_bag=writes_bag)
