@@ -39,13 +39,30 @@ class Instance(NamedTuple):
 def cluster_regions(membership: np.ndarray, min_pixels: int, max_regions: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Membership [N, h, w] (softmax over N) -> (regions [h, w] int32, 0 = none; firmness [h, w] float32).
 
-    Each pixel goes to its most likely cluster; each cluster is split into 8-connected regions, since
-    one depth cluster often covers several separate objects at similar depth. Regions smaller than
-    ``min_pixels`` (at membership resolution) are dropped; ``max_regions`` > 0 keeps only the largest.
-    Region ids run 1, 2, ... from the largest region down. ``firmness`` is the winning probability.
+    Each pixel goes to its most likely cluster (``assignment_regions`` does the rest); ``firmness`` is the
+    winning probability. Models exported with the reduction in the graph return both maps themselves
+    (inference/contract.py), and the pipeline calls ``assignment_regions`` directly.
     """
-    assignment = membership.argmax(axis=0).astype(np.uint8 if membership.shape[0] < 256 else np.int32)
+    assignment = membership.argmax(axis=0)
     firmness = membership.max(axis=0).astype(np.float32)
+    return assignment_regions(assignment, min_pixels, max_regions), firmness
+
+
+def assignment_regions(assignment: np.ndarray, min_pixels: int, max_regions: int = 0) -> np.ndarray:
+    """Cluster assignment [h, w] (each cell's arg-max cluster, integers >= 0) -> regions [h, w] int32, 0 = none.
+
+    Each cluster is split into 8-connected regions, since one depth cluster often covers several separate
+    objects at similar depth. Regions smaller than ``min_pixels`` (at membership resolution) are dropped;
+    ``max_regions`` > 0 keeps only the largest. Region ids run 1, 2, ... from the largest region down; among
+    regions of equal size, the one of the lower cluster comes first, and within a cluster the order of
+    OpenCV's 8-connected labelling of the cluster's bounding box: by the first 2x2 block (blocks counted
+    from the box's top-left cell, in raster order) that holds a cell of the region.
+    """
+    assignment = np.asarray(assignment)
+    if assignment.ndim != 2 or assignment.dtype.kind not in "iu":
+        raise ValueError(f"cluster assignment must be a 2-D integer map, got {assignment.dtype} {assignment.shape}")
+    if assignment.size and assignment.min() < 0:
+        raise ValueError(f"cluster assignment has negative cluster {int(assignment.min())}")
     components = np.zeros(assignment.shape, dtype=np.int32)  # ids unique over all clusters
     areas = [np.zeros(1, dtype=np.int64)]  # global component 0 = nothing
     offset = 0
@@ -64,7 +81,7 @@ def cluster_regions(membership: np.ndarray, min_pixels: int, max_regions: int = 
         order = order[:max_regions]
     new_ids = np.zeros(areas.size, dtype=np.int32)
     new_ids[order] = np.arange(1, order.size + 1)
-    return new_ids[components], firmness
+    return new_ids[components]
 
 
 def compiled_kernel_available() -> bool:
