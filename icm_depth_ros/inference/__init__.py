@@ -1,8 +1,9 @@
 """Running an exported ICM model: the contract, the backends and TensorRT engines.
 
-    contract.py             graph I/O names, ONNX metadata keys, ModelInfo, ModelLoadError, InferenceError
+    contract.py             graph I/O per pixel format, ONNX metadata keys, ModelInfo, ModelLoadError, InferenceError
     fingerprint.py          engine files and the fingerprint JSON beside each engine
     onnx_precision.py       the precision and identity an ONNX file carries, variant names, symmetric Q/DQ
+    graph_upgrade.py        an export of the older float32 pixel format -> the same model taking uint8 pixels
     onnxruntime_backend.py  ONNX Runtime (CPU or CUDA provider)
     engine_builder.py       ONNX -> TensorRT engine + fingerprint (export and the node's rebuild)
     tensorrt_backend.py     fingerprint check, rebuild decision, engine load and inference

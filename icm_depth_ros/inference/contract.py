@@ -2,26 +2,53 @@
 
 One home for it: training/export.py writes models that follow it, icm_depth_ros/ reads them with it
 (``ModelLoadError`` is what a runner raises when a file does not).
-Pure Python, no PyTorch, no ROS.
+NumPy only: no PyTorch, no ROS.
 
-Graph interface (ONNX and TensorRT engine alike):
-    input  ``image``       float32 [B, 3, H, W], RGB, values in [0, 1]; ImageNet normalisation is
-                           inside the graph, so callers pass plain pixels.
+Graph interface (ONNX and TensorRT engine alike). The metadata key ``icm.pixel_format`` says which of
+the two a file has; runners take both.
+
+``rgb_uint8_nhwc`` (PIXEL_FORMAT_UINT8, what training/export.py writes since issue 21): the graph does the
+pixel work itself, so that TensorRT runs it on the GPU and the host uploads the camera's bytes:
+    input  ``image``       uint8 [B, H, W, 3], RGB, the camera's pixels at the model's input size; the graph
+                           converts to float, scales to [0, 1] (x * float32(1/255)), transposes to NCHW and
+                           applies the ImageNet normalisation.
     output ``depth``       float32 [B, 1, H, W], metres along the optical axis, > 0.
-    output ``membership``  float32 [B, N, H/4, W/4], the finest-scale cluster membership A1
-                           (softmax over the N clusters: each pixel's column sums to 1).
+    output ``cluster``     int32 [B, H/4, W/4], each membership cell's most likely cluster (arg-max of the
+                           finest-scale membership A1 over its N clusters; the first on a tie).
+    output ``firmness``    float32 [B, H/4, W/4], that cluster's membership (the maximum over N).
 
-Everything else the runner needs travels as ONNX metadata (string key/values) under the keys below.
+``rgb_float32_nchw_0_1`` (PIXEL_FORMAT_FLOAT32, files exported before issue 21):
+    input  ``image``       float32 [B, 3, H, W], RGB, values in [0, 1]; ImageNet normalisation inside.
+    output ``depth``       as above.
+    output ``membership``  float32 [B, N, H/4, W/4], the finest-scale cluster membership A1 (softmax over
+                           the N clusters); runners reduce it to cluster and firmness themselves
+                           (``reduce_membership``), on the host.
+
+Both backends return (depth, cluster, firmness) for either format. Everything else the runner needs
+travels as ONNX metadata (string key/values) under the keys below.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 INPUT_NAME = "image"
 DEPTH_OUTPUT = "depth"
-MEMBERSHIP_OUTPUT = "membership"
+MEMBERSHIP_OUTPUT = "membership"  # rgb_float32_nchw_0_1 files only
+CLUSTER_OUTPUT = "cluster"  # rgb_uint8_nhwc files
+FIRMNESS_OUTPUT = "firmness"
 MEMBERSHIP_STRIDE = 4  # the finest feature map F3 is 1/4 of the input
-PIXEL_FORMAT = "rgb_float32_nchw_0_1"
+PIXEL_FORMAT_UINT8 = "rgb_uint8_nhwc"
+PIXEL_FORMAT_FLOAT32 = "rgb_float32_nchw_0_1"
+PIXEL_FORMATS = (PIXEL_FORMAT_UINT8, PIXEL_FORMAT_FLOAT32)
+PIXEL_FORMAT = PIXEL_FORMAT_UINT8  # what training/export.py writes
+PIXEL_SCALE = np.float32(1.0 / 255.0)  # uint8 -> [0, 1]: the same multiplication in the graph and on the host
+# The graph's outputs per pixel format, in the order a backend returns what it derives from them.
+OUTPUTS = {
+    PIXEL_FORMAT_UINT8: (DEPTH_OUTPUT, CLUSTER_OUTPUT, FIRMNESS_OUTPUT),
+    PIXEL_FORMAT_FLOAT32: (DEPTH_OUTPUT, MEMBERSHIP_OUTPUT),
+}
 
 # Metadata keys written into the ONNX file (metadata_props) and copied into engine fingerprints.
 META_INPUT_HEIGHT = "icm.input_height"
@@ -74,6 +101,21 @@ class ModelInfo:
     package_version: str
     dynamic_batch: bool = False
 
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The graph's output names for this pixel format."""
+        return OUTPUTS[self.pixel_format]
+
+    def input_shape(self, batch: int) -> tuple[int, int, int, int]:
+        """The graph input's shape for ``batch`` frames."""
+        if self.pixel_format == PIXEL_FORMAT_UINT8:
+            return (batch, self.input_height, self.input_width, 3)
+        return (batch, 3, self.input_height, self.input_width)
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(np.uint8 if self.pixel_format == PIXEL_FORMAT_UINT8 else np.float32)
+
     def to_metadata(self) -> dict[str, str]:
         return {
             META_INPUT_HEIGHT: str(self.input_height),
@@ -117,8 +159,8 @@ class ModelInfo:
             package_version=metadata[META_PACKAGE_VERSION],
             dynamic_batch=metadata.get(META_DYNAMIC_BATCH, "false") == "true",
         )
-        if info.pixel_format != PIXEL_FORMAT:
-            raise ValueError(f"{source}: pixel format {info.pixel_format!r}, this runner expects {PIXEL_FORMAT!r}")
+        if info.pixel_format not in PIXEL_FORMATS:
+            raise ValueError(f"{source}: pixel format {info.pixel_format!r}; this runner takes {' or '.join(PIXEL_FORMATS)}")
         if info.input_height <= 0 or info.input_width <= 0:
             raise ValueError(f"{source}: input size {info.input_height}x{info.input_width} is not positive")
         if not 0 < info.min_depth < info.max_depth:
@@ -136,10 +178,37 @@ class InferenceError(RuntimeError):
     The text names the CUDA/TensorRT error. The node's inference thread counts these (docs/node.md)."""
 
 
-def check_io_names(inputs: list[str], outputs: list[str], source: str) -> None:
-    """The graph must have exactly the contract's tensor names."""
-    if INPUT_NAME not in inputs or DEPTH_OUTPUT not in outputs or MEMBERSHIP_OUTPUT not in outputs:
+def check_io_names(inputs: list[str], outputs: list[str], source: str, info: ModelInfo) -> None:
+    """The graph must have the contract's tensor names for its pixel format."""
+    wanted = info.outputs
+    if INPUT_NAME not in inputs or any(name not in outputs for name in wanted):
         raise ModelLoadError(
-            f"{source}: tensors are inputs {inputs}, outputs {outputs}; the contract needs input "
-            f"{INPUT_NAME!r} and outputs {DEPTH_OUTPUT!r}, {MEMBERSHIP_OUTPUT!r}"
+            f"{source}: tensors are inputs {inputs}, outputs {outputs}; the contract for pixel format "
+            f"{info.pixel_format!r} needs input {INPUT_NAME!r} and outputs {', '.join(map(repr, wanted))}"
         )
+
+
+def model_input(info: ModelInfo, rgb: np.ndarray) -> np.ndarray:
+    """Camera pixels uint8 [B, H, W, 3] (RGB, at the model's input size) -> the graph's input, contiguous.
+
+    rgb_uint8_nhwc: the pixels themselves. rgb_float32_nchw_0_1: x * float32(1/255), transposed to
+    [B, 3, H, W], which is what the pixel format's graphs do inside.
+    """
+    rgb = np.asarray(rgb)
+    expected = (info.input_height, info.input_width, 3)
+    if rgb.dtype != np.uint8 or rgb.ndim != 4 or rgb.shape[1:] != expected:
+        raise ValueError(f"model input must be uint8 [B, {expected[0]}, {expected[1]}, 3] RGB pixels, got "
+                         f"{rgb.dtype} {list(rgb.shape)}")
+    if info.pixel_format == PIXEL_FORMAT_UINT8:
+        return np.ascontiguousarray(rgb)
+    out = np.empty(info.input_shape(rgb.shape[0]), dtype=np.float32)
+    np.multiply(rgb.transpose(0, 3, 1, 2), PIXEL_SCALE, out=out)
+    return out
+
+
+
+def reduce_membership(membership: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """membership [B, N, h, w] -> (cluster int32 [B, h, w], firmness float32 [B, h, w]): what a
+    rgb_uint8_nhwc graph outputs itself, computed on the host for rgb_float32_nchw_0_1 files."""
+    membership = np.asarray(membership)
+    return membership.argmax(axis=1).astype(np.int32), membership.max(axis=1).astype(np.float32, copy=False)

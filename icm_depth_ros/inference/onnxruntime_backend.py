@@ -1,7 +1,9 @@
 """ONNX Runtime backend for an exported ICM model (see contract.py), on the CPU or its CUDA provider.
 
-Takes image [B, 3, H, W] float32 RGB in [0, 1] and returns (depth [B, 1, H, W] metres, membership
-[B, N, H/4, W/4]); B is 1 for a static export, up to ``max_batch`` for a dynamic-batch one.
+Takes the graph's input in the model's pixel format (contract.py: uint8 [B, H, W, 3] pixels, or float32
+[B, 3, H, W] in [0, 1] for older files; ``contract.model_input`` makes either from pixels) and returns
+(depth [B, 1, H, W] metres, cluster int32 [B, H/4, W/4], firmness float32 [B, H/4, W/4]); B is 1 for a static
+export, up to ``max_batch`` for a dynamic-batch one.
 onnxruntime is imported in the constructor only. A failure of ONNX Runtime itself while running (its
 ``Fail``, ``RuntimeException``, ``EPFail``, ``EngineError``: a CUDA provider error, for one) raises
 InferenceError naming it, which the node counts as a backend failure (docs/node.md, "When the GPU fails");
@@ -22,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from icm_depth_ros.inference.contract import (
-    DEPTH_OUTPUT, INPUT_NAME, MEMBERSHIP_OUTPUT, META_PRECISION, InferenceError, ModelInfo, ModelLoadError,
-    check_io_names,
+    INPUT_NAME, META_PRECISION, PIXEL_FORMAT_FLOAT32, InferenceError, ModelInfo, ModelLoadError, check_io_names,
+    reduce_membership,
 )
 
 ONNXRUNTIME_PROVIDERS = ("auto", "cpu", "cuda")
@@ -91,8 +93,11 @@ class OnnxRuntimeBackend:
         self.metadata = dict(metadata)  # the self-test reads its reference here (self_test.py)
         self.precision = self.metadata.get(META_PRECISION, "fp32")  # the graph's: fp16/int8 variants run as such
         check_io_names(
-            [i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()], str(path)
+            [i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()], str(path),
+            self.info,
         )
+        self._outputs = list(self.info.outputs)
+        self._reduce_on_host = self.info.pixel_format == PIXEL_FORMAT_FLOAT32
         # a dynamic batch has no upper bound in ONNX Runtime; 64 caps one call's memory (the node takes at most
         # one frame per camera anyway)
         self.max_batch = 64 if self.info.dynamic_batch else 1
@@ -100,12 +105,15 @@ class OnnxRuntimeBackend:
         self.description = f"onnxruntime ({given[0]})"
         self._failures = runtime_failure_types()
 
-    def infer(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def infer(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The graph input (see the module's text) -> (depth, cluster, firmness)."""
         try:
-            depth, membership = self.session.run([DEPTH_OUTPUT, MEMBERSHIP_OUTPUT], {INPUT_NAME: image})
+            outputs = self.session.run(self._outputs, {INPUT_NAME: image})
         except self._failures as error:
             raise InferenceError(f"{self.description} failed: {type(error).__name__}: {error}") from error
-        return depth, membership
+        if self._reduce_on_host:  # a file from before the reduction moved into the graph
+            return (outputs[0], *reduce_membership(outputs[1]))
+        return tuple(outputs)
 
 
 def _log(logger, level: str, text: str) -> None:

@@ -1,7 +1,9 @@
 """Which backend runs an exported ICM model: ``open_backend`` by name, "onnxruntime", "tensorrt" or "auto".
 
-Every backend takes image [B, 3, H, W] float32 RGB in [0, 1], 1 <= B <= its ``max_batch``, and returns
-(depth [B, 1, H, W] metres, membership [B, N, H/4, W/4]). Heavy imports (onnxruntime, tensorrt, cuda.bindings) happen inside the
+Every backend takes the graph's input for B frames, 1 <= B <= its ``max_batch`` (contract.py: uint8 pixels
+[B, H, W, 3], or float32 [B, 3, H, W] in [0, 1] for files exported before issue 21; ``contract.model_input``
+makes either from pixels), and returns (depth [B, 1, H, W] metres, cluster int32 [B, H/4, W/4], firmness
+float32 [B, H/4, W/4]). Heavy imports (onnxruntime, tensorrt, cuda.bindings) happen inside the
 backends' constructors, so a machine without TensorRT can still import this.
 """
 from __future__ import annotations

@@ -8,7 +8,8 @@ ONNX Runtime on the CPU, outputs for it. Whoever runs the model (the node at con
 export.py after an engine build, the command below) runs its backend on the same input and compares:
 
     depth      abs_rel and max relative error against the fp32 reference, on the reference's grid
-    clusters   agreement: the share of membership cells whose arg-max cluster is the reference's
+    clusters   agreement: the share of membership cells whose cluster (the membership's arg-max: the graph's
+               ``cluster`` output, or computed from ``membership`` for older files) is the reference's
 
 against a tolerance per precision the backend runs (TOLERANCES; measured, docs/export.md). The fp16 and
 INT8 variants inherit the key from the fp32 file (training/exporting/variants.py copies the metadata),
@@ -172,7 +173,8 @@ def image_sha256(image: np.ndarray) -> str:
 
 
 def to_input(image: np.ndarray) -> np.ndarray:
-    """uint8 [H, W, 3] -> the contract's float32 [1, 3, H, W] in [0, 1] (correctly rounded: exact everywhere)."""
+    """uint8 [H, W, 3] -> the rgb_float32_nchw_0_1 input [1, 3, H, W] in [0, 1] (correctly rounded: exact
+    everywhere): how references of files in that format were computed."""
     return (np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)).astype(np.float32)
 
 
@@ -204,10 +206,9 @@ def depth_stride(height: int, width: int, budget: int = MAX_DEPTH_SAMPLES) -> in
     return stride
 
 
-def cluster_argmax(membership: np.ndarray) -> np.ndarray:
-    """membership [N, h, w] -> the arg-max cluster per cell (uint8, or uint16 for N > 255)."""
-    dtype = np.uint8 if membership.shape[0] <= 255 else np.uint16
-    return np.argmax(membership, axis=0).astype(dtype)
+def stored_clusters(cluster: np.ndarray, num_clusters: int) -> np.ndarray:
+    """cluster [h, w] (each cell's arg-max cluster) -> the stored form: uint8, or uint16 for N > 255."""
+    return np.asarray(cluster).astype(np.uint8 if num_clusters <= 255 else np.uint16)
 
 
 @dataclass(frozen=True)
@@ -224,13 +225,18 @@ class Reference:
     num_clusters: int
     computed_with: str = ""
 
-    def input(self) -> np.ndarray:
-        """The reference input, float32 [1, 3, H, W]; ValueError when it does not render to the stored sha256."""
+    def pixels(self) -> np.ndarray:
+        """The reference image, uint8 [H, W, 3]; ValueError when it does not render to the stored sha256."""
         image = reference_image(self.height, self.width, self.seed)
         if image_sha256(image) != self.input_sha256:
             raise ValueError(f"the reference input ({GENERATOR}, seed {self.seed}, {self.height}x{self.width}) "
                              "renders differently here than where the reference was computed (sha256 differs)")
-        return to_input(image)
+        return image
+
+    def input(self, pixel_format: str = contract.PIXEL_FORMAT) -> np.ndarray:
+        """The reference input as a graph of ``pixel_format`` takes it (contract.py): uint8 [1, H, W, 3], or
+        float32 [1, 3, H, W] in [0, 1]."""
+        return model_input(self.pixels(), pixel_format)
 
     def to_json(self) -> str:
         return json.dumps({
@@ -273,19 +279,27 @@ class Reference:
         return reference
 
 
-def make_reference(depth: np.ndarray, membership: np.ndarray, *, seed: int = DEFAULT_SEED,
+def model_input(image: np.ndarray, pixel_format: str) -> np.ndarray:
+    """uint8 [H, W, 3] -> the input [1, ...] of a graph of ``pixel_format``."""
+    if pixel_format == contract.PIXEL_FORMAT_FLOAT32:
+        return to_input(image)
+    if pixel_format != contract.PIXEL_FORMAT_UINT8:
+        raise ValueError(f"pixel format {pixel_format!r} is not one of {contract.PIXEL_FORMATS}")
+    return np.ascontiguousarray(image[None])
+
+
+def make_reference(depth: np.ndarray, cluster: np.ndarray, num_clusters: int, *, seed: int = DEFAULT_SEED,
                    computed_with: str = "") -> Reference:
     """A reference from outputs for ``reference_image(H, W, seed)``: depth [1, 1, H, W] (or [H, W]) and
-    membership [1, N, H/4, W/4] (or [N, H/4, W/4])."""
+    cluster [1, H/4, W/4] (or [H/4, W/4]), each cell's arg-max cluster of ``num_clusters``."""
     depth = np.asarray(depth, dtype=np.float32).reshape(depth.shape[-2:])
-    membership = np.asarray(membership, dtype=np.float32)
-    membership = membership.reshape(membership.shape[-3:])
+    cluster = np.asarray(cluster).reshape(cluster.shape[-2:])
     height, width = depth.shape
     stride = depth_stride(height, width)
     sampled = depth[::stride, ::stride].astype(np.float16).astype(np.float32)
     return Reference(height=height, width=width, seed=seed,
                      input_sha256=image_sha256(reference_image(height, width, seed)), depth_stride=stride,
-                     depth=sampled, argmax=cluster_argmax(membership), num_clusters=membership.shape[0],
+                     depth=sampled, argmax=stored_clusters(cluster, num_clusters), num_clusters=int(num_clusters),
                      computed_with=computed_with)
 
 
@@ -316,9 +330,10 @@ def compute_reference(onnx_path: str | Path, seed: int = DEFAULT_SEED) -> Refere
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    image = to_input(reference_image(info.input_height, info.input_width, seed))
-    depth, membership = session.run([contract.DEPTH_OUTPUT, contract.MEMBERSHIP_OUTPUT], {contract.INPUT_NAME: image})
-    return make_reference(depth, membership, seed=seed,
+    image = model_input(reference_image(info.input_height, info.input_width, seed), info.pixel_format)
+    outputs = session.run(list(info.outputs), {contract.INPUT_NAME: image})
+    cluster = outputs[1] if info.pixel_format == contract.PIXEL_FORMAT_UINT8 else contract.reduce_membership(outputs[1])[0]
+    return make_reference(outputs[0], cluster, info.num_clusters, seed=seed,
                           computed_with=f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider), fp32 graph")
 
 
@@ -382,23 +397,23 @@ class Figures:
                 f"cluster agreement {self.agreement:.1%}")
 
 
-def compare(reference: Reference, depth: np.ndarray, membership: np.ndarray) -> Figures:
-    """Figures of outputs for the reference input (depth [1, 1, H, W], membership [1, N, H/4, W/4]) against it.
-    A non-finite depth counts as an infinite error; membership of another cluster count as no agreement."""
+def compare(reference: Reference, depth: np.ndarray, cluster: np.ndarray, num_clusters: int) -> Figures:
+    """Figures of outputs for the reference input (depth [1, 1, H, W], cluster [1, H/4, W/4] of a model with
+    ``num_clusters``) against it. A non-finite depth counts as an infinite error; a model of another cluster
+    count has no agreement."""
     depth = np.asarray(depth, dtype=np.float32)
-    membership = np.asarray(membership, dtype=np.float32)
+    cluster = np.asarray(cluster)
     cells = reference.argmax.shape
-    if depth.shape[-2:] != (reference.height, reference.width) or membership.shape[-2:] != cells:
-        raise ValueError(f"outputs depth {list(depth.shape)}, membership {list(membership.shape)} do not fit the "
+    if depth.shape[-2:] != (reference.height, reference.width) or cluster.shape[-2:] != cells:
+        raise ValueError(f"outputs depth {list(depth.shape)}, cluster {list(cluster.shape)} do not fit the "
                          f"reference ({reference.height}x{reference.width}, membership {list(cells)})")
     sampled = depth.reshape(depth.shape[-2:])[::reference.depth_stride, ::reference.depth_stride]
     relative = np.abs(sampled - reference.depth) / reference.depth
     relative = np.where(np.isfinite(relative), relative, np.inf)
-    membership = membership.reshape(membership.shape[-3:])
-    if membership.shape[0] != reference.num_clusters:
+    if num_clusters != reference.num_clusters:
         agreement = 0.0
     else:
-        agreement = float(np.mean(cluster_argmax(membership) == reference.argmax))
+        agreement = float(np.mean(cluster.reshape(cells) == reference.argmax))
     return Figures(abs_rel=float(np.mean(relative)), max_rel=float(np.max(relative)), agreement=agreement)
 
 
@@ -467,11 +482,13 @@ def backend_label(backend) -> str:
 
 
 def run(backend, reference: Reference, precision: str, model: str = "model") -> Result:
-    """Run ``backend`` (infer(image [1, 3, H, W]) -> (depth, membership)) on the reference input and compare."""
+    """Run ``backend`` (infer(input) -> (depth, cluster, firmness); its ``info`` the model's contract) on the
+    reference input and compare."""
     if precision not in TOLERANCES:
         raise ValueError(f"precision {precision!r} is not one of {tuple(TOLERANCES)}")
-    depth, membership = backend.infer(reference.input())
-    return Result(compare(reference, depth, membership), TOLERANCES[precision], precision, backend_label(backend),
+    depth, cluster, _ = backend.infer(reference.input(backend.info.pixel_format))
+    figures = compare(reference, depth, cluster, backend.info.num_clusters)
+    return Result(figures, TOLERANCES[precision], precision, backend_label(backend),
                   Path(model).name if model else "model")
 
 

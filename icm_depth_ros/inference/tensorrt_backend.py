@@ -14,7 +14,13 @@ An engine only runs on the GPU, TensorRT version and precision it was built for:
 ``<engine>.fingerprint.json`` beside it (fingerprint.py) says which; a mismatch is refused with the
 list of differences, or the engine is rebuilt from the ONNX file of its precision when allowed.
 
-Batches: ``infer`` takes image [B, 3, H, W] for any B from 1 to the engine's largest batch
+I/O: the model contract's (contract.py). An engine built from a ``rgb_uint8_nhwc`` file takes the camera's
+uint8 pixels [B, H, W, 3] (a quarter of the bytes of float32 to upload) and does the conversion,
+normalisation and layout on the GPU, and it returns the membership already reduced to two small maps,
+cluster (int32) and firmness; one from an older ``rgb_float32_nchw_0_1`` file takes float32 [B, 3, H, W] and
+returns the membership, which is reduced here on the host (``contract.reduce_membership``).
+
+Batches: ``infer`` takes B frames for any B from 1 to the engine's largest batch
 (``max_batch``): the input shape of a static engine (1 for the contract's static export), or the
 maximum of optimisation profile 0 of a dynamic-batch engine (``training/export.py --dynamic-batch
 --max-batch N``: profile min 1, opt N, max N), read from the engine and checked against the
@@ -48,7 +54,7 @@ import numpy as np
 from icm_depth_ros.inference import fingerprint as fingerprints
 from icm_depth_ros.inference import onnx_precision
 from icm_depth_ros.inference.contract import (
-    DEPTH_OUTPUT, INPUT_NAME, MEMBERSHIP_OUTPUT, InferenceError, ModelInfo, ModelLoadError, check_io_names,
+    INPUT_NAME, PIXEL_FORMAT_FLOAT32, InferenceError, ModelInfo, ModelLoadError, check_io_names, reduce_membership,
 )
 from icm_depth_ros.inference.engine_builder import SUPPORTED_TENSORRT, build_engine, tensorrt_version_supported
 from icm_depth_ros.inference.fingerprint import is_engine_path
@@ -250,7 +256,8 @@ def check_cuda(result, call: str, nbytes: int | None = None):
     return values[0] if len(values) == 1 else values
 
 
-NUMPY_IO_TYPES = ("FLOAT", "HALF")  # engine I/O the node reads and writes (np.float32, np.float16)
+# engine I/O the node reads and writes: np.float32, np.float16, the pixels (np.uint8), the clusters (np.int32)
+NUMPY_IO_TYPES = ("FLOAT", "HALF", "UINT8", "INT32")
 
 
 def io_dtype(trt, engine, name: str, engine_path: Path) -> np.dtype:
@@ -350,7 +357,6 @@ class TensorRTBackend:
                                  "(corrupt, or built by another TensorRT version or GPU? rebuild it)")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        check_io_names(inputs, [n for n in names if n not in inputs], str(engine_path))
         dtypes = {name: io_dtype(trt, self.engine, name, engine_path) for name in names}
         metadata = model_metadata or _onnx_metadata(onnx_path, engine_path)
         self.metadata = dict(metadata)  # the self-test reads its reference here (self_test.py)
@@ -358,13 +364,18 @@ class TensorRTBackend:
             self.info = ModelInfo.from_metadata(metadata, source=f"{engine_path} (fingerprint model_metadata)")
         except ValueError as error:
             raise ModelLoadError(str(error)) from None
+        check_io_names(inputs, [n for n in names if n not in inputs], str(engine_path), self.info)
+        if (dtypes[INPUT_NAME] == np.uint8) != (self.info.input_dtype == np.uint8):
+            raise ModelLoadError(f"{engine_path}: input {INPUT_NAME!r} is {dtypes[INPUT_NAME]}, but the model's pixel "
+                                 f"format is {self.info.pixel_format!r}: the engine was not built from this model")
+        self._outputs = self.info.outputs
+        self._reduce_on_host = self.info.pixel_format == PIXEL_FORMAT_FLOAT32
         self.context = self.engine.create_execution_context()
         if self.context is None:
             raise ModelLoadError(f"{engine_path}: TensorRT could not create an execution context (out of GPU "
                                  "memory? see its log above)")
         self.min_batch, self.opt_batch, self.max_batch = self._batch_range(engine_path, fingerprint_max_batch)
-        height, width = self.info.input_height, self.info.input_width
-        self.frame_shape = (3, height, width)
+        self.frame_shape = self.info.input_shape(1)[1:]  # (H, W, 3) pixels, or (3, H, W) for older files
         self._engine_name = engine_path.name
         self._set_batch(self.max_batch)  # buffers for the largest batch, reused by every smaller one
         self.stream = check_cuda(cudart.cudaStreamCreate(), "cudaStreamCreate")
@@ -388,7 +399,7 @@ class TensorRTBackend:
 
     def _batch_range(self, engine_path: Path, fingerprint_max_batch: int | None) -> tuple[int, int, int]:
         """(min, opt, max) batch of the engine: a static engine's batch, or optimisation profile 0's."""
-        shape = tuple(self.engine.get_tensor_shape(INPUT_NAME))  # [B, 3, H, W], B = -1 when dynamic
+        shape = tuple(self.engine.get_tensor_shape(INPUT_NAME))  # [B, H, W, 3] or [B, 3, H, W], B = -1 when dynamic
         if shape[0] == -1:
             minimum, optimum, maximum = (tuple(dims) for dims in self.engine.get_tensor_profile_shape(INPUT_NAME, 0))
             batches = (int(minimum[0]), int(optimum[0]), int(maximum[0]))
@@ -410,14 +421,18 @@ class TensorRTBackend:
             raise InferenceError(f"TensorRT engine {self._engine_name} refused input shape {shape} for "
                                  f"{INPUT_NAME!r} (engine batch {self.min_batch}-{self.max_batch}); see its log above")
 
-    def infer(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """image [B, 3, H, W], 1 <= B <= max_batch -> (depth [B, 1, H, W], membership [B, N, H/4, W/4]), copies."""
+    def infer(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The graph input, B = 1 to max_batch (uint8 pixels [B, H, W, 3], or float [B, 3, H, W] for older files)
+        -> (depth float32 [B, 1, H, W], cluster int32 [B, H/4, W/4], firmness float32 [B, H/4, W/4]), copies."""
         from cuda.bindings import runtime as cudart
 
         image = np.asarray(image)
         if image.ndim != 4 or tuple(image.shape[1:]) != self.frame_shape:
             raise ValueError(f"TensorRT engine {self._engine_name} takes images [B, {', '.join(map(str, self.frame_shape))}], "
                              f"got {list(image.shape)}")
+        if self._reduce_on_host == (image.dtype == np.uint8):
+            raise ValueError(f"TensorRT engine {self._engine_name} takes {self.info.input_dtype} input (pixel format "
+                             f"{self.info.pixel_format}), got {image.dtype}")
         batch = image.shape[0]
         if not 1 <= batch <= self.max_batch:
             raise ValueError(self._batch_refusal(batch))
@@ -428,7 +443,7 @@ class TensorRTBackend:
         check_cuda(cudart.cudaMemcpyAsync(self.device_buffers[INPUT_NAME], host_input.ctypes.data, host_input.nbytes,
                                           to_device, self.stream), "cudaMemcpyAsync (input)")
         outputs = {}
-        for name in (DEPTH_OUTPUT, MEMBERSHIP_OUTPUT):
+        for name in self._outputs:
             shape = tuple(self.context.get_tensor_shape(name))  # for this batch
             size = int(np.prod(shape))
             if min(shape) < 1 or shape[0] != batch or size > self.capacity[name]:  # -1: a dimension left unresolved
@@ -441,7 +456,11 @@ class TensorRTBackend:
             check_cuda(cudart.cudaMemcpyAsync(host.ctypes.data, self.device_buffers[name], host.nbytes, to_host,
                                               self.stream), f"cudaMemcpyAsync ({name})")
         check_cuda(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
-        return outputs[DEPTH_OUTPUT].astype(np.float32), outputs[MEMBERSHIP_OUTPUT].astype(np.float32)
+        if self._reduce_on_host:  # a file from before the reduction moved into the graph
+            depth, membership = (outputs[name].astype(np.float32) for name in self._outputs)
+            return (depth, *reduce_membership(membership))
+        depth, cluster, firmness = (outputs[name] for name in self._outputs)
+        return depth.astype(np.float32), cluster.astype(np.int32), firmness.astype(np.float32)
 
     def _batch_refusal(self, batch: int) -> str:
         if self.max_batch == 1:

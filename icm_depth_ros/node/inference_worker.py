@@ -83,7 +83,7 @@ class InferenceWorker:
         self._logged_failures: set[str] = set()  # kinds logged with a traceback in the current streak
         self.stopped_reason: str | None = None  # set when the worker stopped serving on its own
         self._stopped = threading.Event()
-        self._turns: queue.Queue = queue.Queue(maxsize=1)  # [(channel, frame, FrameInput, result, membership)]
+        self._turns: queue.Queue = queue.Queue(maxsize=1)  # [(channel, frame, FrameInput, result, ClusterMaps)]
         self._threads = [threading.Thread(target=self._run_inference, name="inference", daemon=True),
                          threading.Thread(target=self._run_instances, name="instances", daemon=True)]
 
@@ -164,18 +164,18 @@ class InferenceWorker:
         for (channel, frame, item), output in zip(ready, outputs):
             if output is None:
                 continue
-            result, membership = output
+            result, maps = output
             try:
                 channel.publish_depth(frame, result)
             except Exception as error:  # noqa: BLE001
                 _raise_if_bug(error)
                 channel.reject(_processing_error(frame, error))
                 continue
-            turn.append((channel, frame, item, result, membership))
+            turn.append((channel, frame, item, result, maps))
         return turn
 
     def _depth_alone(self, entry):
-        """A frame of a failed batch on its own: (result, membership), or None (rejected on its camera)."""
+        """A frame of a failed batch on its own: (result, ClusterMaps), or None (rejected on its camera)."""
         channel, frame, item = entry
         try:
             return self.pipeline.depth_batch([item])[0]
@@ -241,9 +241,9 @@ class InferenceWorker:
                 return
 
     def instance_turn(self, turn: list[tuple]) -> None:
-        for channel, frame, item, result, membership in turn:
+        for channel, frame, item, result, maps in turn:
             try:
-                self.pipeline.add_instances(item, result, membership, self.instance_source)
+                self.pipeline.add_instances(item, result, maps, self.instance_source)
                 channel.publish_instances(frame, result)
             except Exception as error:  # noqa: BLE001
                 _raise_if_bug(error)

@@ -14,12 +14,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from icm_depth_ros.inference import open_backend
+from icm_depth_ros.inference.contract import PIXEL_FORMAT_UINT8, PIXEL_SCALE
 from icm_depth_ros.processing.geometry import RESIZE_POLICIES, InputGeometry
-from icm_depth_ros.instances.statistics import Instance, cluster_regions, instance_statistics
+from icm_depth_ros.instances.statistics import Instance, assignment_regions, instance_statistics
 
 OUTPUT_RESOLUTIONS = ("input", "model")
 INSTANCE_SOURCES = ("clusters", "topic", "none")
@@ -62,6 +64,13 @@ class FrameInput:
     instance_labels: np.ndarray | None = None  # [H, W] int, instance_source "topic" only
 
 
+class ClusterMaps(NamedTuple):
+    """One frame's reduced membership, at membership resolution [h/4, w/4] (contract.py)."""
+
+    cluster: np.ndarray  # int32, each cell's most likely cluster
+    firmness: np.ndarray  # float32, that cluster's membership
+
+
 @dataclass
 class PipelineResult:
     depth: np.ndarray  # [H', W'] float32 metres, NaN = no estimate
@@ -80,7 +89,8 @@ class DepthPipeline:
         self.min_depth = config.min_depth or info.min_depth
         self.max_depth = config.max_depth or info.max_depth
         self._geometries: dict[tuple[int, int], InputGeometry] = {}
-        self._inputs: dict[int, np.ndarray] = {}  # batch size -> [B, 3, h, w] input buffer
+        self._inputs: dict[int, np.ndarray] = {}  # batch size -> the graph's input buffer for B frames
+        self._pixels = info.pixel_format == PIXEL_FORMAT_UINT8  # the graph takes the pixels (else float NCHW)
 
     @classmethod
     def from_config(cls, config: PipelineConfig, logger=None) -> "DepthPipeline":
@@ -139,46 +149,58 @@ class DepthPipeline:
         if on_depth is not None:
             for index, (result, _) in enumerate(depth_results):
                 on_depth(index, result)
-        return [self.add_instances(frame, result, membership, instance_source)
-                for frame, (result, membership) in zip(frames, depth_results)]
+        return [self.add_instances(frame, result, maps, instance_source)
+                for frame, (result, maps) in zip(frames, depth_results)]
 
-    def depth_batch(self, frames: list["FrameInput"]) -> list[tuple[PipelineResult, np.ndarray]]:
-        """The first half of process_batch: [(result without instances, membership [N, h/4, w/4])] per frame.
+    def depth_batch(self, frames: list["FrameInput"]) -> list[tuple[PipelineResult, "ClusterMaps"]]:
+        """The first half of process_batch: [(result without instances, its ClusterMaps)] per frame.
 
-        The memberships are copies: a backend may reuse its output buffers for the next inference.
+        The maps are copies: a backend may reuse its output buffers for the next inference.
+        """
+        batch, geometries, preprocess = self.prepare(frames)
+        start = time.perf_counter()
+        depths, clusters, firmness = self.backend.infer(batch)  # [B, 1, h, w], [B, h/4, w/4] twice
+        inference = time.perf_counter() - start
+        return [(self._depth_result(frame, geometry, depths[index, 0], {"preprocess": preprocess, "inference": inference}),
+                 ClusterMaps(clusters[index].copy(), firmness[index].copy()))
+                for index, (frame, geometry) in enumerate(zip(frames, geometries))]
+
+    def prepare(self, frames: list["FrameInput"]) -> tuple[np.ndarray, list[InputGeometry], float]:
+        """The frames -> (the graph's input for them, their geometries, seconds per frame it took).
+
+        The input is the camera pixels at the model's size, uint8 [B, h, w, 3] (the graph converts them), or
+        for a model exported before issue 21, float32 [B, 3, h, w] in [0, 1]. It is this pipeline's buffer for
+        B frames, reused by the next call of the same B.
         """
         if not 1 <= len(frames) <= self.max_batch:
             raise ValueError(f"{len(frames)} frames in one batch; this model takes 1 to {self.max_batch}")
         start = time.perf_counter()
-        batch = self._input_buffer(len(frames))  # [B, 3, h, w] float32, reused
+        batch = self._input_buffer(len(frames))
         geometries = []
         for index, frame in enumerate(frames):
             geometry = self.geometry(frame.rgb.shape[:2])
             model_rgb = geometry.to_model(frame.rgb)  # [h, w, 3] uint8
-            np.multiply(model_rgb.transpose(2, 0, 1), np.float32(1.0 / 255.0), out=batch[index])  # [3, h, w]
+            if self._pixels:
+                np.copyto(batch[index], model_rgb)
+            else:
+                np.multiply(model_rgb.transpose(2, 0, 1), PIXEL_SCALE, out=batch[index])  # [3, h, w]
             geometries.append(geometry)
-        preprocess = (time.perf_counter() - start) / len(frames)
+        return batch, geometries, (time.perf_counter() - start) / len(frames)
 
-        start = time.perf_counter()
-        depths, memberships = self.backend.infer(batch)  # [B, 1, h, w], [B, N, h/4, w/4]
-        inference = time.perf_counter() - start
-        return [(self._depth_result(frame, geometry, depths[index, 0], {"preprocess": preprocess, "inference": inference}),
-                 np.array(memberships[index]))
-                for index, (frame, geometry) in enumerate(zip(frames, geometries))]
-
-    def add_instances(self, frame: "FrameInput", result: PipelineResult, membership: np.ndarray,
+    def add_instances(self, frame: "FrameInput", result: PipelineResult, maps: "ClusterMaps",
                       instance_source: str = "clusters") -> PipelineResult:
         """The second half of process_batch: ``result``'s instances (and timings["instances"]) filled in."""
         start = time.perf_counter()
         if instance_source == "clusters" or (instance_source == "topic" and frame.instance_labels is not None):
-            result.instances = self._instances(result.depth, membership, result.geometry, result.K,
+            result.instances = self._instances(result.depth, maps, result.geometry, result.K,
                                                frame.instance_labels, instance_source)
         result.timings["instances"] = time.perf_counter() - start
         return result
 
     def _input_buffer(self, size: int) -> np.ndarray:
         if size not in self._inputs:  # no per-frame allocation
-            self._inputs[size] = np.empty((size, 3, *self.model_size), dtype=np.float32)
+            info = self.backend.info
+            self._inputs[size] = np.empty(info.input_shape(size), dtype=info.input_dtype)
         return self._inputs[size]
 
     def _depth_result(self, frame: "FrameInput", geometry: InputGeometry, depth: np.ndarray,
@@ -198,12 +220,13 @@ class DepthPipeline:
         timings["postprocess"] = time.perf_counter() - start
         return PipelineResult(depth.astype(np.float32, copy=False), K_out, [], timings, geometry)
 
-    def _instances(self, depth, membership, geometry, K_out, instance_labels, source) -> list[Instance]:
-        """membership [N, h/4, w/4] -> regions on the depth image's grid -> statistics."""
+    def _instances(self, depth, maps: "ClusterMaps", geometry, K_out, instance_labels, source) -> list[Instance]:
+        """The membership's cluster and firmness maps [h/4, w/4] -> regions on the depth image's grid -> statistics."""
         min_pixels = self.config.min_instance_pixels
+        firmness = maps.firmness
         if source == "clusters":
             cells = max(1, min_pixels // 16)  # a membership cell covers 4x4 model pixels
-            regions, firmness = cluster_regions(membership, cells, self.config.max_instances)
+            regions = assignment_regions(maps.cluster, cells, self.config.max_instances)
             # < 65536 regions: a membership map has at most (h/4)*(w/4) cells, each region >= 1 cell
             labels = self._to_output_grid(regions.astype(np.uint16), geometry, depth.shape, nearest=True)
             divisor = 0
@@ -213,7 +236,6 @@ class DepthPipeline:
                                  f"image {depth.shape[::-1]} (width, height)")
             on_camera_grid = self.config.output_resolution == "input"
             labels = instance_labels if on_camera_grid else geometry.labels_to_model(instance_labels)
-            firmness = membership.max(axis=0)
             divisor = self.config.instance_label_divisor
         firmness = self._to_output_grid(firmness, geometry, depth.shape, nearest=False)
         return instance_statistics(depth, labels, K_out, firmness, min_pixels, divisor)

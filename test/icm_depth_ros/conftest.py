@@ -110,6 +110,58 @@ def dynamic_batch_model(tmp_path_factory) -> Path:
     return with_dynamic_batch(DEMO_MODEL, tmp_path_factory.mktemp("model") / "icm_test_dynamic_batch.onnx")
 
 
+def with_float_input(source: Path, target: Path) -> Path:
+    """``source`` (rgb_uint8_nhwc, as graph_upgrade writes it: Cast, Mul, Transpose in front, ArgMax, Cast,
+    ReduceMax behind) back in the older rgb_float32_nchw_0_1 form: float32 [B, 3, H, W] in, the full
+    membership out. A file as exported before issue 21, to test that such files keep working (onnx only)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    producers = {output: node for node in graph.node for output in node.output}
+    transpose = next(node for node in graph.node if node.op_type == "Transpose"
+                     and producers[node.input[0]].op_type == "Mul")  # the front: Cast -> Mul -> Transpose
+    front = {id(transpose), id(producers[transpose.input[0]]),
+             id(producers[producers[transpose.input[0]].input[0]])}
+    argmax = producers[producers[contract.CLUSTER_OUTPUT].input[0]]
+    membership = argmax.input[0]
+    back = {id(argmax), id(producers[contract.CLUSTER_OUTPUT]), id(producers[contract.FIRMNESS_OUTPUT])}
+    kept = [node for node in graph.node if id(node) not in front | back]
+    for node in kept:
+        node.input[:] = [contract.INPUT_NAME if name == transpose.output[0] else name for name in node.input]
+        node.output[:] = [contract.MEMBERSHIP_OUTPUT if name == membership else name for name in node.output]
+    del graph.node[:]
+    graph.node.extend(kept)
+    used = {name for node in kept for name in node.input}
+    unused = [initializer for initializer in graph.initializer if initializer.name not in used]  # the front's scale
+    for initializer in unused:
+        graph.initializer.remove(initializer)
+    info = contract.ModelInfo.from_metadata({prop.key: prop.value for prop in model.metadata_props}, str(source))
+    pixels = graph.input[0].type.tensor_type.shape.dim
+    batch = pixels[0].dim_param or pixels[0].dim_value
+    del graph.input[:]
+    graph.input.append(helper.make_tensor_value_info(contract.INPUT_NAME, TensorProto.FLOAT,
+                                                     [batch, 3, info.input_height, info.input_width]))
+    depth = graph.output[0]
+    del graph.output[:]
+    cells = [info.input_height // info.membership_stride, info.input_width // info.membership_stride]
+    graph.output.extend([depth, helper.make_tensor_value_info(contract.MEMBERSHIP_OUTPUT, TensorProto.FLOAT,
+                                                              [batch, info.num_clusters, *cells])])
+    for prop in model.metadata_props:
+        if prop.key == contract.META_PIXEL_FORMAT:
+            prop.value = contract.PIXEL_FORMAT_FLOAT32
+    onnx.checker.check_model(model)
+    onnx.save(model, str(target))
+    return target
+
+
+@pytest.fixture(scope="session")
+def float_input_model(tmp_path_factory) -> Path:
+    """The demo model as files were exported before issue 21 (pixel format rgb_float32_nchw_0_1)."""
+    return with_float_input(DEMO_MODEL, tmp_path_factory.mktemp("model") / "icm_float_input.onnx")
+
+
 INTERFACES = Path(__file__).resolve().parents[1] / "interfaces"  # test/interfaces
 
 

@@ -1,8 +1,10 @@
 """PyTorch ICMDepthNet -> ONNX graph that follows icm_depth_ros/inference/contract.py.
 
-The graph takes ``image`` [B, 3, H, W] RGB in [0, 1] (ImageNet normalisation is inside) and gives
-``depth`` [B, 1, H, W] in metres and ``membership`` [B, N, H/4, W/4] (the finest-scale A1, softmax over
-the N clusters). Everything a runner needs (input size, pixel format, depth range, N, config name,
+The graph takes ``image``, the camera's uint8 RGB pixels [B, H, W, 3] (pixel format ``rgb_uint8_nhwc``:
+conversion to float, scaling to [0, 1], the NCHW layout and the ImageNet normalisation are inside, so
+TensorRT runs them on the GPU) and gives ``depth`` [B, 1, H, W] in metres, ``cluster`` int32 [B, H/4, W/4]
+and ``firmness`` [B, H/4, W/4]: the arg-max and the maximum over the N clusters of the finest-scale
+membership A1, reduced in the graph so that the device returns two small maps instead of N channels. Everything a runner needs (input size, pixel format, depth range, N, config name,
 checkpoint sha256, package version) is written into the file's metadata_props, and so is the self-test
 reference (``icm.self_test``: a rendered input and what this fp32 graph outputs for it in ONNX Runtime;
 icm_depth_ros/inference/self_test.py), which the precision variants inherit.
@@ -64,15 +66,19 @@ def _strip_prefix(key: str) -> str:
 
 
 class ExportGraph(nn.Module):
-    """The exported interface: image -> (depth [B, 1, H, W], membership [B, N, H/4, W/4])."""
+    """The exported interface: pixels uint8 [B, H, W, 3] -> (depth [B, 1, H, W], cluster int32 [B, H/4, W/4],
+    firmness [B, H/4, W/4]); contract.py, pixel format rgb_uint8_nhwc."""
 
     def __init__(self, net: ICMDepthNet):
         super().__init__()
         self.net = net
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # x * float32(1/255), as the node did on the host before (contract.PIXEL_SCALE): the same numbers
+        image = pixels.permute(0, 3, 1, 2).to(torch.float32) * float(contract.PIXEL_SCALE)
         outputs = self.net(image)
-        return outputs["depth"], outputs["attn"][-1]
+        membership = outputs["attn"][-1]  # [B, N, H/4, W/4]
+        return outputs["depth"], membership.argmax(dim=1).to(torch.int32), membership.amax(dim=1)
 
 
 def model_info(
@@ -104,7 +110,7 @@ def export_onnx(
     dynamic_batch: bool = False,
     opset: int = DEFAULT_OPSET,
 ) -> contract.ModelInfo:
-    """Export ``model`` for [B, 3, height, width] input; B = 1, or dynamic with ``dynamic_batch``.
+    """Export ``model`` for uint8 pixels [B, height, width, 3]; B = 1, or dynamic with ``dynamic_batch``.
 
     Writes one self-contained .onnx file (weights inside), embeds the ModelInfo metadata, checks the
     file with onnx.checker, adds the self-test reference (ONNX Runtime on the file just written) and returns
@@ -115,9 +121,9 @@ def export_onnx(
     info = model_info(model, height, width, config_name, checkpoint_sha256, dynamic_batch)
     was_training = model.training
     graph = ExportGraph(model).eval()  # export restores the wrapper's mode recursively: it must be eval
-    names = (contract.INPUT_NAME, contract.DEPTH_OUTPUT, contract.MEMBERSHIP_OUTPUT)
+    names = (contract.INPUT_NAME, *info.outputs)
     dynamic_axes = {name: {0: BATCH_DIM_NAME} for name in names} if dynamic_batch else None
-    dummy = torch.rand(1, 3, height, width)
+    dummy = torch.randint(0, 256, (1, height, width, 3), dtype=torch.uint8)
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the model's input-size checks
@@ -149,11 +155,12 @@ def export_onnx(
 
 
 def _fix_output_shapes(proto: onnx.ModelProto, info: contract.ModelInfo) -> None:
-    """The tracer leaves membership's h, w symbolic (they come from a Reshape): state them."""
-    stride = info.membership_stride
+    """The tracer leaves the membership maps' h, w symbolic (they come from a Reshape): state them."""
+    cells = [info.input_height // info.membership_stride, info.input_width // info.membership_stride]
     shapes = {
         contract.DEPTH_OUTPUT: [1, info.input_height, info.input_width],
-        contract.MEMBERSHIP_OUTPUT: [info.num_clusters, info.input_height // stride, info.input_width // stride],
+        contract.CLUSTER_OUTPUT: cells,
+        contract.FIRMNESS_OUTPUT: cells,
     }
     for output in proto.graph.output:
         dims = output.type.tensor_type.shape.dim
@@ -179,24 +186,42 @@ def onnxruntime_session(onnx_path: str | Path, threads: int = 0):
     return onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
+def to_pixels(image: np.ndarray) -> np.ndarray:
+    """Dataset images float32 [B, 3, H, W] in [0, 1] (uint8 / 255) -> the pixels uint8 [B, H, W, 3] they came from."""
+    image = np.asarray(image)
+    if image.ndim != 4 or image.shape[1] != 3:
+        raise ValueError(f"images must be float [B, 3, H, W] in [0, 1], got {image.dtype} {list(image.shape)}")
+    return np.ascontiguousarray(np.clip(np.rint(image.transpose(0, 2, 3, 1) * 255.0), 0, 255).astype(np.uint8))
+
+
 def run_onnxruntime(session, image: np.ndarray) -> dict[str, np.ndarray]:
-    """image float32 [B, 3, H, W] in [0, 1] -> {"depth": [B, 1, H, W], "membership": [B, N, H/4, W/4]}."""
-    names = [contract.DEPTH_OUTPUT, contract.MEMBERSHIP_OUTPUT]
-    outputs = session.run(names, {contract.INPUT_NAME: np.ascontiguousarray(image, dtype=np.float32)})
-    return dict(zip(names, outputs))
+    """Dataset images float32 [B, 3, H, W] in [0, 1] (or the pixels uint8 [B, H, W, 3]) -> the graph's outputs by
+    name: {"depth", "cluster", "firmness"} (rgb_uint8_nhwc), or {"depth", "membership"} for files in the older
+    rgb_float32_nchw_0_1 format, which take the float images themselves."""
+    image = np.asarray(image)
+    names = [output.name for output in session.get_outputs()]
+    takes_pixels = session.get_inputs()[0].type == "tensor(uint8)"
+    if takes_pixels and image.dtype != np.uint8:
+        image = to_pixels(image)
+    elif not takes_pixels:
+        image = np.ascontiguousarray(image, dtype=np.float32)
+    return dict(zip(names, session.run(names, {contract.INPUT_NAME: image})))
 
 
 def parity(model: ICMDepthNet, session, image: np.ndarray) -> dict[str, float]:
-    """Max relative depth error and max absolute membership error of ONNX Runtime against PyTorch."""
+    """ONNX Runtime against PyTorch on dataset images float32 [B, 3, H, W] (from uint8 pixels): the max relative
+    depth error, the max absolute firmness error, and the share of cells whose cluster differs."""
     was_training = model.training
+    pixels = to_pixels(image)
     with torch.no_grad():
-        reference = model.eval()(torch.from_numpy(image))
+        reference = ExportGraph(model).eval()(torch.from_numpy(pixels))
     model.train(was_training)
-    outputs = run_onnxruntime(session, image)
-    depth = reference["depth"].numpy()
+    outputs = run_onnxruntime(session, pixels)
+    depth, cluster, firmness = (tensor.numpy() for tensor in reference)
     return {
         "max_rel_depth_error": float(np.max(np.abs(outputs["depth"] - depth) / depth)),
-        "max_abs_membership_error": float(np.max(np.abs(outputs["membership"] - reference["attn"][-1].numpy()))),
+        "max_abs_firmness_error": float(np.max(np.abs(outputs["firmness"] - firmness))),
+        "cluster_disagreement": float(np.mean(outputs["cluster"] != cluster)),
     }
 
 

@@ -174,14 +174,19 @@ def _check_contract(graph: onnx.GraphProto, report: TensorRTReport) -> None:
     else:
         tensor_type = image.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim]
-        if tensor_type.elem_type != TensorProto.FLOAT or len(dims) != 4 or dims[1] != 3:
+        pixels = tensor_type.elem_type == TensorProto.UINT8  # rgb_uint8_nhwc, else rgb_float32_nchw_0_1
+        if pixels and (len(dims) != 4 or dims[3] != 3):
+            report.errors.append(f"contract: input {contract.INPUT_NAME!r} must be uint8 [B, H, W, 3] (pixel format "
+                                 f"{contract.PIXEL_FORMAT_UINT8}), got {dims}")
+        elif not pixels and (tensor_type.elem_type != TensorProto.FLOAT or len(dims) != 4 or dims[1] != 3):
             report.errors.append(
-                f"contract: input {contract.INPUT_NAME!r} must be float32 [B, 3, H, W], "
-                f"got {_type_name(tensor_type.elem_type)} {dims}"
+                f"contract: input {contract.INPUT_NAME!r} must be uint8 [B, H, W, 3] ({contract.PIXEL_FORMAT_UINT8}) "
+                f"or float32 [B, 3, H, W] ({contract.PIXEL_FORMAT_FLOAT32}), got {_type_name(tensor_type.elem_type)} {dims}"
             )
-    for name in (contract.DEPTH_OUTPUT, contract.MEMBERSHIP_OUTPUT):
-        if name not in outputs:
-            report.errors.append(f"contract: no output named {name!r} (outputs: {sorted(outputs)})")
+        wanted = contract.OUTPUTS[contract.PIXEL_FORMAT_UINT8 if pixels else contract.PIXEL_FORMAT_FLOAT32]
+        for name in wanted:
+            if name not in outputs:
+                report.errors.append(f"contract: no output named {name!r} (outputs: {sorted(outputs)})")
 
 
 def _type_name(elem_type: int) -> str:
