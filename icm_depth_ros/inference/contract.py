@@ -207,6 +207,15 @@ def model_input(info: ModelInfo, rgb: np.ndarray) -> np.ndarray:
 
 
 
+def pixels_from_unit_float(image: np.ndarray) -> np.ndarray:
+    """Images float [B, 3, H, W] in [0, 1] that came from uint8 pixels (x / 255: dataset and calibration frames)
+    -> those pixels, uint8 [B, H, W, 3] (rounded: exact for such images)."""
+    image = np.asarray(image)
+    if image.ndim != 4 or image.shape[1] != 3:
+        raise ValueError(f"images must be float [B, 3, H, W] in [0, 1], got {image.dtype} {list(image.shape)}")
+    return np.ascontiguousarray(np.clip(np.rint(image.transpose(0, 2, 3, 1) * 255.0), 0, 255).astype(np.uint8))
+
+
 def reduce_membership(membership: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """membership [B, N, h, w] -> (cluster int32 [B, h, w], firmness float32 [B, h, w]): what a
     rgb_uint8_nhwc graph outputs itself, computed on the host for rgb_float32_nchw_0_1 files."""

@@ -186,14 +186,6 @@ def onnxruntime_session(onnx_path: str | Path, threads: int = 0):
     return onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
-def to_pixels(image: np.ndarray) -> np.ndarray:
-    """Dataset images float32 [B, 3, H, W] in [0, 1] (uint8 / 255) -> the pixels uint8 [B, H, W, 3] they came from."""
-    image = np.asarray(image)
-    if image.ndim != 4 or image.shape[1] != 3:
-        raise ValueError(f"images must be float [B, 3, H, W] in [0, 1], got {image.dtype} {list(image.shape)}")
-    return np.ascontiguousarray(np.clip(np.rint(image.transpose(0, 2, 3, 1) * 255.0), 0, 255).astype(np.uint8))
-
-
 def run_onnxruntime(session, image: np.ndarray) -> dict[str, np.ndarray]:
     """Dataset images float32 [B, 3, H, W] in [0, 1] (or the pixels uint8 [B, H, W, 3]) -> the graph's outputs by
     name: {"depth", "cluster", "firmness"} (rgb_uint8_nhwc), or {"depth", "membership"} for files in the older
@@ -202,7 +194,7 @@ def run_onnxruntime(session, image: np.ndarray) -> dict[str, np.ndarray]:
     names = [output.name for output in session.get_outputs()]
     takes_pixels = session.get_inputs()[0].type == "tensor(uint8)"
     if takes_pixels and image.dtype != np.uint8:
-        image = to_pixels(image)
+        image = contract.pixels_from_unit_float(image)
     elif not takes_pixels:
         image = np.ascontiguousarray(image, dtype=np.float32)
     return dict(zip(names, session.run(names, {contract.INPUT_NAME: image})))
@@ -212,7 +204,7 @@ def parity(model: ICMDepthNet, session, image: np.ndarray) -> dict[str, float]:
     """ONNX Runtime against PyTorch on dataset images float32 [B, 3, H, W] (from uint8 pixels): the max relative
     depth error, the max absolute firmness error, and the share of cells whose cluster differs."""
     was_training = model.training
-    pixels = to_pixels(image)
+    pixels = contract.pixels_from_unit_float(image)
     with torch.no_grad():
         reference = ExportGraph(model).eval()(torch.from_numpy(pixels))
     model.train(was_training)

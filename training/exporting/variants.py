@@ -3,8 +3,9 @@
 TensorRT builds strongly typed engines, whose precision is the graph's, so these files ARE the fp16
 and int8 engines' sources (icm_depth_ros/inference/onnx_precision.py names them model.fp16.onnx and
 model.int8.onnx beside model.onnx). The INT8 file is also what ONNX Runtime runs on the CPU: one
-quantized artifact for both backends. Both keep the contract's I/O exactly (``image`` float32 in,
-``depth``/``membership`` float32 out) and copy the metadata, adding ``icm.precision`` and
+quantized artifact for both backends. Both keep the contract's I/O exactly (``image`` uint8 pixels in,
+``depth``/``firmness`` float32 and ``cluster`` int32 out; or, for files of the older pixel format,
+``image`` float32 in and ``depth``/``membership`` float32 out) and copy the metadata, adding ``icm.precision`` and
 ``icm.fp32_onnx_sha256`` (the export they come from); their cost in accuracy is measured by
 bench/precision_variants.py (demo and Swin-L models) and recorded in docs/export.md.
 """
@@ -85,16 +86,22 @@ def _set_variant_metadata(variant: onnx.ModelProto, source: onnx.ModelProto, pre
 
 
 class ImageCalibrationReader:
-    """onnxruntime.quantization CalibrationDataReader over float32 [3, H, W] images in [0, 1]."""
+    """onnxruntime.quantization CalibrationDataReader over float32 [3, H, W] images in [0, 1] (uint8 / 255),
+    fed as the graph of ``pixel_format`` takes them: the pixels uint8 [1, H, W, 3] they came from, or the
+    float images themselves for the older rgb_float32_nchw_0_1 form."""
 
-    def __init__(self, images: Iterable[np.ndarray]):
+    def __init__(self, images: Iterable[np.ndarray], pixel_format: str = contract.PIXEL_FORMAT_UINT8):
         self._images: Iterator[np.ndarray] = iter(images)
+        self._pixels = pixel_format == contract.PIXEL_FORMAT_UINT8
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         image = next(self._images, None)
         if image is None:
             return None
-        return {contract.INPUT_NAME: np.ascontiguousarray(image[None], dtype=np.float32)}  # [1, 3, H, W]
+        image = np.ascontiguousarray(image[None], dtype=np.float32)  # [1, 3, H, W]
+        if self._pixels:
+            image = contract.pixels_from_unit_float(image)
+        return {contract.INPUT_NAME: image}
 
 
 def int8_nodes(model: onnx.ModelProto, op_types: Iterable[str] = DEFAULT_INT8_OPS) -> list[str]:
@@ -142,6 +149,8 @@ def write_int8(
     from onnxruntime.quantization.shape_inference import quant_pre_process  # noqa: PLC0415
 
     source = onnx.load(str(fp32_path), load_external_data=False)
+    pixel_format = {prop.key: prop.value for prop in source.metadata_props}.get(contract.META_PIXEL_FORMAT,
+                                                                                contract.PIXEL_FORMAT_FLOAT32)
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         # ONNX's shape inference suffices (height and width are static); ONNX Runtime's symbolic one
@@ -161,7 +170,7 @@ def write_int8(
         quantize_static(
             str(prepared),
             str(out_path),
-            ImageCalibrationReader(calibration_images),
+            ImageCalibrationReader(calibration_images, pixel_format),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(op_types),
             nodes_to_quantize=nodes,
