@@ -76,7 +76,7 @@ def evaluate(session, samples: list[dict], min_depth: float, max_depth: float) -
         mask = evaluation_mask(sample["depth"], sample["valid"], min_depth, max_depth)
         means.add(depth_metrics(depth[mask], sample["depth"][mask], np.ones(int(mask.sum()), bool)))
         depths.append(depth)
-        labels.append(outputs["membership"][0].argmax(axis=0))  # [h, w] hard cluster per pixel
+        labels.append(outputs["cluster"][0])  # [h, w] hard cluster per membership cell
     return {"metrics": means.means(), "depths": depths, "labels": labels}
 
 

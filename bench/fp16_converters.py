@@ -31,7 +31,9 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import onnxruntime  # noqa: E402
 
+from icm_depth_ros.inference import contract  # noqa: E402
 from training.data import SYNTHETIC_SPLIT_SEEDS, SyntheticRoadScenes  # noqa: E402
+from training.exporting.onnx_export import run_onnxruntime  # noqa: E402
 from training.exporting.operator_check import check_tensorrt_compatibility  # noqa: E402
 from training.exporting.variants import KEEP_FLOAT32_OPS, convert_to_float16  # noqa: E402
 
@@ -82,12 +84,14 @@ def session(model: onnx.ModelProto, threads: int) -> onnxruntime.InferenceSessio
 
 def run_all(runner, images: np.ndarray) -> tuple[list, list, float]:
     outputs, times = [], []
-    runner.run(None, {"image": images[:1]})  # warm-up
+    run_onnxruntime(runner, images[:1])  # warm-up
     for image in images:
+        pixels = contract.pixels_from_unit_float(image[None])  # the graph's input (rgb_uint8_nhwc)
         start = time.perf_counter()
-        outputs.append(runner.run(None, {"image": image[None]}))
+        outputs.append(run_onnxruntime(runner, pixels))
         times.append(1000.0 * (time.perf_counter() - start))
-    return [o[0][0, 0] for o in outputs], [o[1][0].argmax(axis=0) for o in outputs], statistics.median(times)
+    labels = [o["cluster"][0] if "cluster" in o else o["membership"][0].argmax(axis=0) for o in outputs]
+    return [o["depth"][0, 0] for o in outputs], labels, statistics.median(times)
 
 
 def compare(name: str, fp32: onnx.ModelProto, converters: dict, images: np.ndarray, threads: int) -> list[dict]:

@@ -30,9 +30,10 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import onnxruntime  # noqa: E402
 
+from icm_depth_ros.inference import contract  # noqa: E402
 from icm_depth_ros.inference.onnx_precision import variant_path  # noqa: E402
 from training.data import SYNTHETIC_SPLIT_SEEDS, SyntheticRoadScenes  # noqa: E402
-from training.exporting.onnx_export import read_model_info  # noqa: E402
+from training.exporting.onnx_export import read_model_info, run_onnxruntime  # noqa: E402
 from training.exporting.operator_check import check_tensorrt_compatibility  # noqa: E402
 from training.exporting.variants import write_float16, write_int8  # noqa: E402
 
@@ -65,14 +66,15 @@ def run(path: Path, scenes: list[np.ndarray], threads: int) -> tuple[list, list,
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    session.run(None, {"image": scenes[0][None]})  # warm-up: allocations, kernel selection
+    run_onnxruntime(session, scenes[0][None])  # warm-up: allocations, kernel selection
     depths, labels, times = [], [], []
     for image in scenes:
+        pixels = contract.pixels_from_unit_float(image[None])  # the graph's input (rgb_uint8_nhwc)
         start = time.perf_counter()
-        depth, membership = session.run(["depth", "membership"], {"image": image[None]})
+        outputs = run_onnxruntime(session, pixels)
         times.append(1000.0 * (time.perf_counter() - start))
-        depths.append(depth[0, 0])
-        labels.append(membership[0].argmax(axis=0))
+        depths.append(outputs["depth"][0, 0])
+        labels.append(outputs["cluster"][0] if "cluster" in outputs else outputs["membership"][0].argmax(axis=0))
     return depths, labels, statistics.median(times)
 
 

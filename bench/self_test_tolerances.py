@@ -40,8 +40,13 @@ def session(path: Path):
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def outputs(sess, image: np.ndarray):
-    return sess.run(["depth", "membership"], {"image": image})
+def outputs(sess, image: np.ndarray, num_clusters: int):
+    """(depth, cluster, num_clusters) of the graph for the uint8 pixels ``image`` [1, H, W, 3]."""
+    from training.exporting.onnx_export import run_onnxruntime
+
+    result = run_onnxruntime(sess, image)
+    cluster = result["cluster"] if "cluster" in result else result["membership"].argmax(axis=1)
+    return result["depth"], cluster, num_clusters
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         sessions = {name: session(path) for name, path in files.items()}
         rows = {name: [] for name in files}
         for seed in range(args.seeds):
-            image = self_test.to_input(self_test.reference_image(height, width, seed))
-            reference = self_test.make_reference(*outputs(sessions["fp32"], image), seed=seed)
+            image = self_test.reference_image(height, width, seed)[None]
+            reference = self_test.make_reference(*outputs(sessions["fp32"], image, info.num_clusters), seed=seed)
             for name, sess in sessions.items():
-                rows[name].append(self_test.compare(reference, *outputs(sess, image)))
+                rows[name].append(self_test.compare(reference, *outputs(sess, image, info.num_clusters)))
     table = {}
     for name, figures in rows.items():
         precision = name if name in self_test.TOLERANCES else "fp32"

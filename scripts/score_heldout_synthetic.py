@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from icm_depth_ros.processing.metrics import (  # noqa: E402
     EXTRA_NAMES, METRIC_NAMES, MetricMeans, clamp_prediction, evaluation_mask, image_figures,
 )
+from icm_depth_ros.inference import contract  # noqa: E402
 from icm_depth_ros.processing.pipeline import DepthPipeline, FrameInput, PipelineConfig  # noqa: E402
 
 MIN_DEPTH, MAX_DEPTH = 1e-3, 80.0
@@ -36,13 +37,14 @@ HELDOUT_SEED = 2_000_000
 
 def scene_figures(pipeline: DepthPipeline, sample: dict) -> dict[str, float | None]:
     """One rendered scene (a SyntheticRoadScenes item) -> its figures."""
-    image = np.clip(np.rint(sample["image"].numpy().transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
+    image = contract.pixels_from_unit_float(sample["image"].numpy()[None])[0]
     gt = sample["depth"].numpy()[0].astype(np.float64)
     instances = sample["instances"].numpy()[0]
-    (result, membership), = pipeline.depth_batch([FrameInput(image)])
+    (result, maps), = pipeline.depth_batch([FrameInput(image)])
     pred = clamp_prediction(result.depth.astype(np.float64), MIN_DEPTH, MAX_DEPTH)
-    # the finest-scale membership [N, h, w] -> each pixel's cluster at the image size (nearest, as training does)
-    labels = membership.argmax(axis=0)
+    # each membership cell's cluster (the finest-scale arg-max) -> each pixel's at the image size (nearest, as
+    # training does)
+    labels = maps.cluster
     factor_y, factor_x = gt.shape[0] // labels.shape[0], gt.shape[1] // labels.shape[1]
     labels = np.repeat(np.repeat(labels, factor_y, axis=0), factor_x, axis=1)
     mask = evaluation_mask(gt, sample["valid"].numpy()[0] if "valid" in sample else None, MIN_DEPTH, MAX_DEPTH)

@@ -195,6 +195,8 @@ def run_onnxruntime(session, image: np.ndarray) -> dict[str, np.ndarray]:
     takes_pixels = session.get_inputs()[0].type == "tensor(uint8)"
     if takes_pixels and image.dtype != np.uint8:
         image = contract.pixels_from_unit_float(image)
+    elif not takes_pixels and image.dtype == np.uint8:  # pixels for a file of the older float32 format
+        image = np.ascontiguousarray(image.transpose(0, 3, 1, 2) * contract.PIXEL_SCALE, dtype=np.float32)
     elif not takes_pixels:
         image = np.ascontiguousarray(image, dtype=np.float32)
     return dict(zip(names, session.run(names, {contract.INPUT_NAME: image})))
