@@ -1,18 +1,23 @@
 """The processing threads of a depth_node: the cameras' newest frames in turn -> depth -> instances -> published.
 
-One backend (one ONNX Runtime session, one TensorRT engine and context) serves every camera. Two threads
-form a two-stage pipeline, so that a frame's depth is never held up by the previous frame's instances:
+One backend (one ONNX Runtime session, one TensorRT engine and context) serves every camera. Three threads
+form a three-stage pipeline, so that the host work around frame N (mapping its depth back, publishing,
+its instances) overlaps the inference of frame N + 1, and a frame's depth is never held up by the previous
+frame's instances:
 
     inference thread:  take up to ``pipeline.max_batch`` waiting frames from RoundRobinFrames (one for a
                        static-batch model, every waiting camera for a dynamic-batch one), wait for their
-                       label images (instance_source topic), preprocess + infer + map the depth back,
-                       publish depth/image and depth/camera_info, hand the frames to the instance thread
+                       label images (instance_source topic), preprocess + infer, hand them on
+    depth thread:      map the depth back to the output grid, publish depth/image and
+                       depth/camera_info, hand the frames on
     instance thread:   instance statistics, publish depth/instances (and markers)
 
-The hand-over holds one turn: the inference thread waits for the instance thread rather than running
-ahead, so every frame whose depth is published also gets its instances, and memory stays flat. On two
-cores the numpy work of one frame's instances overlaps the next frame's inference (ONNX Runtime and
-most large numpy operations release the GIL).
+Each hand-over holds one turn: a stage waits for the next rather than running ahead, so every frame whose
+depth is published also gets its instances, and memory stays flat. With an engine on the GPU the
+inference thread is back at the engine after its pre-processing alone (the camera's pixels resized and
+copied, about 1 ms at 1242x375; docs/node.md), instead of after the depth's post-processing and
+publishing as well. On a CPU the stages share the cores with inference (ONNX Runtime and most large
+numpy operations release the GIL).
 
 A frame that fails (bad labels, a processing error) is rejected on its own camera only: if a batch
 fails, its frames are retried one by one, so the others are still published.
@@ -83,8 +88,10 @@ class InferenceWorker:
         self._logged_failures: set[str] = set()  # kinds logged with a traceback in the current streak
         self.stopped_reason: str | None = None  # set when the worker stopped serving on its own
         self._stopped = threading.Event()
+        self._inferred: queue.Queue = queue.Queue(maxsize=1)  # [(channel, frame, FrameInput, InferredFrame)]
         self._turns: queue.Queue = queue.Queue(maxsize=1)  # [(channel, frame, FrameInput, result, ClusterMaps)]
         self._threads = [threading.Thread(target=self._run_inference, name="inference", daemon=True),
+                         threading.Thread(target=self._run_depth, name="depth", daemon=True),
                          threading.Thread(target=self._run_instances, name="instances", daemon=True)]
 
     def start(self) -> None:
@@ -94,8 +101,8 @@ class InferenceWorker:
     def stop(self, timeout: float = 10.0) -> None:
         self._stopped.set()
         self.frames.close()
-        self._threads[0].join(timeout=timeout)  # it puts _STOP for the instance thread when it ends
-        self._threads[1].join(timeout=timeout)
+        for thread in self._threads:  # each puts _STOP for the next when it ends
+            thread.join(timeout=timeout)
 
     # ---- inference thread ---------------------------------------------------------------------------
     def status(self) -> tuple[str, str] | None:
@@ -114,27 +121,41 @@ class InferenceWorker:
                     if self.frames.closed:
                         return
                     continue
-                turn = self.depth_turn(taken)
-                while turn and not self._stopped.is_set():
-                    try:  # blocks while the instance thread is still on the previous turn
-                        self._turns.put(turn, timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue
+                self._hand_on(self._inferred, self.infer_turn(taken))  # blocks while the depth thread is busy
         except ProgrammingError as error:
             self._stop_serving(error.__cause__, "inference")
         except Exception as error:  # noqa: BLE001 - escaped a turn: not a frame's problem, never swallowed
             self._stop_serving(error, "inference")
         finally:
-            while self._threads[1].is_alive():  # the instance thread ends on _STOP, after the turn it holds
-                try:
-                    self._turns.put(_STOP, timeout=0.5)
-                    break
-                except queue.Full:
-                    continue
+            self._pass_stop(self._inferred, self._threads[1])
+
+    def _hand_on(self, stage: queue.Queue, turn: list) -> None:
+        """Put a non-empty turn into the next stage's one-turn queue, waiting while it is full (not once stopped)."""
+        while turn and not self._stopped.is_set():
+            try:
+                stage.put(turn, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    @staticmethod
+    def _pass_stop(stage: queue.Queue, reader: threading.Thread) -> None:
+        """Tell the next stage's thread to end, after the turn it holds (unless it has ended already)."""
+        while reader.is_alive():
+            try:
+                stage.put(_STOP, timeout=0.5)
+                return
+            except queue.Full:
+                continue
 
     def depth_turn(self, taken: list[tuple[int, Frame]]) -> list[tuple]:
-        """Infer [(camera index, frame)] and publish their depth; returns what the instance stage needs."""
+        """Infer [(camera index, frame)] and publish their depth, in this thread: ``infer_turn`` then
+        ``output_turn`` (the threads run the two); returns what the instance stage needs."""
+        return self.output_turn(self.infer_turn(taken))
+
+    def infer_turn(self, taken: list[tuple[int, Frame]]) -> list[tuple]:
+        """Pre-process and infer [(camera index, frame)]: [(channel, frame, FrameInput, InferredFrame)] for the
+        frames that were not rejected."""
         ready = []
         for index, frame in taken:
             channel = self.channels[index]
@@ -145,14 +166,14 @@ class InferenceWorker:
         if not ready:
             return []
         try:
-            outputs = self.pipeline.depth_batch([item for _, _, item in ready])
+            outputs = self.pipeline.infer_batch([item for _, _, item in ready])
         except InferenceError as error:  # the backend failed, not a frame: every frame of the call is lost
             self._backend_failed(error, ready)
             return []
         except Exception as error:  # noqa: BLE001 - keep the node alive; find the frame that failed
             _raise_if_bug(error)
             try:
-                outputs = [None] * len(ready) if len(ready) == 1 else [self._depth_alone(entry) for entry in ready]
+                outputs = [None] * len(ready) if len(ready) == 1 else [self._infer_alone(entry) for entry in ready]
             except InferenceError as backend_error:  # retried alone, the backend itself failed
                 self._backend_failed(backend_error, ready)
                 return []
@@ -160,12 +181,16 @@ class InferenceWorker:
                 ready[0][0].reject(_processing_error(ready[0][1], error))
         if any(output is not None for output in outputs):  # the backend ran (not only rejected frames)
             self._backend_ran()
+        return [(channel, frame, item, output) for (channel, frame, item), output in zip(ready, outputs)
+                if output is not None]
+
+    def output_turn(self, inferred: list[tuple]) -> list[tuple]:
+        """Map each inferred frame's depth back and publish it; a frame that fails is rejected on its camera alone.
+        Returns what the instance stage needs: [(channel, frame, FrameInput, result, ClusterMaps)]."""
         turn = []
-        for (channel, frame, item), output in zip(ready, outputs):
-            if output is None:
-                continue
-            result, maps = output
+        for channel, frame, item, output in inferred:
             try:
+                result, maps = self.pipeline.finish_depth(item, output)
                 channel.publish_depth(frame, result)
             except Exception as error:  # noqa: BLE001
                 _raise_if_bug(error)
@@ -174,11 +199,11 @@ class InferenceWorker:
             turn.append((channel, frame, item, result, maps))
         return turn
 
-    def _depth_alone(self, entry):
-        """A frame of a failed batch on its own: (result, ClusterMaps), or None (rejected on its camera)."""
+    def _infer_alone(self, entry):
+        """A frame of a failed batch on its own: its InferredFrame, or None (rejected on its camera)."""
         channel, frame, item = entry
         try:
-            return self.pipeline.depth_batch([item])[0]
+            return self.pipeline.infer_batch([item])[0]
         except InferenceError:
             raise  # the backend, not this frame: depth_turn counts it
         except Exception as error:  # noqa: BLE001
@@ -224,6 +249,21 @@ class InferenceWorker:
         self.logger.error(f"stopped serving: {reason}")
         if self.on_stop is not None:
             self.on_stop(reason, exit_status)
+
+    # ---- depth thread -------------------------------------------------------------------------------
+    def _run_depth(self) -> None:
+        try:
+            while True:
+                inferred = self._inferred.get()
+                if inferred is _STOP:
+                    return
+                self._hand_on(self._turns, self.output_turn(inferred))  # blocks while the instance thread is busy
+        except ProgrammingError as error:
+            self._stop_serving(error.__cause__, "depth")
+        except Exception as error:  # noqa: BLE001 - escaped a turn: never swallowed
+            self._stop_serving(error, "depth")
+        finally:
+            self._pass_stop(self._turns, self._threads[2])
 
     # ---- instance thread ----------------------------------------------------------------------------
     def _run_instances(self) -> None:

@@ -71,6 +71,15 @@ class ClusterMaps(NamedTuple):
     firmness: np.ndarray  # float32, that cluster's membership
 
 
+class InferredFrame(NamedTuple):
+    """One frame between inference and post-processing (DepthPipeline.infer_batch -> finish_depth)."""
+
+    geometry: InputGeometry
+    depth: np.ndarray  # [h, w] float32 on the model's grid, as the model gave it
+    maps: ClusterMaps
+    timings: dict  # seconds: "preprocess" (per frame), "inference" (the batch's)
+
+
 @dataclass
 class PipelineResult:
     depth: np.ndarray  # [H', W'] float32 metres, NaN = no estimate
@@ -153,17 +162,27 @@ class DepthPipeline:
                 for frame, (result, maps) in zip(frames, depth_results)]
 
     def depth_batch(self, frames: list["FrameInput"]) -> list[tuple[PipelineResult, "ClusterMaps"]]:
-        """The first half of process_batch: [(result without instances, its ClusterMaps)] per frame.
+        """The first half of process_batch: [(result without instances, its ClusterMaps)] per frame; that is
+        ``infer_batch`` then ``finish_depth`` for each frame (the node runs the two on different threads)."""
+        return [self.finish_depth(frame, inferred) for frame, inferred in zip(frames, self.infer_batch(frames))]
 
-        The maps are copies: a backend may reuse its output buffers for the next inference.
+    def infer_batch(self, frames: list["FrameInput"]) -> list["InferredFrame"]:
+        """Pre-processing and one inference for the frames: what the model gave for each, on the model's grid.
+
+        Every array is the frame's own (the backend's outputs are fresh arrays or copies, the maps are copied):
+        it stays valid while the next batch is inferred.
         """
         batch, geometries, preprocess = self.prepare(frames)
         start = time.perf_counter()
         depths, clusters, firmness = self.backend.infer(batch)  # [B, 1, h, w], [B, h/4, w/4] twice
         inference = time.perf_counter() - start
-        return [(self._depth_result(frame, geometry, depths[index, 0], {"preprocess": preprocess, "inference": inference}),
-                 ClusterMaps(clusters[index].copy(), firmness[index].copy()))
-                for index, (frame, geometry) in enumerate(zip(frames, geometries))]
+        return [InferredFrame(geometry, depths[index, 0], ClusterMaps(clusters[index].copy(), firmness[index].copy()),
+                              {"preprocess": preprocess, "inference": inference})
+                for index, geometry in enumerate(geometries)]
+
+    def finish_depth(self, frame: "FrameInput", inferred: "InferredFrame") -> tuple[PipelineResult, "ClusterMaps"]:
+        """One inferred frame -> (its result without instances: depth on the output grid, K; its ClusterMaps)."""
+        return self._depth_result(frame, inferred.geometry, inferred.depth, dict(inferred.timings)), inferred.maps
 
     def prepare(self, frames: list["FrameInput"]) -> tuple[np.ndarray, list[InputGeometry], float]:
         """The frames -> (the graph's input for them, their geometries, seconds per frame it took).

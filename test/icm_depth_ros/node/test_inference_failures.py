@@ -51,21 +51,24 @@ class Camera:
 
 
 class Pipeline:
-    """depth_batch raises outcomes[i] (an exception) for call i, or returns a result; later calls succeed."""
+    """infer_batch raises outcomes[i] (an exception) for call i, or returns what was inferred; later calls succeed."""
 
     max_batch = 1
 
     def __init__(self, outcomes):
         self.outcomes, self.calls = list(outcomes), 0
 
-    def depth_batch(self, items):
+    def infer_batch(self, items):
         self.calls += 1
         outcome = self.outcomes.pop(0) if self.outcomes else None
         if outcome is not None:
             raise outcome
-        return [(SimpleNamespace(depth=np.ones((2, 2), np.float32)), np.ones((1, 1, 1), np.float32)) for _ in items]
+        return [np.ones((2, 2), np.float32) for _ in items]
 
-    def add_instances(self, item, result, membership, instance_source):
+    def finish_depth(self, item, inferred):
+        return SimpleNamespace(depth=inferred), (np.zeros((1, 1), np.int32), np.ones((1, 1), np.float32))
+
+    def add_instances(self, item, result, maps, instance_source):
         return result
 
 
@@ -144,6 +147,71 @@ def test_a_programming_error_in_the_instance_thread_stops_both_threads():
     assert camera.depths == [1] and camera.instances == [] and camera.rejected == []
 
 
+def test_a_programming_error_in_the_depth_thread_stops_all_three_threads():
+    worker, camera, logger, stops = worker_for([])
+    worker.pipeline.finish_depth = lambda item, inferred: None.shape  # AttributeError in the depth stage
+    worker.start()
+    worker.frames.put(0, frame(1))
+    deadline = time.monotonic() + 10
+    while not stops and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for thread in worker._threads:
+        thread.join(timeout=5)
+    assert stops == [("a programming error in the depth thread: AttributeError: 'NoneType' object has no attribute "
+                      "'shape'", EXIT_BUG)]
+    assert not any(thread.is_alive() for thread in worker._threads)
+    assert camera.depths == [] and camera.instances == []
+
+
+def test_a_frame_failing_after_inference_is_rejected_alone():
+    """Mapping one frame's depth back fails (a bad geometry, say): that frame is dropped on its camera, the
+    other frame of the batch is published."""
+    camera, logger, stops = Camera(), Logger(), []
+    pipeline = Batch2Pipeline([])
+    finish = pipeline.finish_depth
+    pipeline.finish_depth = lambda item, inferred: (
+        finish(item, inferred) if item.rgb.shape[0] == 2 else (_ for _ in ()).throw(ValueError("no window")))
+    worker = InferenceWorker(pipeline, [camera, camera], RoundRobinFrames(2), "none", logger=logger)
+    odd = frame(2)
+    odd.rgb = np.zeros((3, 3, 3), np.uint8)
+    turn = worker.depth_turn([(0, frame(1)), (1, odd)])
+    assert [entry[1].header.stamp.sec for entry in turn] == [1] and camera.depths == [1]
+    assert camera.rejected == [("processing", "processing the frame stamped 2.000000 failed: ValueError('no window')")]
+    assert pipeline.calls == 1  # one inference for both: the post-processing error is not retried
+
+
+def test_the_next_inference_runs_while_the_previous_frame_is_published():
+    """The three stages overlap: inference of frame 2 starts before frame 1's depth is published."""
+    worker, camera, logger, stops = worker_for([])
+    events, published = [], threading.Event()
+    infer = worker.pipeline.infer_batch
+
+    def slow_publish(frame_, result):
+        events.append(("publish start", frame_.header.stamp.sec))
+        if frame_.header.stamp.sec == 1:  # released by the second inference: times out where the stages run in turn
+            events.append(("released", published.wait(3)))
+        camera.depths.append(frame_.header.stamp.sec)
+
+    def recorded_infer(items):
+        events.append(("infer", worker.pipeline.calls + 1))
+        if worker.pipeline.calls == 1:
+            published.set()  # the second inference runs: let the first publication end
+        return infer(items)
+
+    camera.publish_depth, worker.pipeline.infer_batch = slow_publish, recorded_infer
+    worker.start()
+    worker.frames.put(0, frame(1))
+    deadline = time.monotonic() + 5
+    while ("publish start", 1) not in events and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker.frames.put(0, frame(2))
+    while camera.depths != [1, 2] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker.stop(timeout=5)
+    assert events[:4] == [("infer", 1), ("publish start", 1), ("infer", 2), ("released", True)]
+    assert camera.depths == [1, 2]
+
+
 def test_a_frame_error_is_still_a_dropped_input_of_that_camera():
     worker, camera, logger, stops = worker_for([ValueError("labels 4x4 do not match the image 2x2")])
     assert worker.depth_turn([(0, frame(5))]) == []
@@ -157,7 +225,7 @@ def test_failures_before_stop_must_be_positive():
         worker_for([], failures_before_stop=0)
 
 
-def test_stop_ends_both_threads_while_a_turn_waits():
+def test_stop_ends_every_thread_while_a_turn_waits():
     worker, camera, logger, stops = worker_for([])
     release = threading.Event()
     worker.pipeline.add_instances = lambda *args: release.wait(5)  # the instance thread holds a turn
