@@ -137,21 +137,25 @@ ICM_IMAGE_LOOP void order_statistics(const InstanceKeys& keys, int64_t n, const 
     bucket_of[r] = static_cast<uint32_t>(b);
     first_rank[r] = seen;
   }
-  // The keys of the wanted buckets (usually a few hundred), sorted: bucket order is key order.
+  // The keys of the wanted buckets (usually a few hundred), sorted: bucket order is key order. Every key is
+  // written and only a wanted one kept (the count advances): no branch to mispredict per key.
   scratch->wanted.assign(buckets, 0);
   for (int r = 0; r < count; ++r) scratch->wanted[bucket_of[r]] = 1;
-  std::vector<uint32_t>& candidates = scratch->candidates;
-  candidates.clear();
+  const uint8_t* wanted = scratch->wanted.data();
+  if (scratch->candidates.size() < static_cast<size_t>(n)) scratch->candidates.resize(static_cast<size_t>(n));
+  uint32_t* candidates = scratch->candidates.data();
+  int64_t kept = 0;
   keys.each_stretch([&](const uint32_t* k, int64_t size) {
     for (int64_t i = 0; i < size; ++i) {
-      if (scratch->wanted[(k[i] - low) >> shift]) candidates.push_back(k[i]);
+      candidates[kept] = k[i];
+      kept += wanted[(k[i] - low) >> shift];
     }
   });
-  std::sort(candidates.begin(), candidates.end());
+  std::sort(candidates, candidates + kept);
   for (int r = 0; r < count; ++r) {  // before the bucket among the candidates: the lower wanted buckets' keys
     const uint32_t from = low + (bucket_of[r] << shift);
-    const auto below = std::lower_bound(candidates.begin(), candidates.end(), from) - candidates.begin();
-    out[r] = key_float(candidates[static_cast<size_t>(below + (ranks[r] - first_rank[r]))]);
+    const int64_t below = std::lower_bound(candidates, candidates + kept, from) - candidates;
+    out[r] = key_float(candidates[below + (ranks[r] - first_rank[r])]);
   }
 }
 
