@@ -53,18 +53,14 @@ def both_paths(assignment: np.ndarray, min_pixels: int, max_regions: int, monkey
 def test_documented_order_by_hand(kernel, monkeypatch):
     """Area first, then cluster, then the first 2x2 block of the cluster's box (not the first cell's raster order:
     the singleton at (2, 3) is in block (0, 1) of cluster 1's box, which starts at (1, 1); the one at (1, 5) in (0, 2))."""
-    assignment = np.array([[0, 0, 0, 0, 0, 0],
-                           [0, 1, 0, 0, 0, 1],
-                           [0, 0, 0, 1, 0, 0],
-                           [0, 0, 0, 0, 0, 0],
-                           [2, 0, 0, 0, 0, 0],
-                           [0, 0, 0, 0, 2, 2]], np.int64)
-    expected = np.array([[1, 1, 1, 1, 1, 1],
-                         [1, 3, 1, 1, 1, 5],
-                         [1, 1, 1, 4, 1, 1],
-                         [1, 1, 1, 1, 1, 1],
-                         [6, 1, 1, 1, 1, 1],
-                         [1, 1, 1, 1, 2, 2]], np.int32)
+    assignment = np.zeros((6, 6), np.int64)  # cluster 0 around everything else
+    assignment[1, 1] = assignment[2, 3] = assignment[1, 5] = 1  # three singletons of cluster 1
+    assignment[4, 0] = 2  # a singleton of cluster 2
+    assignment[5, 4:] = 2  # and a pair
+    expected = np.ones((6, 6), np.int32)  # the 30 cells of cluster 0
+    expected[5, 4:] = 2
+    expected[1, 1], expected[2, 3], expected[1, 5] = 3, 4, 5  # blocks (0, 0), (0, 1), (0, 2) of cluster 1's box
+    expected[4, 0] = 6
     for regions in both_paths(assignment, 1, 0, monkeypatch):
         assert regions.dtype == np.int32
         np.testing.assert_array_equal(regions, expected)
