@@ -1,6 +1,5 @@
-// Per-instance depth statistics in one pass over the image (after a min/max pass over the labels): the compiled path of
-// icm_depth_ros.instances.statistics.instance_statistics (that module documents the statistics; this file only computes
-// them). Plain CPython API and the buffer protocol: no NumPy headers, so any NumPy the node runs with works.
+// The compiled paths of icm_depth_ros.instances.statistics (that module documents what they compute; this file only
+// computes it). Plain CPython API and the buffer protocol: no NumPy headers, so any NumPy the node runs with works.
 //
 //   statistics(depth, labels, firmness, width, min_pixels, near_percent) -> bytes | None
 //
@@ -15,8 +14,18 @@
 //
 // One pass over the image, run by run (a run: consecutive pixels of one label in a row), accumulates each
 // instance's sums and box and copies its finite depths, as order-preserving integer keys, into one buffer;
-// then a radix select over each instance's runs (order_statistics) finds its median and near depth. The
-// interpreter lock is released while it runs.
+// then a radix select over each instance's runs (order_statistics) finds its median and near depth.
+//
+//   regions(assignment, width, min_pixels, max_regions, out) -> int | None
+//
+// assignment: C-contiguous integers [H*W] >= 0, each cell's cluster
+// out:        C-contiguous writable int32 [H*W]: region ids 1, 2, ... (largest first, ties as assignment_regions
+//             documents), 0 where a region was dropped (under min_pixels, or past max_regions when that is > 0)
+// returns     the number of regions kept; None when a cluster is >= 4 x the cell count (the caller compacts)
+//
+// A union-find pass links each cell to an earlier 8-neighbour of its cluster, a second pass numbers the
+// components in raster order and measures them, a sort orders them and a third pass writes the ids.
+// The interpreter lock is released while either runs.
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -128,21 +137,25 @@ ICM_IMAGE_LOOP void order_statistics(const InstanceKeys& keys, int64_t n, const 
     bucket_of[r] = static_cast<uint32_t>(b);
     first_rank[r] = seen;
   }
-  // The keys of the wanted buckets (usually a few hundred), sorted: bucket order is key order.
+  // The keys of the wanted buckets (usually a few hundred), sorted: bucket order is key order. Every key is
+  // written and only a wanted one kept (the count advances): no branch to mispredict per key.
   scratch->wanted.assign(buckets, 0);
   for (int r = 0; r < count; ++r) scratch->wanted[bucket_of[r]] = 1;
-  std::vector<uint32_t>& candidates = scratch->candidates;
-  candidates.clear();
+  const uint8_t* wanted = scratch->wanted.data();
+  if (scratch->candidates.size() < static_cast<size_t>(n)) scratch->candidates.resize(static_cast<size_t>(n));
+  uint32_t* candidates = scratch->candidates.data();
+  int64_t kept = 0;
   keys.each_stretch([&](const uint32_t* k, int64_t size) {
     for (int64_t i = 0; i < size; ++i) {
-      if (scratch->wanted[(k[i] - low) >> shift]) candidates.push_back(k[i]);
+      candidates[kept] = k[i];
+      kept += wanted[(k[i] - low) >> shift];
     }
   });
-  std::sort(candidates.begin(), candidates.end());
+  std::sort(candidates, candidates + kept);
   for (int r = 0; r < count; ++r) {  // before the bucket among the candidates: the lower wanted buckets' keys
     const uint32_t from = low + (bucket_of[r] << shift);
-    const auto below = std::lower_bound(candidates.begin(), candidates.end(), from) - candidates.begin();
-    out[r] = key_float(candidates[static_cast<size_t>(below + (ranks[r] - first_rank[r]))]);
+    const int64_t below = std::lower_bound(candidates, candidates + kept, from) - candidates;
+    out[r] = key_float(candidates[below + (ranks[r] - first_rank[r])]);
   }
 }
 
@@ -269,6 +282,136 @@ ICM_IMAGE_LOOP bool accumulate(const float* depth, const Label* labels, const fl
   return true;
 }
 
+// ---- regions: 8-connected components of one cluster over a cluster assignment ----------------------------------
+
+// One component of the assignment while it is measured. Its first cell in raster order is in row `row`; the
+// column of that cell and the leftmost column it has in the next row (or none) decide its first 2x2 block.
+struct Component {
+  int64_t area = 0, cluster = 0, row = 0, first_column = 0;
+  int64_t next_row_column = std::numeric_limits<int64_t>::max();
+  int64_t block_row = 0, block_column = 0;  // its first 2x2 block, counted from its cluster's bounding box
+};
+
+// The root of a cell's tree, compressing the path. Every link points to an earlier cell, so the root is the
+// tree's first cell in raster order.
+inline int32_t find_root(int32_t* parent, int32_t cell) {
+  int32_t root = cell;
+  while (parent[root] != root) root = parent[root];
+  while (parent[cell] != root) {
+    const int32_t next = parent[cell];
+    parent[cell] = root;
+    cell = next;
+  }
+  return root;
+}
+
+// Cell i of the current row joins a (and b, when >= 0): both earlier cells of its cluster.
+inline void join(int32_t* parent, int32_t i, int32_t a, int32_t b) {
+  if (b >= 0) {
+    const int32_t root_a = find_root(parent, a), root_b = find_root(parent, b);
+    if (root_a < root_b) parent[root_b] = root_a; else parent[root_a] = root_b;
+  }
+  parent[i] = a;
+}
+
+// Regions of a cluster assignment [pixels / width, width] into `out`; the number kept, or -1 when a cluster is
+// negative or too large for the table of bounding boxes (>= 4 x pixels). `out` first holds each cell's component,
+// then its region.
+template <typename Cluster>
+int64_t label_regions(const Cluster* assignment, int64_t pixels, int64_t width, int64_t min_pixels,
+                      int64_t max_regions, int32_t* out) {
+  Cluster low = assignment[0], high = assignment[0];
+  for (int64_t i = 1; i < pixels; ++i) {
+    low = std::min(low, assignment[i]);
+    high = std::max(high, assignment[i]);
+  }
+  if constexpr (std::is_signed_v<Cluster>) {
+    if (low < 0) return -1;
+  }
+  if (static_cast<uint64_t>(high) >= 4 * static_cast<uint64_t>(pixels)) return -1;
+  const int64_t height = pixels / width;
+
+  // Union-find: each cell links to an earlier 8-neighbour of its cluster. The cell above touches the other
+  // three (left, above-left, above-right), so when it matches they are already joined to it; else left and
+  // above-left touch each other, and only above-right can bring a second tree to join.
+  std::unique_ptr<int32_t[]> parent(new int32_t[static_cast<size_t>(pixels)]);
+  int32_t* p = parent.get();
+  for (int64_t row = 0; row < height; ++row) {
+    const Cluster* line = assignment + row * width;
+    const Cluster* above = row > 0 ? line - width : nullptr;
+    for (int64_t column = 0; column < width; ++column) {
+      const int32_t i = static_cast<int32_t>(row * width + column), up = static_cast<int32_t>(i - width);
+      const Cluster cluster = line[column];
+      if (above && above[column] == cluster) {
+        p[i] = up;
+        continue;
+      }
+      int32_t a = -1, b = -1;
+      if (column > 0 && line[column - 1] == cluster) a = i - 1;
+      else if (above && column > 0 && above[column - 1] == cluster) a = up - 1;
+      if (above && column + 1 < width && above[column + 1] == cluster) b = up + 1;
+      if (a < 0) std::swap(a, b);
+      if (a < 0) p[i] = i; else join(p, i, a, b);
+    }
+  }
+
+  // Components numbered in raster order of their first cell (a link's target is already numbered), measured,
+  // and the top-left corner of every cluster's bounding box.
+  std::vector<Component> components;
+  const size_t clusters = static_cast<size_t>(high) + 1;
+  std::vector<int64_t> box_row(clusters, std::numeric_limits<int64_t>::max());
+  std::vector<int64_t> box_column(clusters, std::numeric_limits<int64_t>::max());
+  for (int64_t row = 0; row < height; ++row) {
+    for (int64_t column = 0; column < width; ++column) {
+      const int64_t i = row * width + column;
+      const int64_t cluster = static_cast<int64_t>(assignment[i]);
+      int32_t component;
+      if (p[i] == i) {
+        component = static_cast<int32_t>(components.size());
+        components.emplace_back();
+        Component& c = components.back();
+        c.cluster = cluster, c.row = row, c.first_column = column;
+        box_row[static_cast<size_t>(cluster)] = std::min(box_row[static_cast<size_t>(cluster)], row);
+      } else {
+        component = out[p[i]];  // an earlier cell of the same component
+      }
+      out[i] = component;
+      Component& c = components[static_cast<size_t>(component)];
+      ++c.area;
+      if (row == c.row + 1) c.next_row_column = std::min(c.next_row_column, column);
+      box_column[static_cast<size_t>(cluster)] = std::min(box_column[static_cast<size_t>(cluster)], column);
+    }
+  }
+  // OpenCV labels a cluster's bounding box block by block (2x2 cells, raster order): a component's first block
+  // is in its first row's block row; its leftmost cell there is in its first row, or also in the next row when
+  // both rows fall in that block row.
+  std::vector<int32_t> order;
+  for (size_t k = 0; k < components.size(); ++k) {
+    Component& c = components[k];
+    if (c.area < min_pixels) continue;
+    const int64_t row_offset = c.row - box_row[static_cast<size_t>(c.cluster)];
+    const int64_t left = row_offset % 2 == 0 ? std::min(c.first_column, c.next_row_column) : c.first_column;
+    c.block_row = row_offset / 2;
+    c.block_column = (left - box_column[static_cast<size_t>(c.cluster)]) / 2;
+    order.push_back(static_cast<int32_t>(k));
+  }
+  // Largest first, then lower cluster, then first block: two components of one cluster never share a block
+  // (a block's cells all touch), so this is a total order.
+  const auto before = [&](int32_t x, int32_t y) {
+    const Component &a = components[static_cast<size_t>(x)], &b = components[static_cast<size_t>(y)];
+    if (a.area != b.area) return a.area > b.area;
+    if (a.cluster != b.cluster) return a.cluster < b.cluster;
+    if (a.block_row != b.block_row) return a.block_row < b.block_row;
+    return a.block_column < b.block_column;
+  };
+  const size_t kept = max_regions > 0 ? std::min(order.size(), static_cast<size_t>(max_regions)) : order.size();
+  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(kept), order.end(), before);
+  std::vector<int32_t> region(components.size(), 0);
+  for (size_t k = 0; k < kept; ++k) region[static_cast<size_t>(order[k])] = static_cast<int32_t>(k + 1);
+  for (int64_t i = 0; i < pixels; ++i) out[i] = region[static_cast<size_t>(out[i])];
+  return static_cast<int64_t>(kept);
+}
+
 // The buffer's integer type by its struct format character, e.g. "H" (uint16) or "<i" (int32).
 template <typename Function>
 bool with_label_type(const Py_buffer& view, Function function) {
@@ -289,10 +432,11 @@ bool with_label_type(const Py_buffer& view, Function function) {
   }
 }
 
-bool is_float32(const Py_buffer& view) {
-  return view.itemsize == 4 && view.format != nullptr && (std::strcmp(view.format, "f") == 0 ||
-                                                         std::strcmp(view.format, "<f") == 0 ||
-                                                         std::strcmp(view.format, "=f") == 0);
+// Whether the buffer holds 4-byte items of struct format `type` ('f': float32, 'i': int32) in native order.
+bool is_4_byte(const Py_buffer& view, char type) {
+  if (view.itemsize != 4 || view.format == nullptr) return false;
+  const char* format = view.format[0] == '<' || view.format[0] == '=' ? view.format + 1 : view.format;
+  return format[0] == type && format[1] == '\0';
 }
 
 PyObject* statistics(PyObject*, PyObject* args) {
@@ -311,7 +455,7 @@ PyObject* statistics(PyObject*, PyObject* args) {
     if (PyObject_GetBuffer(depth_object, &depth, flags) != 0) break;
     if (PyObject_GetBuffer(labels_object, &labels, flags) != 0) break;
     if (has_firmness && PyObject_GetBuffer(firmness_object, &firmness, flags) != 0) break;
-    if (!is_float32(depth) || (has_firmness && !is_float32(firmness))) {
+    if (!is_4_byte(depth, 'f') || (has_firmness && !is_4_byte(firmness, 'f'))) {
       PyErr_SetString(PyExc_TypeError, "depth and firmness must be float32");
       break;
     }
@@ -353,13 +497,65 @@ PyObject* statistics(PyObject*, PyObject* args) {
   return result;
 }
 
+PyObject* regions(PyObject*, PyObject* args) {
+  PyObject *assignment_object = nullptr, *out_object = nullptr;
+  Py_ssize_t width = 0, min_pixels = 0, max_regions = 0;
+  if (!PyArg_ParseTuple(args, "OnnnO", &assignment_object, &width, &min_pixels, &max_regions, &out_object)) {
+    return nullptr;
+  }
+  Py_buffer assignment{}, out{};
+  PyObject* result = nullptr;
+  do {
+    if (PyObject_GetBuffer(assignment_object, &assignment, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) break;
+    if (PyObject_GetBuffer(out_object, &out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) != 0) break;
+    const Py_ssize_t cells = assignment.itemsize > 0 ? assignment.len / assignment.itemsize : 0;
+    if (!is_4_byte(out, 'i') || out.len / 4 != cells) {
+      PyErr_Format(PyExc_ValueError, "out must be int32 with the assignment's %zd cells", cells);
+      break;
+    }
+    if (cells >= std::numeric_limits<int32_t>::max()) {
+      PyErr_Format(PyExc_ValueError, "cluster assignment of %zd cells is too large (int32 cell indices)", cells);
+      break;
+    }
+    if (width <= 0 || cells % width != 0) {
+      PyErr_Format(PyExc_ValueError, "width %zd does not divide %zd cells", width, cells);
+      break;
+    }
+    int64_t kept = 0;
+    bool known_type = true;
+    int32_t* ids = static_cast<int32_t*>(out.buf);
+    Py_BEGIN_ALLOW_THREADS
+    known_type = cells == 0 || with_label_type(assignment, [&](auto* typed) {
+      kept = label_regions(typed, cells, width, min_pixels, max_regions, ids);
+    });
+    Py_END_ALLOW_THREADS
+    if (!known_type) {
+      PyErr_Format(PyExc_TypeError, "cluster assignment of struct format '%s' is not supported (need integers)",
+                   assignment.format ? assignment.format : "B");
+      break;
+    }
+    if (kept < 0) {
+      Py_INCREF(Py_None);
+      result = Py_None;
+      break;
+    }
+    result = PyLong_FromLongLong(kept);
+  } while (false);
+  for (Py_buffer* view : {&assignment, &out}) {
+    if (view->obj != nullptr) PyBuffer_Release(view);
+  }
+  return result;
+}
+
 PyMethodDef methods[] = {
     {"statistics", statistics, METH_VARARGS,
      "statistics(depth, labels, firmness, width, min_pixels, near_percent) -> bytes of n x FIELDS float64, or None"},
+    {"regions", regions, METH_VARARGS,
+     "regions(assignment, width, min_pixels, max_regions, out) -> regions kept (ids written to out), or None"},
     {nullptr, nullptr, 0, nullptr},
 };
 
-PyModuleDef module = {PyModuleDef_HEAD_INIT, "_instance_kernel", "Per-instance depth statistics (compiled).", -1,
+PyModuleDef module = {PyModuleDef_HEAD_INIT, "_instance_kernel", "Instance regions and per-instance depth statistics (compiled).", -1,
                       methods, nullptr, nullptr, nullptr, nullptr};
 
 }  // namespace

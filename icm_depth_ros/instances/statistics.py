@@ -57,12 +57,31 @@ def assignment_regions(assignment: np.ndarray, min_pixels: int, max_regions: int
     regions of equal size, the one of the lower cluster comes first, and within a cluster the order of
     OpenCV's 8-connected labelling of the cluster's bounding box: by the first 2x2 block (blocks counted
     from the box's top-left cell, in raster order) that holds a cell of the region.
+
+    The compiled kernel labels the whole map in one pass; where it is not built, OpenCV labels each cluster's
+    bounding box (_opencv_regions). Both give the same regions.
     """
     assignment = np.asarray(assignment)
     if assignment.ndim != 2 or assignment.dtype.kind not in "iu":
         raise ValueError(f"cluster assignment must be a 2-D integer map, got {assignment.dtype} {assignment.shape}")
-    if assignment.size and assignment.min() < 0:
+    if assignment.size == 0:
+        return np.zeros(assignment.shape, dtype=np.int32)
+    if assignment.dtype.kind == "i" and assignment.min() < 0:
         raise ValueError(f"cluster assignment has negative cluster {int(assignment.min())}")
+    if _kernel is None:
+        return _opencv_regions(assignment, min_pixels, max_regions)
+    regions = np.empty(assignment.shape, dtype=np.int32)
+    assignment = np.ascontiguousarray(assignment)
+    if _kernel.regions(assignment, assignment.shape[1], min_pixels, max_regions, regions) is None:
+        # clusters too sparse for the kernel's table: their ranks instead (the same order, so the same regions)
+        clusters = np.unique(assignment, return_inverse=True)[1].reshape(assignment.shape).astype(np.int32)
+        _kernel.regions(clusters, assignment.shape[1], min_pixels, max_regions, regions)
+    return regions
+
+
+def _opencv_regions(assignment: np.ndarray, min_pixels: int, max_regions: int) -> np.ndarray:
+    """assignment_regions with OpenCV's labelling, cluster by cluster: where the kernel is not built, and the
+    reference the kernel is tested against."""
     components = np.zeros(assignment.shape, dtype=np.int32)  # ids unique over all clusters
     areas = [np.zeros(1, dtype=np.int64)]  # global component 0 = nothing
     offset = 0
@@ -85,7 +104,8 @@ def assignment_regions(assignment: np.ndarray, min_pixels: int, max_regions: int
 
 
 def compiled_kernel_available() -> bool:
-    """Whether instance_statistics runs the compiled kernel (else the NumPy path: same numbers, slower)."""
+    """Whether assignment_regions and instance_statistics run the compiled kernel (else OpenCV and NumPy: the same
+    results, slower)."""
     return _kernel is not None
 
 
