@@ -2,13 +2,14 @@
 // icm_depth_ros.processing.geometry.InputGeometry.to_model. Plain CPython API and the buffer protocol: no NumPy
 // headers, so any NumPy the node runs with works.
 //
-//   shrink(image, scaled_height, scaled_width, row_begin, row_end, column_begin, column_end, out) -> None
+//   shrink(image, scaled_height, scaled_width, row_begin, row_end, column_begin, column_end, out, fused) -> None
 //
 // image:  uint8 [H, W, C] (C = 1, 3 or 4) or [H, W]; pixels packed in each row, rows may be padded
 // scaled: the size (sh, sw) the whole image is shrunk to, 1 <= sh <= H and 1 <= sw <= W
 // window: rows [row_begin, row_end) and columns [column_begin, column_end) of the shrunk image
 // out:    writable uint8 [row_end - row_begin, column_end - column_begin(, C)], laid out like image, not
 //         overlapping it; receives the window
+// fused:  whether the OpenCV build to match rounds its multiply-adds once (below)
 //
 // The numbers are cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)[row_begin:row_end,
 // column_begin:column_end], bit for bit, wherever OpenCV takes its generic area path: every shrink except the
@@ -26,10 +27,12 @@
 // number of taps (x + 0 * y == x exactly for the finite, non-negative values here). The interpreter lock is
 // released while it runs.
 //
-// Multiply-adds: setup.py compiles this file with -ffp-contract=off, so the compiler fuses none of its own
-// accord; add_product fuses exactly where OpenCV's own build does. On x86-64 OpenCV's area code is baseline
-// code without FMA (checked bit for bit against OpenCV 4.5.4, 4.6.0 and 5.0). On aarch64 GCC's default
-// contraction turns OpenCV's `a + b * c` into one fused multiply-add, so the kernel fuses the same ones there.
+// Multiply-adds: the last bit depends on whether OpenCV's compiler fused `sum + a * b` into one rounding. On
+// x86-64 OpenCV's area code is baseline code without FMA: not fused (checked bit for bit against OpenCV 4.5.4,
+// 4.6.0 and 5.0). On aarch64 GCC fuses by default (its -ffp-contract=fast), so a GCC-built OpenCV there most
+// likely is. So the caller says which (geometry.py finds out once by comparing with cv2), the kernel does
+// exactly that at each multiply-add of OpenCV's code, and setup.py compiles this file with -ffp-contract=off so
+// that the compiler fuses nothing of its own accord.
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -60,24 +63,27 @@ inline Lanes load_lanes(const float* from) {
   return lanes;
 }
 
-// sum + a * b, rounded as OpenCV's build rounds its `sum + a * b` on this machine (see the top of the file).
+// sum + a * b as OpenCV's build computes its `sum + a * b`: rounded twice (the product, then the sum) or, Fused,
+// once (a fused multiply-add; see the top of the file).
+template <bool Fused>
 inline float add_product(float sum, float a, float b) {
-#if defined(__aarch64__)
-  return std::fma(a, b, sum);
-#else
-  const float product = a * b;
-  return sum + product;
-#endif
+  if constexpr (Fused) {
+    return std::fma(a, b, sum);
+  } else {
+    const float product = a * b;
+    return sum + product;
+  }
 }
 
+template <bool Fused>
 inline Lanes add_product(Lanes sum, Lanes a, float b) {
-#if defined(__aarch64__)
-  for (int c = 0; c < 4; ++c) sum[c] = std::fma(a[c], b, sum[c]);
-  return sum;
-#else
-  const Lanes product = a * b;
-  return sum + product;
-#endif
+  if constexpr (Fused) {
+    for (int c = 0; c < 4; ++c) sum[c] = std::fma(a[c], b, sum[c]);
+    return sum;
+  } else {
+    const Lanes product = a * b;
+    return sum + product;
+  }
 }
 
 // Round to nearest, ties to even (cvRound), for 0 <= value < 2^23: adding 2^23 leaves no fraction bits, so the
@@ -140,7 +146,7 @@ __attribute__((noinline)) ICM_IMAGE_LOOP void to_floats(const uint8_t* __restric
 // One source row, as floats from the window's first source column on -> its float row over the window's
 // columns. Every output reads Common sources (zero weights past its own), more only where it has more; 0:
 // Common is columns.common, read at run time.
-template <int Channels, int Common>
+template <bool Fused, int Channels, int Common>
 ICM_IMAGE_LOOP void filter_row(const float* __restrict__ source, const AxisTaps& columns, int64_t column_from,
                                float* __restrict__ row) {
   const int64_t common = Common > 0 ? Common : columns.common, taps = columns.taps;
@@ -153,13 +159,13 @@ ICM_IMAGE_LOOP void filter_row(const float* __restrict__ source, const AxisTaps&
     const int64_t reads = std::max(common, count[d]);
     if constexpr (Channels == 1) {
       float sum = x[0] * w[0];
-      for (int64_t k = 1; k < common; ++k) sum = add_product(sum, x[k], w[k]);
-      for (int64_t k = common; k < reads; ++k) sum = add_product(sum, x[k], w[k]);
+      for (int64_t k = 1; k < common; ++k) sum = add_product<Fused>(sum, x[k], w[k]);
+      for (int64_t k = common; k < reads; ++k) sum = add_product<Fused>(sum, x[k], w[k]);
       row[d] = sum;
     } else {  // a whole pixel at once; a 3-channel one writes a 4th float that the next pixel overwrites
       Lanes sum = load_lanes(x) * w[0];
-      for (int64_t k = 1; k < common; ++k) sum = add_product(sum, load_lanes(x + k * Channels), w[k]);
-      for (int64_t k = common; k < reads; ++k) sum = add_product(sum, load_lanes(x + k * Channels), w[k]);
+      for (int64_t k = 1; k < common; ++k) sum = add_product<Fused>(sum, load_lanes(x + k * Channels), w[k]);
+      for (int64_t k = common; k < reads; ++k) sum = add_product<Fused>(sum, load_lanes(x + k * Channels), w[k]);
       std::memcpy(row + d * Channels, &sum, sizeof sum);
     }
   }
@@ -167,6 +173,7 @@ ICM_IMAGE_LOOP void filter_row(const float* __restrict__ source, const AxisTaps&
 
 // One output row from its source rows' float rows: sum over t of rows[t] * weight[t], in order, rounded.
 // scratch: `length` floats.
+template <bool Fused>
 ICM_IMAGE_LOOP void sum_rows(const float* const* rows, const float* weight, int64_t count, int64_t length,
                              float* __restrict__ scratch, uint8_t* __restrict__ out) {
   if (count == 0) {  // no source row reaches it: OpenCV's sum stays 0
@@ -175,7 +182,7 @@ ICM_IMAGE_LOOP void sum_rows(const float* const* rows, const float* weight, int6
     const float* __restrict__ row0 = rows[0];
     const float* __restrict__ row1 = rows[1];
     const float weight0 = weight[0], weight1 = weight[1];
-    for (int64_t i = 0; i < length; ++i) out[i] = round_to_byte(add_product(row0[i] * weight0, row1[i], weight1));
+    for (int64_t i = 0; i < length; ++i) out[i] = round_to_byte(add_product<Fused>(row0[i] * weight0, row1[i], weight1));
   } else {
     const float* __restrict__ row0 = rows[0];
     const float weight0 = weight[0];
@@ -183,7 +190,7 @@ ICM_IMAGE_LOOP void sum_rows(const float* const* rows, const float* weight, int6
     for (int64_t t = 1; t < count; ++t) {
       const float* __restrict__ row_t = rows[t];
       const float weight_t = weight[t];
-      for (int64_t i = 0; i < length; ++i) scratch[i] = add_product(scratch[i], row_t[i], weight_t);
+      for (int64_t i = 0; i < length; ++i) scratch[i] = add_product<Fused>(scratch[i], row_t[i], weight_t);
     }
     for (int64_t i = 0; i < length; ++i) out[i] = round_to_byte(scratch[i]);
   }
@@ -195,16 +202,16 @@ struct Image {
 };
 
 // The window of the shrunk image, `Channels` channels per pixel. columns/rows: the axes' taps for the window.
-template <int Channels>
+template <bool Fused, int Channels>
 void shrink_window(Image image, int64_t width, const AxisTaps& columns, const AxisTaps& rows, uint8_t* out,
                    Py_ssize_t out_row_stride) {
   const int64_t out_height = static_cast<int64_t>(rows.first.size());
   const int64_t row_length = static_cast<int64_t>(columns.first.size()) * Channels;
   const int64_t slot_length = row_length + 4;  // room for the last pixel's 4th float
-  auto filter = columns.common == 1   ? filter_row<Channels, 1>
-                : columns.common == 2 ? filter_row<Channels, 2>
-                : columns.common == 3 ? filter_row<Channels, 3>
-                                      : filter_row<Channels, 0>;
+  auto filter = columns.common == 1   ? filter_row<Fused, Channels, 1>
+                : columns.common == 2 ? filter_row<Fused, Channels, 2>
+                : columns.common == 3 ? filter_row<Fused, Channels, 3>
+                                      : filter_row<Fused, Channels, 0>;
   // The source columns the window reads, as floats; zeros past the image for the padded taps and the 4th lane.
   const int64_t column_from = columns.first.front();
   const int64_t column_to = std::min(width, columns.first.back() + columns.taps);
@@ -225,7 +232,7 @@ void shrink_window(Image image, int64_t width, const AxisTaps& columns, const Ax
                 source.data());
       filter(source.data(), columns, column_from, row);
     }
-    sum_rows(summed.data(), rows.weight.data() + r * rows.taps, rows.count[r], row_length, scratch.data(),
+    sum_rows<Fused>(summed.data(), rows.weight.data() + r * rows.taps, rows.count[r], row_length, scratch.data(),
              out + r * out_row_stride);
   }
 }
@@ -249,8 +256,9 @@ bool packed_rows(const Py_buffer& view, Py_ssize_t channels) {
 PyObject* shrink(PyObject*, PyObject* args) {
   PyObject *image_object = nullptr, *out_object = nullptr;
   Py_ssize_t scaled_height = 0, scaled_width = 0, row_begin = 0, row_end = 0, column_begin = 0, column_end = 0;
-  if (!PyArg_ParseTuple(args, "OnnnnnnO", &image_object, &scaled_height, &scaled_width, &row_begin, &row_end,
-                        &column_begin, &column_end, &out_object)) {
+  int fused = 0;
+  if (!PyArg_ParseTuple(args, "OnnnnnnOp", &image_object, &scaled_height, &scaled_width, &row_begin, &row_end,
+                        &column_begin, &column_end, &out_object, &fused)) {
     return nullptr;
   }
   Py_buffer image{}, out{};
@@ -310,9 +318,11 @@ PyObject* shrink(PyObject*, PyObject* args) {
       const AxisTaps rows = area_taps(height, scaled_height, row_begin, row_end);
       const Image source{static_cast<const uint8_t*>(image.buf), image.strides[0]};
       uint8_t* target = static_cast<uint8_t*>(out.buf);
-      if (channels == 1) shrink_window<1>(source, width, columns, rows, target, out.strides[0]);
-      if (channels == 3) shrink_window<3>(source, width, columns, rows, target, out.strides[0]);
-      if (channels == 4) shrink_window<4>(source, width, columns, rows, target, out.strides[0]);
+      const auto window = fused ? (channels == 1 ? shrink_window<true, 1> : channels == 3 ? shrink_window<true, 3>
+                                                                                        : shrink_window<true, 4>)
+                                : (channels == 1 ? shrink_window<false, 1> : channels == 3 ? shrink_window<false, 3>
+                                                                                         : shrink_window<false, 4>);
+      window(source, width, columns, rows, target, out.strides[0]);
     } catch (const std::bad_alloc&) {
       out_of_memory = true;
     }
@@ -332,9 +342,10 @@ PyObject* shrink(PyObject*, PyObject* args) {
 
 PyMethodDef methods[] = {
     {"shrink", shrink, METH_VARARGS,
-     "shrink(image, scaled_height, scaled_width, row_begin, row_end, column_begin, column_end, out) -> None: "
+     "shrink(image, scaled_height, scaled_width, row_begin, row_end, column_begin, column_end, out, fused) -> None: "
      "out = cv2.resize(image, (scaled_width, scaled_height), interpolation=cv2.INTER_AREA)[row_begin:row_end, "
-     "column_begin:column_end] for uint8 images where OpenCV takes its generic area path"},
+     "column_begin:column_end] for uint8 images where OpenCV takes its generic area path; fused: whether that "
+     "OpenCV build fuses its multiply-adds"},
     {nullptr, nullptr, 0, nullptr},
 };
 
