@@ -23,10 +23,12 @@ setup(
     ],
     ext_modules=[
         Extension(f"{PACKAGE}.instances._instance_kernel", [f"{PACKAGE}/instances/_instance_kernel.cpp"],
-                  extra_compile_args=["-std=c++17", "-O3"], language="c++"),
+                  depends=[f"{PACKAGE}/instances/image_loop.h"], extra_compile_args=["-std=c++17", "-O3"],
+                  language="c++"),
         # -ffp-contract=off: no multiply-add fused unless the source says so; the area filter matches OpenCV bit
         # for bit only with the roundings it chooses (_resize_kernel.cpp says which).
         Extension(f"{PACKAGE}.processing._resize_kernel", [f"{PACKAGE}/processing/_resize_kernel.cpp"],
+                  depends=[f"{PACKAGE}/instances/image_loop.h"],
                   extra_compile_args=["-std=c++17", "-O3", "-ffp-contract=off"], language="c++"),
     ],
     install_requires=["setuptools"],

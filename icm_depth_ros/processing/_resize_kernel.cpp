@@ -44,13 +44,8 @@
 #include <new>
 #include <vector>
 
-// On x86-64 the row loops are also compiled for AVX2 (x86-64-v3) and the best version is chosen when the module
-// loads (GCC function multiversioning); elsewhere the baseline is used. -ffp-contract=off keeps FMA out of both.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define ICM_IMAGE_LOOP __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define ICM_IMAGE_LOOP
-#endif
+// ICM_IMAGE_LOOP: the row loops also for AVX2 (x86-64-v3, which has FMA: -ffp-contract=off keeps it out).
+#include "../instances/image_loop.h"
 
 namespace {
 
@@ -116,9 +111,8 @@ AxisTaps area_taps(int64_t source, int64_t scaled, int64_t begin, int64_t end) {
       list.emplace_back(first_whole - 1, static_cast<float>((static_cast<double>(first_whole) - start) / cell));
     }
     for (int64_t s = first_whole; s < last; ++s) list.emplace_back(s, static_cast<float>(1.0 / cell));
-    if (stop - static_cast<double>(last) > 1e-3) {
-      list.emplace_back(last, static_cast<float>(std::min(std::min(stop - static_cast<double>(last), 1.0), cell) / cell));
-    }
+    const double after = stop - static_cast<double>(last);  // the part of source `last` inside the cell
+    if (after > 1e-3) list.emplace_back(last, static_cast<float>(std::min(std::min(after, 1.0), cell) / cell));
     lists.push_back(std::move(list));
   }
   AxisTaps axis;
@@ -130,7 +124,8 @@ AxisTaps area_taps(int64_t source, int64_t scaled, int64_t begin, int64_t end) {
     // One that reads none (its weights all 0) points where the one before it does.
     axis.first.push_back(!lists[d].empty() ? lists[d].front().first : axis.first.empty() ? 0 : axis.first.back());
     axis.count.push_back(static_cast<int64_t>(lists[d].size()));
-    for (size_t k = 0; k < lists[d].size(); ++k) axis.weight[d * static_cast<size_t>(axis.taps) + k] = lists[d][k].second;
+    float* weights = axis.weight.data() + d * static_cast<size_t>(axis.taps);
+    for (size_t k = 0; k < lists[d].size(); ++k) weights[k] = lists[d][k].second;
   }
   std::vector<int64_t> frequency(static_cast<size_t>(axis.taps) + 1, 0);
   for (const int64_t count : axis.count) ++frequency[static_cast<size_t>(count)];
@@ -139,7 +134,8 @@ AxisTaps area_taps(int64_t source, int64_t scaled, int64_t begin, int64_t end) {
 }
 
 // Not inlined: inside its caller GCC no longer sees that the two do not overlap, and does not vectorize it.
-__attribute__((noinline)) ICM_IMAGE_LOOP void to_floats(const uint8_t* __restrict__ bytes, int64_t count, float* __restrict__ floats) {
+__attribute__((noinline)) ICM_IMAGE_LOOP void to_floats(const uint8_t* __restrict__ bytes, int64_t count,
+                                                         float* __restrict__ floats) {
   for (int64_t i = 0; i < count; ++i) floats[i] = static_cast<float>(bytes[i]);
 }
 

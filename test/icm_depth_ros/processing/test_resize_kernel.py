@@ -24,7 +24,8 @@ FUSED = kernel_rounding(_resize_kernel)  # how this cv2 rounds its multiply-adds
 def cv2_window(image, scaled, rows, columns):
     """What the kernel must write: cv2's whole shrunk image, cut to the window, with the channel axis kept."""
     scaled_h, scaled_w = scaled
-    shrunk = cv2.resize(image, (scaled_w, scaled_h), interpolation=cv2.INTER_AREA).reshape((scaled_h, scaled_w) + image.shape[2:])
+    shrunk = cv2.resize(image, (scaled_w, scaled_h), interpolation=cv2.INTER_AREA)
+    shrunk = shrunk.reshape((scaled_h, scaled_w) + image.shape[2:])  # cv2 drops a single channel
     return shrunk[rows[0]:rows[1], columns[0]:columns[1]]
 
 
@@ -130,7 +131,8 @@ def test_the_kitti_crop_matches_cv2():
     expected = cv2_window(image, (367, 1216), rows, columns)
     np.testing.assert_array_equal(kernel_window(image, (367, 1216), rows, columns), expected)
     grey = np.ascontiguousarray(image[:, :, 0])
-    np.testing.assert_array_equal(kernel_window(grey, (367, 1216), rows, columns), cv2_window(grey, (367, 1216), rows, columns))
+    np.testing.assert_array_equal(kernel_window(grey, (367, 1216), rows, columns),
+                                  cv2_window(grey, (367, 1216), rows, columns))
 
 
 @needs_kernel
@@ -234,7 +236,8 @@ IMAGES = {  # name -> (camera image maker, whether the kernel takes it)
 
 
 @pytest.mark.parametrize("policy", ["resize", "crop", "letterbox"])
-@pytest.mark.parametrize("camera, model", [(CAMERA, MODEL), (CAMERA, (96, 320)), ((300, 400), MODEL), ((120, 400), (96, 320))])
+@pytest.mark.parametrize("camera, model", [(CAMERA, MODEL), (CAMERA, (96, 320)), ((300, 400), MODEL),
+                                           ((120, 400), (96, 320))])
 @pytest.mark.parametrize("kind", sorted(IMAGES))
 def test_to_model_gives_the_cv2_image_with_and_without_out(policy, camera, model, kind, monkeypatch):
     """Every policy and image kind: the same array as the cv2-only path, and the same numbers written into ``out``
