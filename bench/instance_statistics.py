@@ -15,17 +15,14 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "test" / "node")]
-from json_output import run_and_report  # noqa: E402
+sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "test" / "icm_depth_ros" / "instances")]
+from json_output import repeats_main  # noqa: E402
 
 GOAL_MS = 2.0
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
-    return run_and_report(measure, parser.parse_args(argv))
+    return repeats_main(__doc__, measure, 30, argv)
 
 
 def measure(args: argparse.Namespace) -> dict:

@@ -16,7 +16,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-from json_output import run_and_report  # noqa: E402
+from json_output import repeats_main  # noqa: E402
 
 CAMERA = (375, 1242)  # (H, W), KITTI
 MODEL = (352, 1216)
@@ -24,10 +24,7 @@ WARMUP = 5
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=200)
-    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
-    return run_and_report(measure, parser.parse_args(argv))
+    return repeats_main(__doc__, measure, 200, argv)
 
 
 def timed(function, repeats: int) -> dict:
