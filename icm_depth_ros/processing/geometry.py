@@ -126,8 +126,8 @@ class InputGeometry:
     def _kernel_shrinks(self, image: np.ndarray) -> bool:
         """Whether _resize_kernel gives cv2's numbers for this image: built and matching this cv2, a uint8 image of
         1, 3 or 4 channels in packed rows, and cv2's generic area path."""
-        return (_resize_kernel is not None and _KERNEL_FUSED is not None and image.dtype == np.uint8 and image.ndim in (2, 3)
-                and (image.ndim == 2 or image.shape[2] in (1, 3, 4)) and packed_rows(image)
+        return (_resize_kernel is not None and _KERNEL_FUSED is not None and image.dtype == np.uint8
+                and image.ndim in (2, 3) and (image.ndim == 2 or image.shape[2] in (1, 3, 4)) and packed_rows(image)
                 and cv2_area_is_generic(image.shape[:2], self.scaled_size))
 
     def _shrink_into(self, image: np.ndarray, model: np.ndarray) -> None:
