@@ -1,8 +1,9 @@
 """ament_python package: the ROS 2 node (icm_depth_ros/) plus launch and config files.
 
 training/ is not installed with the node: a vehicle runs the node on an exported model without PyTorch.
-One compiled module, the per-instance statistics kernel (C++17, CPython API only: no NumPy headers); where it
-is not built, icm_depth_ros.instances.statistics computes the same numbers with NumPy, slower.
+Two compiled modules (C++17, CPython API only: no NumPy headers): the per-instance statistics kernel and the
+area-shrink kernel of the model input. Where they are not built, icm_depth_ros.instances.statistics computes
+the same numbers with NumPy and icm_depth_ros.processing.geometry with cv2, slower.
 """
 from glob import glob
 
@@ -20,8 +21,16 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
     ],
-    ext_modules=[Extension(f"{PACKAGE}.instances._instance_kernel", [f"{PACKAGE}/instances/_instance_kernel.cpp"],
-                           extra_compile_args=["-std=c++17", "-O3"], language="c++")],
+    ext_modules=[
+        Extension(f"{PACKAGE}.instances._instance_kernel", [f"{PACKAGE}/instances/_instance_kernel.cpp"],
+                  depends=[f"{PACKAGE}/instances/image_loop.h"], extra_compile_args=["-std=c++17", "-O3"],
+                  language="c++"),
+        # -ffp-contract=off: no multiply-add fused unless the source says so; the area filter matches OpenCV bit
+        # for bit only with the roundings it chooses (_resize_kernel.cpp says which).
+        Extension(f"{PACKAGE}.processing._resize_kernel", [f"{PACKAGE}/processing/_resize_kernel.cpp"],
+                  depends=[f"{PACKAGE}/instances/image_loop.h"],
+                  extra_compile_args=["-std=c++17", "-O3", "-ffp-contract=off"], language="c++"),
+    ],
     install_requires=["setuptools"],
     zip_safe=False,
     maintainer="icm_depth_ros maintainers",

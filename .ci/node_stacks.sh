@@ -86,7 +86,7 @@ for stack in "${stacks[@]}"; do
   venv="$(stack_environment "$stack" "$python")" || { failed+=("$stack (environment)"); continue; }
   "$venv/bin/python" "$root/.ci/check_stack.py" "$root/.ci/stacks/$stack.txt" \
     || { failed+=("$stack (not the stack's versions)"); continue; }
-  # The instance statistics kernel for this Python, beside the 3.11 one (each named by its ABI tag).
+  # The compiled kernels for this Python, beside the 3.11 ones (each named by its ABI tag).
   (cd "$root" && "$venv/bin/python" setup.py --quiet build_ext --inplace >/dev/null) \
     || { failed+=("$stack (kernel build)"); continue; }
   if ! (cd "$root" && ICM_VENV="$venv" ICM_BINDINGS_CACHE="$venv/tensorrt-test-bindings" \

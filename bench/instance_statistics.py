@@ -19,17 +19,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "test" / "icm_depth_ros" / "instances")]
-from json_output import run_and_report  # noqa: E402
+from json_output import repeats_main  # noqa: E402
 
 GOAL_MS = 2.0
 REGIONS_GOAL_MS = 0.3
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
-    return run_and_report(measure, parser.parse_args(argv))
+    return repeats_main(__doc__, measure, 30, argv)
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -71,6 +68,7 @@ def compare(new, previous, arguments: tuple, repeats: int, goal_ms: float) -> di
         figures[f"{label}_min_ms"] = round(float(np.min(times)) * 1e3, 3)
     figures["goal_met"] = figures["new_median_ms"] <= goal_ms
     return figures
+
 
 if __name__ == "__main__":
     main()

@@ -5,6 +5,7 @@ work prints on the way - Python prints, or C libraries writing to file descripto
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -48,6 +49,14 @@ def run_and_report(measure, args, show=None) -> dict:
     else:
         print(json.dumps(report, indent=2))
     return report
+
+
+def repeats_main(description: str, measure, default_repeats: int, argv=None) -> dict:
+    """main() of a bench script whose one option is how many timed calls it makes: --repeats N [--json]."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=default_repeats)
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
+    return run_and_report(measure, parser.parse_args(argv))
 
 
 def peak_rss_mb() -> float:

@@ -1,5 +1,6 @@
 """Per-instance depth: which pixels form each object, its numbers, and the messages that carry them.
 
+    image_loop.h          ICM_IMAGE_LOOP: image loops also compiled for AVX2 (the kernels here and in processing/)
     _instance_kernel.cpp  the statistics' compiled kernel (C++17, CPython API; built by setup.py / colcon)
     statistics.py         regions (network clusters or a label image) -> Instance records; NumPy where unbuilt
     kinematics.py         range / range rate / time to contact filters and their fusion, vectorised over tracks

@@ -39,13 +39,7 @@
 #include <type_traits>
 #include <vector>
 
-// On x86-64 the image loops are also compiled for AVX2 (x86-64-v3) and the best version is chosen when the
-// module loads (GCC function multiversioning); elsewhere (aarch64: Jetson, DRIVE) the baseline is used.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define ICM_IMAGE_LOOP __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define ICM_IMAGE_LOOP
-#endif
+#include "image_loop.h"  // ICM_IMAGE_LOOP: the image loops also for AVX2 on x86-64
 
 namespace {
 

@@ -6,12 +6,65 @@ The same record maps the depth back (``to_camera``) and the intrinsics forward (
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+try:
+    from icm_depth_ros.processing import _resize_kernel  # built by setup.py (colcon build, pip install)
+except ImportError:  # a source tree that was never built: cv2 gives the same numbers
+    _resize_kernel = None
+
 RESIZE_POLICIES = ("resize", "crop", "letterbox")
+
+
+def cv2_area_is_generic(source_size: tuple[int, int], scaled_size: tuple[int, int]) -> bool:
+    """Whether cv2.resize(INTER_AREA) from (H, W) to (h, w) takes OpenCV's generic area path, the one
+    _resize_kernel reproduces: no side grows, and not both ratios whole numbers (OpenCV then sums whole
+    blocks in integers and rounds differently). The ratios and the test are OpenCV's (cv::hal::resize)."""
+    (height, width), (scaled_h, scaled_w) = source_size, scaled_size
+    if scaled_h > height or scaled_w > width:
+        return False
+    ratios = (1.0 / (scaled_w / width), 1.0 / (scaled_h / height))
+    return not all(abs(ratio - round(ratio)) < sys.float_info.epsilon for ratio in ratios)
+
+
+def rounding_probe() -> tuple[np.ndarray, tuple[int, int]]:
+    """A made-up uint8 image [120, 160, 3] and the size (91, 117) to shrink it to, on which the two roundings of a
+    multiply-add give different bytes (5 of them): the test that tells how a cv2 build rounds."""
+    return np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8), (91, 117)
+
+
+def kernel_rounding(kernel) -> bool | None:
+    """How ``kernel`` (_resize_kernel, or None) matches this cv2: True where this OpenCV build fuses its area
+    filter's multiply-adds (rounds ``sum + a * b`` once; GCC on aarch64 does by default), False where it does not
+    (x86-64), None where neither matches or there is no kernel (then cv2 does every shrink). Found by comparing
+    both with cv2 on the rounding probe (a fused and an unfused multiply-add differ in the last bit, so only a
+    few pixels in 10^5 come out different)."""
+    if kernel is None:
+        return None
+    image, (scaled_h, scaled_w) = rounding_probe()
+    expected = cv2.resize(image, (scaled_w, scaled_h), interpolation=cv2.INTER_AREA)
+    for fused in (False, True):
+        out = np.empty_like(expected)
+        kernel.shrink(image, scaled_h, scaled_w, 0, scaled_h, 0, scaled_w, out, fused)
+        if np.array_equal(out, expected):
+            return fused
+    return None
+
+
+def packed_rows(array: np.ndarray) -> bool:
+    """Whether [H, W] or [H, W, C] holds its pixels packed within each row (C-contiguous, or rows padded): the
+    layout _resize_kernel reads and writes. Strides of axes of length 1 do not matter."""
+    pixel = array.itemsize * (array.shape[2] if array.ndim == 3 else 1)
+    return (array.ndim == 2 or array.shape[2] == 1 or array.strides[2] == array.itemsize) and \
+        (array.shape[1] == 1 or array.strides[1] == pixel) and \
+        (array.shape[0] == 1 or array.strides[0] >= array.shape[1] * pixel)
+
+
+_KERNEL_FUSED = kernel_rounding(_resize_kernel)  # once per process, at import: under a millisecond
 
 
 @dataclass(frozen=True)
@@ -43,8 +96,57 @@ class InputGeometry:
             (scaled_w - model_w) // 2, (scaled_h - model_h) // 2,
         )
 
-    def to_model(self, image: np.ndarray) -> np.ndarray:
-        """Camera image [H, W, C] -> model-sized image [h, w, C] (area filter down, linear up; pad with 0)."""
+    def to_model(self, image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Camera image [H, W, C] or [H, W] -> model-sized image [h, w, C] (area filter down, linear up; pad with 0).
+
+        ``out``: where to write it, an array of the image's dtype and shape [h, w] + the image's channel axis
+        (e.g. a slice of a larger input buffer); returned. Without it, a new array - or a view of ``image``
+        where it needs no resize - shaped as cv2 shapes it ([h, w] for a resized [H, W, 1]).
+
+        A uint8 image of 1, 3 or 4 channels that shrinks goes through _resize_kernel where it is built and cv2
+        takes its generic area path: only the rows and columns the model sees, written straight into ``out``,
+        the same numbers as cv2.
+        """
+        model_h, model_w = self.model_size
+        if out is not None and (out.shape != (model_h, model_w) + image.shape[2:] or out.dtype != image.dtype):
+            raise ValueError(f"out must be a {image.dtype} array of shape {(model_h, model_w) + image.shape[2:]} "
+                             f"for a {image.dtype} image of shape {image.shape}, got {out.dtype} {out.shape}")
+        if self._kernel_shrinks(image) and (out is None or packed_rows(out)):
+            model = np.empty((model_h, model_w) + image.shape[2:], np.uint8) if out is None else out
+            self._shrink_into(image, model)
+            if out is None and image.ndim == 3 and image.shape[2] == 1:
+                return model[:, :, 0]  # as cv2.resize returns a single channel
+            return model
+        model = self._to_model_cv2(image)
+        if out is None:
+            return model
+        out[...] = model.reshape(out.shape)
+        return out
+
+    def _kernel_shrinks(self, image: np.ndarray) -> bool:
+        """Whether _resize_kernel gives cv2's numbers for this image: built and matching this cv2, a uint8 image of
+        1, 3 or 4 channels in packed rows, and cv2's generic area path."""
+        return (_resize_kernel is not None and _KERNEL_FUSED is not None and image.dtype == np.uint8
+                and image.ndim in (2, 3) and (image.ndim == 2 or image.shape[2] in (1, 3, 4)) and packed_rows(image)
+                and cv2_area_is_generic(image.shape[:2], self.scaled_size))
+
+    def _shrink_into(self, image: np.ndarray, model: np.ndarray) -> None:
+        """The part of the scaled image that lands in ``model``, by the kernel, and 0 around it (letterbox)."""
+        (model_h, model_w), (scaled_h, scaled_w) = self.model_size, self.scaled_size
+        row0, col0 = max(0, self.offset_y), max(0, self.offset_x)
+        row1, col1 = min(scaled_h, self.offset_y + model_h), min(scaled_w, self.offset_x + model_w)
+        top, left = row0 - self.offset_y, col0 - self.offset_x
+        bottom, right = top + row1 - row0, left + col1 - col0
+        _resize_kernel.shrink(image, scaled_h, scaled_w, row0, row1, col0, col1, model[top:bottom, left:right],
+                              _KERNEL_FUSED)
+        if (bottom - top, right - left) != (model_h, model_w):
+            model[:top] = 0
+            model[bottom:] = 0
+            model[top:bottom, :left] = 0
+            model[top:bottom, right:] = 0
+
+    def _to_model_cv2(self, image: np.ndarray) -> np.ndarray:
+        """to_model by cv2 alone: the reference the kernel matches, and every case it does not cover."""
         scaled_h, scaled_w = self.scaled_size
         shrinking = scaled_h * scaled_w < image.shape[0] * image.shape[1]
         if (scaled_h, scaled_w) != image.shape[:2]:
