@@ -2,7 +2,8 @@
 // icm_depth_ros.processing.geometry.InputGeometry.to_model. Plain CPython API and the buffer protocol: no NumPy
 // headers, so any NumPy the node runs with works.
 //
-//   shrink(image, scaled_height, scaled_width, row_begin, row_end, column_begin, column_end, out, fused) -> None
+//   shrink(image, scaled_height, scaled_width, row_begin, row_end, column_begin, column_end, out, fused,
+//          reverse_channels=False) -> None
 //
 // image:  uint8 [H, W, C] (C = 1, 3 or 4) or [H, W]; pixels packed in each row, rows may be padded
 // scaled: the size (sh, sw) the whole image is shrunk to, 1 <= sh <= H and 1 <= sw <= W
@@ -10,6 +11,8 @@
 // out:    writable uint8 [row_end - row_begin, column_end - column_begin(, C)], laid out like image, not
 //         overlapping it; receives the window
 // fused:  whether the OpenCV build to match rounds its multiply-adds once (below)
+// reverse_channels: a 3-channel image whose channels out receives in the opposite order (a bgr8 camera image
+//         into an RGB model input): the numbers of the channel-reversed image, without a copy of it
 //
 // The numbers are cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)[row_begin:row_end,
 // column_begin:column_end], bit for bit, wherever OpenCV takes its generic area path: every shrink except the
@@ -198,9 +201,11 @@ struct Image {
 };
 
 // The window of the shrunk image, `Channels` channels per pixel. columns/rows: the axes' taps for the window.
+// reverse: the image's 3 channels in the opposite order (a BGR image read as RGB): swapped as the row becomes floats,
+// so every channel's arithmetic is the same as for the reordered image.
 template <bool Fused, int Channels>
 void shrink_window(Image image, int64_t width, const AxisTaps& columns, const AxisTaps& rows, uint8_t* out,
-                   Py_ssize_t out_row_stride) {
+                   Py_ssize_t out_row_stride, bool reverse) {
   const int64_t out_height = static_cast<int64_t>(rows.first.size());
   const int64_t row_length = static_cast<int64_t>(columns.first.size()) * Channels;
   const int64_t slot_length = row_length + 4;  // room for the last pixel's 4th float
@@ -226,6 +231,9 @@ void shrink_window(Image image, int64_t width, const AxisTaps& columns, const Ax
       slot_row[slot] = y;
       to_floats(image.data + y * image.row_stride + column_from * Channels, (column_to - column_from) * Channels,
                 source.data());
+      if (Channels == 3 && reverse) {
+        for (int64_t i = 0; i < (column_to - column_from) * 3; i += 3) std::swap(source[i], source[i + 2]);
+      }
       filter(source.data(), columns, column_from, row);
     }
     sum_rows<Fused>(summed.data(), rows.weight.data() + r * rows.taps, rows.count[r], row_length, scratch.data(),
@@ -252,9 +260,9 @@ bool packed_rows(const Py_buffer& view, Py_ssize_t channels) {
 PyObject* shrink(PyObject*, PyObject* args) {
   PyObject *image_object = nullptr, *out_object = nullptr;
   Py_ssize_t scaled_height = 0, scaled_width = 0, row_begin = 0, row_end = 0, column_begin = 0, column_end = 0;
-  int fused = 0;
-  if (!PyArg_ParseTuple(args, "OnnnnnnOp", &image_object, &scaled_height, &scaled_width, &row_begin, &row_end,
-                        &column_begin, &column_end, &out_object, &fused)) {
+  int fused = 0, reverse = 0;
+  if (!PyArg_ParseTuple(args, "OnnnnnnOp|p", &image_object, &scaled_height, &scaled_width, &row_begin, &row_end,
+                        &column_begin, &column_end, &out_object, &fused, &reverse)) {
     return nullptr;
   }
   Py_buffer image{}, out{};
@@ -302,6 +310,10 @@ PyObject* shrink(PyObject*, PyObject* args) {
                                         "(C-contiguous, or rows padded): pixel stride C bytes, channel stride 1");
       break;
     }
+    if (reverse && channels != 3) {
+      PyErr_Format(PyExc_ValueError, "reverse_channels needs a 3-channel image, got %zd channels", channels);
+      break;
+    }
     if (out_height == 0 || out_width == 0) {
       Py_INCREF(Py_None);
       result = Py_None;
@@ -318,7 +330,7 @@ PyObject* shrink(PyObject*, PyObject* args) {
                                                                                         : shrink_window<true, 4>)
                                 : (channels == 1 ? shrink_window<false, 1> : channels == 3 ? shrink_window<false, 3>
                                                                                          : shrink_window<false, 4>);
-      window(source, width, columns, rows, target, out.strides[0]);
+      window(source, width, columns, rows, target, out.strides[0], reverse != 0);
     } catch (const std::bad_alloc&) {
       out_of_memory = true;
     }
@@ -338,10 +350,11 @@ PyObject* shrink(PyObject*, PyObject* args) {
 
 PyMethodDef methods[] = {
     {"shrink", shrink, METH_VARARGS,
-     "shrink(image, scaled_height, scaled_width, row_begin, row_end, column_begin, column_end, out, fused) -> None: "
+     "shrink(image, scaled_height, scaled_width, row_begin, row_end, column_begin, column_end, out, fused, "
+     "reverse_channels=False) -> None: "
      "out = cv2.resize(image, (scaled_width, scaled_height), interpolation=cv2.INTER_AREA)[row_begin:row_end, "
      "column_begin:column_end] for uint8 images where OpenCV takes its generic area path; fused: whether that "
-     "OpenCV build fuses its multiply-adds"},
+     "OpenCV build fuses its multiply-adds; reverse_channels: the 3 channels in the opposite order (BGR -> RGB)"},
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -55,6 +55,14 @@ def kernel_rounding(kernel) -> bool | None:
     return None
 
 
+def packed_source(image: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(array, reverse): ``image`` itself, or for a channel-reversed view of a packed 3-channel image (what
+    image_conversion.to_rgb makes of a bgr8 message) the packed image under it and True."""
+    if image.ndim == 3 and image.shape[2] == 3 and image.strides[2] == -image.itemsize:
+        return image[:, :, ::-1], True
+    return image, False
+
+
 def packed_rows(array: np.ndarray) -> bool:
     """Whether [H, W] or [H, W, C] holds its pixels packed within each row (C-contiguous, or rows padded): the
     layout _resize_kernel reads and writes. Strides of axes of length 1 do not matter."""
@@ -111,9 +119,10 @@ class InputGeometry:
         if out is not None and (out.shape != (model_h, model_w) + image.shape[2:] or out.dtype != image.dtype):
             raise ValueError(f"out must be a {image.dtype} array of shape {(model_h, model_w) + image.shape[2:]} "
                              f"for a {image.dtype} image of shape {image.shape}, got {out.dtype} {out.shape}")
-        if self._kernel_shrinks(image) and (out is None or packed_rows(out)):
+        source, reverse = packed_source(image)  # a BGR camera image seen as RGB: its own packed bytes
+        if self._kernel_shrinks(source) and (out is None or packed_rows(out)):
             model = np.empty((model_h, model_w) + image.shape[2:], np.uint8) if out is None else out
-            self._shrink_into(image, model)
+            self._shrink_into(source, model, reverse)
             if out is None and image.ndim == 3 and image.shape[2] == 1:
                 return model[:, :, 0]  # as cv2.resize returns a single channel
             return model
@@ -130,15 +139,16 @@ class InputGeometry:
                 and image.ndim in (2, 3) and (image.ndim == 2 or image.shape[2] in (1, 3, 4)) and packed_rows(image)
                 and cv2_area_is_generic(image.shape[:2], self.scaled_size))
 
-    def _shrink_into(self, image: np.ndarray, model: np.ndarray) -> None:
-        """The part of the scaled image that lands in ``model``, by the kernel, and 0 around it (letterbox)."""
+    def _shrink_into(self, image: np.ndarray, model: np.ndarray, reverse: bool = False) -> None:
+        """The part of the scaled image that lands in ``model``, by the kernel, and 0 around it (letterbox);
+        ``reverse``: ``model`` gets ``image``'s 3 channels in the opposite order."""
         (model_h, model_w), (scaled_h, scaled_w) = self.model_size, self.scaled_size
         row0, col0 = max(0, self.offset_y), max(0, self.offset_x)
         row1, col1 = min(scaled_h, self.offset_y + model_h), min(scaled_w, self.offset_x + model_w)
         top, left = row0 - self.offset_y, col0 - self.offset_x
         bottom, right = top + row1 - row0, left + col1 - col0
         _resize_kernel.shrink(image, scaled_h, scaled_w, row0, row1, col0, col1, model[top:bottom, left:right],
-                              _KERNEL_FUSED)
+                              _KERNEL_FUSED, reverse)
         if (bottom - top, right - left) != (model_h, model_w):
             model[:top] = 0
             model[bottom:] = 0

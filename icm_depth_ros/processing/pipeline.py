@@ -198,10 +198,10 @@ class DepthPipeline:
         geometries = []
         for index, frame in enumerate(frames):
             geometry = self.geometry(frame.rgb.shape[:2])
-            model_rgb = geometry.to_model(frame.rgb)  # [h, w, 3] uint8
-            if self._pixels:
-                np.copyto(batch[index], model_rgb)
+            if self._pixels:  # resized (or cropped) straight into the input buffer: the graph does the rest
+                geometry.to_model(frame.rgb, out=batch[index])
             else:
+                model_rgb = geometry.to_model(frame.rgb)  # [h, w, 3] uint8
                 np.multiply(model_rgb.transpose(2, 0, 1), PIXEL_SCALE, out=batch[index])  # [3, h, w]
             geometries.append(geometry)
         return batch, geometries, (time.perf_counter() - start) / len(frames)

@@ -190,12 +190,31 @@ def shrink_unfused(*args):
     (lambda image, out: shrink_unfused(image[:, :, :2], 50, 60, 0, 50, 0, 60, out[:, :, :2]), "2 channels"),
     (lambda image, out: shrink_unfused(image[:, ::2], 50, 40, 0, 50, 0, 40, out[:, :40]), "packed within each row"),
     (lambda image, out: shrink_unfused(image, 50, 60, 0, 50, 0, 60, out[:, :, ::-1]), "packed within each row"),
+    (lambda image, out: _resize_kernel.shrink(np.zeros((80, 100, 4), np.uint8), 50, 60, 0, 50, 0, 60,
+                                              np.zeros((50, 60, 4), np.uint8), False, True),
+     "reverse_channels needs a 3-channel image, got 4 channels"),
 ])
 def test_bad_input_is_refused_by_name(call, message):
     image = np.zeros((80, 100, 3), np.uint8)
     out = np.zeros((50, 60, 3), np.uint8)
     with pytest.raises(ValueError, match=message):
         call(image, out)
+
+
+@needs_kernel
+@pytest.mark.parametrize("fused", [False, True])
+def test_reversed_channels_are_the_channel_reversed_image(fused):
+    """reverse_channels: a bgr8 camera image shrunk into an RGB window, the numbers of the reversed image."""
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        height, width = (int(n) for n in rng.integers(20, 200, 2))
+        scaled = (int(rng.integers(1, height + 1)), int(rng.integers(1, width + 1)))
+        bgr = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+        reversed_out, plain_out = (np.zeros(scaled + (3,), np.uint8) for _ in range(2))
+        _resize_kernel.shrink(bgr, *scaled, 0, scaled[0], 0, scaled[1], reversed_out, fused, True)
+        _resize_kernel.shrink(rgb, *scaled, 0, scaled[0], 0, scaled[1], plain_out, fused)
+        np.testing.assert_array_equal(reversed_out, plain_out)
 
 
 @needs_kernel
@@ -231,7 +250,8 @@ IMAGES = {  # name -> (camera image maker, whether the kernel takes it)
     "rgba8": (lambda rng, size: rng.integers(0, 256, size + (4,), dtype=np.uint8), True),
     "grey8": (lambda rng, size: rng.integers(0, 256, size, dtype=np.uint8), True),
     "grey8x1": (lambda rng, size: rng.integers(0, 256, size + (1,), dtype=np.uint8), True),
-    "bgr8_view": (lambda rng, size: rng.integers(0, 256, size + (3,), dtype=np.uint8)[:, :, ::-1], False),
+    "bgr8_view": (lambda rng, size: rng.integers(0, 256, size + (3,), dtype=np.uint8)[:, :, ::-1], True),
+    "bgra8_view": (lambda rng, size: rng.integers(0, 256, size + (4,), dtype=np.uint8)[:, :, 2::-1], False),
     "rgb16": (lambda rng, size: rng.integers(0, 65536, size + (3,), dtype=np.uint16), False),
     "rgb32f": (lambda rng, size: rng.random(size + (3,), dtype=np.float32) * 255, False),
 }
