@@ -52,6 +52,12 @@ SETTINGS = {
         ["--model-size", "352x1216", "--frames", "20", "--threads", "2"],
         ["--model-size", "192x640", "--frames", "3", "--threads", "2"],
     ),
+    "resize": (  # ~5 s: the 1242x375 -> 1216x352 model input by cv2's INTER_AREA and by the compiled kernel
+        "resize.py", ["--repeats", "200"], ["--repeats", "20"],
+    ),
+    "stage_overlap": (  # ~40 s: the node's processing threads around a simulated 25 ms GPU engine, 2 x 8 s
+        "stage_overlap.py", ["--model-size", "352x1216", "--seconds", "8"], ["--seconds", "2"],
+    ),
     "instance_statistics": (  # ~10 s: 64 instances at 1242x375, new and previous implementation
         "instance_statistics.py", ["--repeats", "30"], ["--repeats", "5"],
     ),
