@@ -132,9 +132,8 @@ def test_a_programming_error_ends_the_threads_loudly_not_as_a_dropped_frame():
     assert camera.rejected == [] and camera.depths == []
 
 
-def test_a_programming_error_in_the_instance_thread_stops_both_threads():
-    worker, camera, logger, stops = worker_for([])
-    worker.pipeline.add_instances = lambda *args: [][1]  # IndexError: a bug in the instance stage
+def serve_until_stopped(worker, stops):
+    """Start the worker, give it one frame, wait (10 s at most) for it to stop on its own, join its threads."""
     worker.start()
     worker.frames.put(0, frame(1))
     deadline = time.monotonic() + 10
@@ -142,6 +141,12 @@ def test_a_programming_error_in_the_instance_thread_stops_both_threads():
         time.sleep(0.02)
     for thread in worker._threads:
         thread.join(timeout=5)
+
+
+def test_a_programming_error_in_the_instance_thread_stops_every_thread():
+    worker, camera, logger, stops = worker_for([])
+    worker.pipeline.add_instances = lambda *args: [][1]  # IndexError: a bug in the instance stage
+    serve_until_stopped(worker, stops)
     assert stops == [("a programming error in the instances thread: IndexError: list index out of range", EXIT_BUG)]
     assert not any(thread.is_alive() for thread in worker._threads)  # the inference thread saw the stop too
     assert camera.depths == [1] and camera.instances == [] and camera.rejected == []
@@ -150,13 +155,7 @@ def test_a_programming_error_in_the_instance_thread_stops_both_threads():
 def test_a_programming_error_in_the_depth_thread_stops_all_three_threads():
     worker, camera, logger, stops = worker_for([])
     worker.pipeline.finish_depth = lambda item, inferred: None.shape  # AttributeError in the depth stage
-    worker.start()
-    worker.frames.put(0, frame(1))
-    deadline = time.monotonic() + 10
-    while not stops and time.monotonic() < deadline:
-        time.sleep(0.02)
-    for thread in worker._threads:
-        thread.join(timeout=5)
+    serve_until_stopped(worker, stops)
     assert stops == [("a programming error in the depth thread: AttributeError: 'NoneType' object has no attribute "
                       "'shape'", EXIT_BUG)]
     assert not any(thread.is_alive() for thread in worker._threads)
