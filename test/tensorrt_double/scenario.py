@@ -5,7 +5,7 @@
 The request names the TensorRT and cuda-bindings versions the process was started with (see
 setup_bindings.environment), the fake driver (GPU name, compute capability, CUDA version) and a list
 of actions: "build" (icm_depth_ros.inference.engine_builder.build_engine), "open" (the node's
-open_backend("tensorrt", ...) and one inference), "batches" (open, then infer batches of the given sizes and
+open_backend("tensorrt", ...) and one inference, its input and outputs saved to "out" when given), "batches" (open, then infer batches of the given sizes and
 each frame alone), "engine" (write an engine and fingerprint by hand: any optimisation profile), "pipeline"
 (DepthPipeline.process frame by frame, images in and depths out as .npz), "export" (training/export.py's
 main), "snippet" (code run with ``trt`` and ``cudart``, to prove the doubles catch mistakes). For each
@@ -130,8 +130,8 @@ def network(image: np.ndarray) -> tuple[np.ndarray, ...]:
 
     image = np.asarray(image)
     pixels = image.dtype == np.uint8
-    if pixels:  # what the graph's Cast, Mul and Transpose do
-        image = (image.astype(np.float32) * contract.PIXEL_SCALE).transpose(0, 3, 1, 2)
+    if pixels:  # what the graph's Cast, Mul and Transpose do (contiguous: the sums below in the same order)
+        image = np.ascontiguousarray((image.astype(np.float32) * contract.PIXEL_SCALE).transpose(0, 3, 1, 2))
     batch, _, height, width = image.shape
     depth = np.float32(DEPTH_OFFSET) + image.mean(axis=1, keepdims=True)
     pooled = image.reshape(batch, 3, height // 4, 4, width // 4, 4).mean(axis=(3, 5))  # [B, 3, h, w]
@@ -391,8 +391,11 @@ def run_action(action: dict, trt, cudart, state: dict) -> dict:
         backend = open_action(action, state)
         image = model_inputs(backend, 1, seed=0)
         outputs = backend.infer(image)
-        result = {"description": backend.description, "max_batch": backend.max_batch,
-                  "input_bytes": int(backend.host[contract.INPUT_NAME].nbytes), **compared(outputs, image)}
+        result = {"description": backend.description, "max_batch": backend.max_batch, **compared(outputs, image)}
+        if backend.name == "tensorrt":  # the pinned host buffer the input is copied through, sized for max_batch
+            result["input_bytes"] = int(backend.host[contract.INPUT_NAME].nbytes)
+        if action.get("out"):  # the input and what the backend returned, for the test to compare elsewhere
+            np.savez(action["out"], image=image, **dict(zip(("depth", "cluster", "firmness"), outputs)))
         if action.get("close"):
             backend.close()
         return result
