@@ -348,6 +348,8 @@ def test_the_engine_and_onnxruntime_give_the_same_clusters_on_the_same_model(for
 def test_a_legacy_float_input_engine_still_runs_and_returns_the_reduced_maps(format_runs):
     folder, results = format_runs
     legacy = ok(results["legacy"])
+    assert calls(legacy, "IOptimizationProfile.set_shape") == [{  # built over its own NCHW float input
+        "input": "image", "min": [1, 3, HEIGHT, WIDTH], "opt": [2, 3, HEIGHT, WIDTH], "max": [2, 3, HEIGHT, WIDTH]}]
     assert legacy["input_bytes"] == 2 * 3 * HEIGHT * WIDTH * 4  # float32 [B, 3, H, W] for its batch of up to 2
     assert legacy["dtypes"] == ["float32", "int32", "float32"] and legacy["cluster_equal"]
     assert legacy["cluster_shape"] == legacy["firmness_shape"] == [1, HEIGHT // 4, WIDTH // 4]
