@@ -72,34 +72,35 @@ def test_the_shipped_demo_model_carries_its_reference_and_passes_in_onnxruntime(
 def test_a_reference_is_compact_at_the_papers_size_even_for_incompressible_outputs():
     rng = np.random.default_rng(0)
     depth = rng.uniform(1.0, 80.0, (1, 1, 352, 1216)).astype(np.float32)
-    membership = rng.random((1, 300, 88, 304)).astype(np.float32)  # > 255 clusters: uint16 arg-max
-    reference = self_test.make_reference(depth, membership)
+    cluster = rng.integers(0, 300, (1, 88, 304)).astype(np.int32)  # > 255 clusters: uint16 arg-max
+    reference = self_test.make_reference(depth, cluster, 300)
     text = reference.to_json()
     assert len(text) <= 200_000
     assert reference.depth_stride == 4 and reference.depth.shape == (88, 304)
     again = self_test.Reference.from_json(text)
-    assert again.argmax.dtype == np.uint16 and np.array_equal(again.argmax, reference.argmax)
-    figures = self_test.compare(again, depth, membership)
+    assert again.argmax.dtype == np.uint16 and np.array_equal(again.argmax, cluster[0])
+    figures = self_test.compare(again, depth, cluster, 300)
     assert figures.agreement == 1.0 and figures.max_rel <= 2.0 ** -11
 
 
 def test_compare_counts_depth_errors_and_cluster_disagreement():
     rng = np.random.default_rng(1)
     depth = rng.uniform(2.0, 50.0, (1, 1, 32, 64)).astype(np.float32)
-    membership = rng.random((1, 5, 8, 16)).astype(np.float32)
-    reference = self_test.make_reference(depth, membership)
-    scaled = self_test.compare(reference, depth * 1.1, membership)
+    cluster = rng.integers(0, 5, (1, 8, 16)).astype(np.int32)
+    reference = self_test.make_reference(depth, cluster, 5)
+    scaled = self_test.compare(reference, depth * 1.1, cluster, 5)
     assert scaled.abs_rel == pytest.approx(0.1, abs=1e-3) and scaled.max_rel == pytest.approx(0.1, abs=1e-3)
-    shuffled = membership.copy()
-    shuffled[0, :, :4] = shuffled[0, ::-1, :4]  # half the cells' clusters reordered
-    assert self_test.compare(reference, depth, shuffled).agreement < 0.75
+    assert scaled.agreement == 1.0
+    shifted = cluster.copy()
+    shifted[0, :4] = (shifted[0, :4] + 1) % 5  # half the cells in another cluster
+    assert self_test.compare(reference, depth, shifted, 5).agreement == pytest.approx(0.5)
     broken = depth.copy()
     broken[0, 0, 3, 3] = np.nan
-    assert self_test.compare(reference, broken, membership).max_rel == np.inf
-    assert not self_test.compare(reference, broken, membership).within(self_test.TOLERANCES["int8"])
-    assert self_test.compare(reference, depth, membership[:, :4]).agreement == 0.0  # another cluster count
+    assert self_test.compare(reference, broken, cluster, 5).max_rel == np.inf
+    assert not self_test.compare(reference, broken, cluster, 5).within(self_test.TOLERANCES["int8"])
+    assert self_test.compare(reference, depth, cluster, 4).agreement == 0.0  # another cluster count
     with pytest.raises(ValueError, match="do not fit the reference"):
-        self_test.compare(reference, depth[:, :, :16], membership)
+        self_test.compare(reference, depth[:, :, :16], cluster, 5)
 
 
 def test_tolerances_are_ordered_by_precision():
@@ -113,7 +114,7 @@ def test_unreadable_or_misfitting_references_are_named(tmp_path):
     assert self_test.read_reference(metadata) is None
     with pytest.raises(ValueError, match="m.onnx: metadata icm.self_test is not a readable self-test reference"):
         self_test.read_reference({**metadata, META_SELF_TEST: "{not json"}, "m.onnx")
-    reference = self_test.make_reference(np.ones((1, 1, 32, 64), np.float32), np.ones((1, 3, 8, 16), np.float32))
+    reference = self_test.make_reference(np.ones((1, 1, 32, 64), np.float32), np.ones((1, 8, 16), np.int32), 3)
     with pytest.raises(ValueError, match="reference is for 32x64, the model's input is 96x320"):
         self_test.read_reference({**metadata, META_SELF_TEST: reference.to_json()})
     stored = json.loads(reference.to_json())
@@ -167,7 +168,8 @@ class FakeBackend:
     name, description, precision = "tensorrt", "tensorrt 10.3.0 (model.engine, batch 1)", None
 
     def __init__(self, infer):
-        self.metadata = open_backend("onnxruntime", str(DEMO_MODEL)).metadata
+        demo = open_backend("onnxruntime", str(DEMO_MODEL))
+        self.metadata, self.info = demo.metadata, demo.info
         self.infer = infer
 
 
@@ -187,7 +189,8 @@ def test_a_backend_failing_on_the_reference_input_is_a_load_error_and_odd_output
         self_test.check_backend(FakeBackend(programming_error), "refuse", Lines(), precision="fp16")
 
     lines = Lines()
-    wrong_size = FakeBackend(lambda image: (np.ones((1, 1, 8, 8), np.float32), np.ones((1, 32, 2, 2), np.float32)))
+    wrong_size = FakeBackend(lambda image: (np.ones((1, 1, 8, 8), np.float32), np.ones((1, 2, 2), np.int32),
+                                            np.ones((1, 2, 2), np.float32)))
     assert self_test.check_backend(wrong_size, "refuse", lines, precision="fp16") is None
     ((level, line),) = lines.lines
     assert level == "warning" and "do not fit the reference" in line and "cannot be verified" in line
@@ -316,7 +319,8 @@ def test_cuda_asked_but_cpu_given_falls_back_with_a_line_under_auto(onnx_model, 
         fallback = [r.message for r in caplog.records if "did not start" in r.message]
         assert len(fallback) == 1 and fallback[0].startswith(f"onnxruntime_provider {provider!r}: ONNX Runtime ")
         assert fallback[0].endswith("running on the CPU"), fallback[0]
-        assert backend.infer(self_test.to_input(self_test.reference_image(*MODEL_SIZE)))[0].shape == (1, 1, *MODEL_SIZE)
+        pixels = self_test.model_input(self_test.reference_image(*MODEL_SIZE), backend.info.pixel_format)
+        assert backend.infer(pixels)[0].shape == (1, 1, *MODEL_SIZE)
 
 
 def test_cuda_not_offered_at_all_names_onnxruntime_gpu(onnx_model, monkeypatch, caplog):
