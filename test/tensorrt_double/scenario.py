@@ -42,9 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from icm_depth_ros.inference import contract
-
-NUM_CLUSTERS = 4  # the scenario models' membership channels (models.py writes them)
-HEIGHT, WIDTH = 16, 32  # the scenario models' input size (models.py)
+from tensorrt_double.models import CLUSTER_GAINS, DEPTH_OFFSET, HEIGHT, NUM_CLUSTERS, WIDTH, cluster_bias
 
 
 def install_doubles(request: dict):
@@ -126,8 +124,6 @@ def network(image: np.ndarray) -> tuple[np.ndarray, ...]:
     uint8 pixels [B, H, W, 3] (rgb_uint8_nhwc) -> (depth [B, 1, H, W], cluster int32 [B, H/4, W/4], firmness
     [B, H/4, W/4]); float32 [B, 3, H, W] in [0, 1] (rgb_float32_nchw_0_1) -> (depth, membership [B, N, H/4, W/4]):
     depth = 1 + the channels' mean, membership = a softmax over N clusters of 4x4-pooled colours."""
-    from tensorrt_double.models import CLUSTER_GAINS, DEPTH_OFFSET, cluster_bias
-
     image = np.asarray(image)
     pixels = image.dtype == np.uint8
     if pixels:  # what the graph's Cast, Mul and Transpose do (contiguous: the sums below in the same order)
@@ -503,7 +499,8 @@ def open_action(action: dict, state: dict):
     """The node's open_backend("tensorrt", ...) for an "open"/"batches" action."""
     from icm_depth_ros.inference import open_backend
 
-    state["network_input_shape"], state["profile"] = action.get("input_shape", [1, 3, 8, 8]), None  # for a rebuild
+    # a rebuild's parse() replaces the shape with the file's
+    state["network_input_shape"], state["profile"] = action.get("input_shape", [1, HEIGHT, WIDTH, 3]), None
     return open_backend(action.get("backend", "tensorrt"), action["model_path"], onnx_path=action.get("onnx_path", ""),
                         precision=action["precision"], allow_engine_build=action.get("allow_build", False),
                         logger=Quiet(state["log"]), engine_max_batch=action.get("engine_max_batch", 0),

@@ -15,7 +15,7 @@ from icm_depth_ros.inference import fingerprint as fingerprints
 from icm_depth_ros.inference.tensorrt_backend import engine_decision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # test/: the tensorrt_double package
-from tensorrt_double.models import HEIGHT, NUM_CLUSTERS, WIDTH, shipped_model_and_variants, write_model  # noqa: E402
+from tensorrt_double.models import HEIGHT, WIDTH, shipped_model_and_variants, write_model  # noqa: E402
 from tensorrt_double.setup_bindings import run_scenario, skip_without_runtime  # noqa: E402
 
 # (TensorRT, cuda-python) as installed on: JetPack 6, JetPack 7, pip on a CUDA 13 and on a CUDA 12 machine
@@ -108,6 +108,19 @@ def fake_fingerprint(**changes):
                   input_shape=[1, 3, 96, 320], max_batch=1, onnx_sha256="ab" * 32)
     values.update(changes)
     return fingerprints.make_fingerprint(**values)
+
+
+def test_a_fingerprints_input_shape_is_that_of_the_models_pixel_format():
+    pixels = {contract.META_PIXEL_FORMAT: contract.PIXEL_FORMAT_UINT8}
+    assert fake_fingerprint(input_shape=[-1, 96, 320, 3], model_metadata=pixels)["input_shape"] == [-1, 96, 320, 3]
+    legacy = {contract.META_PIXEL_FORMAT: contract.PIXEL_FORMAT_FLOAT32}
+    assert fake_fingerprint(input_shape=[1, 3, 96, 320], model_metadata=legacy)["input_shape"] == [1, 3, 96, 320]
+    with pytest.raises(ValueError, match=r"input_shape must be \[B, H, W, 3\] \(rgb_uint8_nhwc\) with B > 0 or -1 "
+                                         r"\(dynamic\), got \[1, 3, 96, 320\]"):
+        fake_fingerprint(input_shape=[1, 3, 96, 320], model_metadata=pixels)
+    with pytest.raises(ValueError, match=r"\[B, H, W, 3\] \(rgb_uint8_nhwc\) or \[B, 3, H, W\] "
+                                         r"\(rgb_float32_nchw_0_1\) with B > 0 or -1 \(dynamic\), got \[0, 96, 320, 3\]"):
+        fake_fingerprint(input_shape=[0, 96, 320, 3])  # no metadata: either layout, but a batch of 0 is none
 
 
 def test_matching_engine_is_used(tmp_path):
@@ -296,12 +309,6 @@ def test_cuda_python_newer_than_the_driver_is_named(node_runs):
         assert (f"cuda-python (cuda-bindings) {cuda_version} needs a CUDA 13 driver, this driver supports CUDA 12.6: "
                 "install cuda-python 12.x") in old_driver["error"]
         assert f"tensorrt {version}" in old_driver["error"]
-
-
-def test_scenario_models_have_the_doubles_cluster_count():
-    from tensorrt_double import scenario
-
-    assert scenario.NUM_CLUSTERS == NUM_CLUSTERS
 
 
 # ---- both pixel formats, against ONNX Runtime on the same file ------------------------------------------------

@@ -21,7 +21,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from icm_depth_ros.inference import contract, self_test
