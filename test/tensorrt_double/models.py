@@ -1,6 +1,6 @@
 """Tiny ONNX models that follow the model contract, and their fp16 / INT8 Q/DQ variants, for the doubles.
 
-The models compute what the engine double computes (scenario.network, from ``DEPTH_WEIGHT``,
+The models compute what the engine double computes (scenario.network, from ``DEPTH_OFFSET``,
 ``CLUSTER_GAINS`` and ``CLUSTER_BIAS_STEPS``), so ONNX Runtime on a file and the double's engine built
 from it can be compared; test_double.py checks that they agree. Two pixel formats (contract.py): the
 current rgb_uint8_nhwc (written as the older form, then rewritten by graph_upgrade.upgrade_graph: Cast,
@@ -8,7 +8,7 @@ Mul, Transpose in front, ArgMax + Cast(int32) and ReduceMax behind) and rgb_floa
 legacy tests.
 
 The batch-1 set is also shipped in contract_models/ and the dynamic-batch set in contract_models/dynamic/
-(6 KB each), both rgb_uint8_nhwc: the node-side tests copy them from there, because
+(8 KB each), both rgb_uint8_nhwc: the node-side tests copy them from there, because
 writing the INT8 variant takes the training side's export tools (ONNX Runtime's quantization, newer than
 the ONNX Runtime a Python 3.10 vehicle has). Regenerate with ``python -m tensorrt_double.models`` from test/;
 test_double.py checks that the shipped files are what this module writes.
@@ -26,7 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 import icm_depth_ros
 from icm_depth_ros.inference import contract, graph_upgrade, onnx_precision
 
-HEIGHT, WIDTH, NUM_CLUSTERS = 16, 32, 4  # scenario.NUM_CLUSTERS must match
+HEIGHT, WIDTH, NUM_CLUSTERS = 16, 32, 4  # the engine double (scenario.py) reads them here
 SHIPPED = Path(__file__).resolve().parent / "contract_models"
 PRECISIONS = ("fp32", "fp16", "int8")
 # depth = DEPTH_OFFSET + the mean of the three channels (a 1x1 convolution)
