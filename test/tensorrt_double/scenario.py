@@ -178,6 +178,21 @@ def tensor_shapes(input_shape, pixel_format: str) -> dict[str, tuple]:
     return {name: shapes[name] for name in (contract.INPUT_NAME, *contract.OUTPUTS[pixel_format])}
 
 
+def image_input(model):
+    """The contract's input (a ValueInfoProto) of an ONNX ModelProto."""
+    (image,) = [value for value in model.graph.input if value.name == contract.INPUT_NAME]
+    return image
+
+
+def pixel_format_of(image) -> str:
+    """The pixel format of a graph with input ``image`` (an ONNX ValueInfoProto), from its element type, as
+    TensorRT takes an engine's I/O types from the graph: uint8 is rgb_uint8_nhwc, anything else the float form."""
+    from onnx import TensorProto
+
+    uint8 = image.type.tensor_type.elem_type == TensorProto.UINT8
+    return contract.PIXEL_FORMAT_UINT8 if uint8 else contract.PIXEL_FORMAT_FLOAT32
+
+
 def engine_io_types(pixel_format: str) -> dict[str, str]:
     """The TensorRT DataType names of an engine's I/O as built from a contract file of ``pixel_format``."""
     types = {name: "FLOAT" for name in (contract.INPUT_NAME, *contract.OUTPUTS[pixel_format])}
@@ -288,11 +303,10 @@ def behaviour(real, cudart, state: dict, StandIn) -> dict:  # noqa: N803 - a cla
     def parse(parser, model):
         import onnx  # the network's input is the file's: its shape (a named batch -> -1) and its pixel format
 
-        proto = onnx.load(model, load_external_data=False)
-        (image,) = [value for value in proto.graph.input if value.name == contract.INPUT_NAME]
+        image = image_input(onnx.load(model, load_external_data=False))
         state["network_input_shape"] = [d.dim_value if d.HasField("dim_value") else -1
                                         for d in image.type.tensor_type.shape.dim]
-        state["network_pixel_format"] = {prop.key: prop.value for prop in proto.metadata_props}[contract.META_PIXEL_FORMAT]
+        state["network_pixel_format"] = pixel_format_of(image)
         return True
 
     return {
@@ -434,14 +448,15 @@ def run_action(action: dict, trt, cudart, state: dict) -> dict:
         from icm_depth_ros.inference import onnx_precision
 
         profile = action.get("profile")
-        metadata = onnx_precision.onnx_metadata(action["onnx"])
+        graph = onnx_precision.load_graph(action["onnx"])
         Path(action["engine"]).write_bytes(serialize_engine(trt.__version__, action["input_shape"], profile,
-                                                            metadata[contract.META_PIXEL_FORMAT]))
+                                                            pixel_format_of(image_input(graph))))
         fingerprints.write_fingerprint(action["engine"], fingerprints.make_fingerprint(
             **fingerprints.machine_fingerprint(), precision=onnx_precision.file_precision(action["onnx"]),
             input_shape=action["input_shape"],
             max_batch=action.get("fingerprint_max_batch", profile[2][0] if profile else action["input_shape"][0]),
-            onnx_sha256=onnx_precision.model_sha256(action["onnx"]), model_metadata=metadata))
+            onnx_sha256=onnx_precision.model_sha256(action["onnx"]),
+            model_metadata={prop.key: prop.value for prop in graph.metadata_props}))
         return {}
     if action["kind"] == "pipeline":  # DepthPipeline.process frame by frame on images from an .npz
         from icm_depth_ros.processing.pipeline import DepthPipeline, PipelineConfig
