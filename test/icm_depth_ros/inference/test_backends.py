@@ -479,6 +479,8 @@ def test_the_shape_is_set_per_call_and_buffers_are_sized_once(batch_runs):
     assert sizes[4:8] == [frame, depth, cells, cells]  # then 1 alone
     malloc = [args["size"] for name, args in loaded["cuda_calls"] if name == "cudaMalloc"]
     assert malloc == [DYNAMIC_MAX * frame, DYNAMIC_MAX * depth, DYNAMIC_MAX * cells, DYNAMIC_MAX * cells]
+    pinned = [args["size"] for name, args in loaded["cuda_calls"] if name == "cudaMallocHost"]
+    assert pinned == malloc  # the host buffers too: 3 x H x W x 3 bytes of pixels, a quarter of float32's
 
 
 def test_a_batch_above_the_profile_maximum_is_refused_not_split(batch_runs):
