@@ -11,10 +11,13 @@ project's builder (icm_depth_ros/inference/engine_builder.py) and opened by the 
 against ground truth and its change) and with ONNX Runtime running the same variant; then timed
 (median ms per frame, batch 1, after warm-up). Writes ``<out>/gpu_check.json`` and prints a table.
 ``--onnxruntime-only`` does everything but TensorRT (to check the script where there is no GPU).
+Every backend is given the scenes' camera pixels as its model takes them (``contract.model_input``: uint8
+[B, H, W, 3] for the rgb_uint8_nhwc exports, the converted float images for an older file).
 
 Then batch 1 vs 3 (one camera vs three cameras in one call; docs/node.md): the demo network (its config,
 random weights: the time does not depend on them) exported with a dynamic batch, timed at batch 1 and 3
-in PyTorch on CUDA (fp32, where torch.cuda is available), as a TensorRT fp16 engine with profile 1..3
+in PyTorch on CUDA (the exported graph, ExportGraph: pixels in, depth, cluster and firmness out; fp32, where
+torch.cuda is available), as a TensorRT fp16 engine with profile 1..3
 (``--max-batch 3``, through the node's backend; where TensorRT runs) and in ONNX Runtime (for
 reference). Written to ``<out>/batches.json`` and printed as a second table: ms per call, ms per frame,
 and what a batch of 3 costs against 3 single calls. ``--batches-only`` does only this part (gpu_check.sh
@@ -36,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from icm_depth_ros.inference import onnx_precision, open_backend  # noqa: E402
-from icm_depth_ros.inference.contract import ModelInfo  # noqa: E402
+from icm_depth_ros.inference.contract import ModelInfo, model_input, pixels_from_unit_float  # noqa: E402
 from icm_depth_ros.processing.metrics import MetricMeans, clamp_prediction, depth_metrics, evaluation_mask  # noqa: E402
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -61,8 +64,11 @@ def rendered(count: int, height: int, width: int, split: str) -> list[dict]:
     from training.data import SYNTHETIC_SPLIT_SEEDS, SyntheticRoadScenes  # noqa: PLC0415 - needs torch
 
     scenes = SyntheticRoadScenes(count, size=(height, width), seed=SYNTHETIC_SPLIT_SEEDS[split])
-    return [{"image": scenes[i]["image"].numpy(), "depth": scenes[i]["depth"][0].numpy(),
-             "valid": scenes[i]["valid"][0].numpy()} for i in range(count)]
+    samples = [{"image": scenes[i]["image"].numpy(), "depth": scenes[i]["depth"][0].numpy(),
+                "valid": scenes[i]["valid"][0].numpy()} for i in range(count)]
+    for sample in samples:  # the camera's pixels uint8 [H, W, 3] the image came from (what the node feeds a model)
+        sample["pixels"] = pixels_from_unit_float(sample["image"][None])[0]
+    return samples
 
 
 def write_variants(fp32: Path, calibration: list[dict]) -> dict[str, Path]:
@@ -80,10 +86,13 @@ def write_variants(fp32: Path, calibration: list[dict]) -> dict[str, Path]:
 
 
 def run_all(backend, samples: list[dict]) -> list[np.ndarray]:
-    return [backend.infer(np.ascontiguousarray(sample["image"][None]))[0][0, 0] for sample in samples]  # [H, W] each
+    """Each sample's depth [H, W] from ``backend``, given the sample's pixels as its model takes them."""
+    return [backend.infer(model_input(backend.info, sample["pixels"][None]))[0][0, 0] for sample in samples]
 
 
-def time_backend(backend, image: np.ndarray, frames: int) -> float:
+def time_backend(backend, pixels: np.ndarray, frames: int) -> float:
+    """Median ms of ``backend.infer`` on pixels uint8 [B, H, W, 3] (converted to its model's input beforehand)."""
+    image = model_input(backend.info, pixels)
     return time_calls(lambda: backend.infer(image), frames)
 
 
@@ -107,8 +116,9 @@ def batch_row(description: str, milliseconds: dict[int, float]) -> dict:
     return row
 
 
-def time_batches(args: argparse.Namespace, images: np.ndarray) -> dict[str, dict]:
-    """Batch 1 vs 3 of the demo network (dynamic batch, random weights): PyTorch CUDA, TensorRT, ONNX Runtime."""
+def time_batches(args: argparse.Namespace, pixels: np.ndarray) -> dict[str, dict]:
+    """Batch 1 vs 3 of the demo network (dynamic batch, random weights) on pixels uint8 [3, H, W, 3]: PyTorch CUDA
+    (the exported graph, ExportGraph), TensorRT, ONNX Runtime."""
     import torch  # noqa: PLC0415
 
     from training.config import build_model, load_config  # noqa: PLC0415
@@ -117,18 +127,18 @@ def time_batches(args: argparse.Namespace, images: np.ndarray) -> dict[str, dict
 
     torch.manual_seed(0)
     net = build_model(load_config(DEMO_CONFIG), pretrained=False).eval()
-    height, width = images.shape[2:]
+    height, width = pixels.shape[1:3]
     onnx_path = args.out / "batch_model.onnx"
     export_onnx(net, onnx_path, height, width, config_name=f"{DEMO_CONFIG.stem} (random weights)", dynamic_batch=True)
     rows = {}
     if torch.cuda.is_available():
         graph = ExportGraph(net).cuda().eval()
-        device_images = torch.from_numpy(images).cuda()
+        device_pixels = torch.from_numpy(pixels).cuda()
 
         def pytorch_call(batch):
             def call():
                 with torch.no_grad():
-                    depth, membership = graph(device_images[:batch])
+                    graph(device_pixels[:batch])  # depth, cluster, firmness
                 torch.cuda.synchronize()
             return call
 
@@ -146,10 +156,10 @@ def time_batches(args: argparse.Namespace, images: np.ndarray) -> dict[str, dict
         backend = open_backend("tensorrt", str(args.out / "batch_model.fp16.engine"), onnx_path=str(onnx_path),
                                precision="fp16", allow_engine_build=True, engine_max_batch=max(BATCHES))
         rows["tensorrt fp16"] = batch_row(backend.description, {
-            b: time_backend(backend, np.ascontiguousarray(images[:b]), args.frames) for b in BATCHES})
+            b: time_backend(backend, pixels[:b], args.frames) for b in BATCHES})
     backend = open_backend("onnxruntime", str(onnx_path))
     rows["onnxruntime fp32"] = batch_row(backend.description, {
-        b: time_backend(backend, np.ascontiguousarray(images[:b]), args.frames) for b in BATCHES})
+        b: time_backend(backend, pixels[:b], args.frames) for b in BATCHES})
     return rows
 
 
@@ -169,8 +179,8 @@ def print_batches(rows: dict[str, dict], path: Path, frames: int) -> None:
 
 def batches_report(args: argparse.Namespace, info: ModelInfo) -> None:
     """Batch 1 vs 3 on rendered val scenes at the model's size: ``<out>/batches.json`` and a table."""
-    images = np.stack([sample["image"] for sample in rendered(max(BATCHES), info.input_height, info.input_width, "val")])
-    rows = time_batches(args, images)
+    pixels = np.stack([sample["pixels"] for sample in rendered(max(BATCHES), info.input_height, info.input_width, "val")])
+    rows = time_batches(args, pixels)
     path = args.out / "batches.json"
     path.write_text(json.dumps({"batches": list(BATCHES), "frames": args.frames, "results": rows}, indent=2) + "\n")
     print_batches(rows, path, args.frames)
@@ -213,8 +223,8 @@ def main() -> int:
     reference_backend = open_backend("onnxruntime", str(fp32))
     reference = run_all(reference_backend, samples)
     base_abs_rel = scores(reference, samples, info)
-    image = np.ascontiguousarray(samples[0]["image"][None])
-    rows = {"onnxruntime fp32 (reference)": {"abs_rel": base_abs_rel, "ms": time_backend(reference_backend, image, args.frames)}}
+    frame = samples[0]["pixels"][None]  # the frame timed, as camera pixels
+    rows = {"onnxruntime fp32 (reference)": {"abs_rel": base_abs_rel, "ms": time_backend(reference_backend, frame, args.frames)}}
     for precision in PRECISIONS:
         backends = {f"onnxruntime {precision}": open_backend("onnxruntime", str(files[precision]))}
         if not args.onnxruntime_only:
@@ -230,7 +240,7 @@ def main() -> int:
             depths = run_all(backend, samples)
             max_rel, mean_rel = relative_errors(depths, reference)
             row = {"max_rel_depth_vs_ort_fp32": max_rel, "mean_rel_depth_vs_ort_fp32": mean_rel,
-                   "abs_rel": scores(depths, samples, info), "ms": time_backend(backend, image, args.frames)}
+                   "abs_rel": scores(depths, samples, info), "ms": time_backend(backend, frame, args.frames)}
             row["abs_rel_change"] = row["abs_rel"] - base_abs_rel
             if label.startswith("onnxruntime"):
                 same_file = depths

@@ -181,7 +181,7 @@ def build_engine(
     image = next((network.get_input(i) for i in range(network.num_inputs) if network.get_input(i).name == contract.INPUT_NAME), None)
     if image is None:
         raise RuntimeError(f"{onnx_path}: no input named {contract.INPUT_NAME!r}")
-    shape = tuple(image.shape)  # [B, 3, H, W], B = -1 when dynamic
+    shape = tuple(image.shape)  # the file's: [B, H, W, 3] uint8 pixels, or [B, 3, H, W] (older files); B = -1 when dynamic
     if shape[0] == -1:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")

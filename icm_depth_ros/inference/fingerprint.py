@@ -16,7 +16,9 @@ Fingerprint (a JSON object)::
     gpu_name            "NVIDIA H200"         CUDA device name
     compute_capability  "9.0"                 major.minor
     precision           "fp32" | "fp16" | "int8"
-    input_shape         [B, 3, H, W]          B = -1 for a dynamic batch
+    input_shape         [B, H, W, 3]          the engine's input: uint8 pixels (rgb_uint8_nhwc), or
+                        or [B, 3, H, W]       float32 for an older rgb_float32_nchw_0_1 model; B = -1 for
+                                              a dynamic batch
     max_batch           int                   largest batch of the optimisation profile
     onnx_sha256         hex digest of the fp32 ONNX export the engine's model is (for an fp16/int8
                                               engine, the export its variant was made from)
@@ -31,6 +33,8 @@ import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
+
+from icm_depth_ros.inference import contract
 
 FORMAT_VERSION = 1
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -82,12 +86,11 @@ def make_fingerprint(
     onnx_sha256: str,
     model_metadata: dict[str, str] | None = None,
 ) -> dict:
-    """Assemble a fingerprint; validates the precision and the input shape [B, 3, H, W]."""
+    """Assemble a fingerprint; validates the precision and the input shape: that of the model's pixel format
+    (``model_metadata``'s icm.pixel_format; either layout without it)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    shape = [int(d) for d in input_shape]
-    if len(shape) != 4 or shape[1] != 3 or min(shape[2:]) <= 0 or (shape[0] <= 0 and shape[0] != -1):
-        raise ValueError(f"input_shape must be [B, 3, H, W] with B > 0 or -1 (dynamic), got {list(input_shape)}")
+    shape = check_input_shape(input_shape, (model_metadata or {}).get(contract.META_PIXEL_FORMAT))
     return {
         "format": FORMAT_VERSION,
         "tensorrt_version": str(tensorrt_version),
@@ -100,6 +103,26 @@ def make_fingerprint(
         "model_metadata": dict(model_metadata or {}),
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+INPUT_LAYOUTS = {contract.PIXEL_FORMAT_UINT8: "[B, H, W, 3]", contract.PIXEL_FORMAT_FLOAT32: "[B, 3, H, W]"}
+
+
+def check_input_shape(input_shape, pixel_format: str | None = None) -> list[int]:
+    """``input_shape`` as ints when it is an engine input of ``pixel_format`` (contract.PIXEL_FORMATS; None: of
+    either) with B > 0 or -1 (dynamic); else ValueError naming the shape and the layout expected."""
+    shape = [int(d) for d in input_shape]
+    formats = contract.PIXEL_FORMATS if pixel_format is None else (pixel_format,)
+    for layout in formats:
+        if layout not in INPUT_LAYOUTS:
+            raise ValueError(f"pixel format {layout!r} is not one of {contract.PIXEL_FORMATS}")
+        if len(shape) != 4 or min(shape[1:]) <= 0 or not (shape[0] > 0 or shape[0] == -1):
+            continue
+        colours = shape[3] if layout == contract.PIXEL_FORMAT_UINT8 else shape[1]
+        if colours == 3:
+            return shape
+    wanted = " or ".join(f"{INPUT_LAYOUTS[layout]} ({layout})" for layout in formats)
+    raise ValueError(f"input_shape must be {wanted} with B > 0 or -1 (dynamic), got {list(input_shape)}")
 
 
 def write_fingerprint(engine_path: str | Path, fingerprint: dict) -> Path:

@@ -265,9 +265,10 @@ def io_dtype(trt, engine, name: str, engine_path: Path) -> np.dtype:
     dtype = engine.get_tensor_dtype(name)
     if getattr(dtype, "name", str(dtype)) not in NUMPY_IO_TYPES:
         raise ModelLoadError(
-            f"{engine_path}: tensor {name!r} is {getattr(dtype, 'name', dtype)}; the node exchanges float32 or "
-            "float16 with an engine (NumPy has no bf16/fp8/int4): export the model with float32 I/O "
-            "(training/export.py does) and rebuild the engine")
+            f"{engine_path}: tensor {name!r} is {getattr(dtype, 'name', dtype)}; the node exchanges "
+            f"{', '.join(NUMPY_IO_TYPES)} tensors with an engine (NumPy has no bf16/fp8/int4): export the model with "
+            "the contract's I/O (uint8 pixels in, float32 depth and firmness and int32 clusters out; training/export.py "
+            "writes it) and rebuild the engine")
     return np.dtype(trt.nptype(dtype))
 
 

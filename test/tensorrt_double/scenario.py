@@ -5,7 +5,7 @@
 The request names the TensorRT and cuda-bindings versions the process was started with (see
 setup_bindings.environment), the fake driver (GPU name, compute capability, CUDA version) and a list
 of actions: "build" (icm_depth_ros.inference.engine_builder.build_engine), "open" (the node's
-open_backend("tensorrt", ...) and one inference), "batches" (open, then infer batches of the given sizes and
+open_backend("tensorrt", ...) and one inference, its input and outputs saved to "out" when given), "batches" (open, then infer batches of the given sizes and
 each frame alone), "engine" (write an engine and fingerprint by hand: any optimisation profile), "pipeline"
 (DepthPipeline.process frame by frame, images in and depths out as .npz), "export" (training/export.py's
 main), "snippet" (code run with ``trt`` and ``cudart``, to prove the doubles catch mistakes). For each
@@ -17,13 +17,19 @@ The timing cache double: ``serialize`` writes ``timing cache, TensorRT <version>
 for another version's or device's cache unless ``ignore_mismatch``.
 
 The engine double: a serialized engine is ``serialized engine, TensorRT <version>`` and a JSON line with
-what the builder was given (the network's input shape, the optimisation profile set on it), so an engine
-deserialized later has the batch range it was built with. Its execution context behaves as TensorRT's
-does for what the project uses: ``set_input_shape`` returns False for a batch outside the profile (or
-other than a static engine's), ``get_tensor_shape`` gives -1 where the input shape is not set yet and
-the outputs' shapes for the batch set, ``execute_async_v3`` fails until every address and the input
-shape are set, and computes ``network`` frame by frame from the input buffer into the output buffers
-(whose sizes it checks by reading exactly as many values as the shapes need).
+what the builder was given (the network's input shape, the optimisation profile set on it, the pixel format
+of the ONNX file it parsed), so an engine deserialized later has the batch range and the I/O it was built
+with: an engine of a rgb_uint8_nhwc file has input ``image`` UINT8 [B, H, W, 3] and outputs ``depth``
+FLOAT, ``cluster`` INT32 and ``firmness`` FLOAT; one of a rgb_float32_nchw_0_1 file has ``image`` FLOAT
+[B, 3, H, W] and ``depth``, ``membership`` FLOAT (``get_tensor_dtype``; an action's ``io_dtypes`` overrides
+one, as an engine of some other file would have it). Its execution context behaves as TensorRT's does for
+what the project uses: ``set_input_shape`` returns False for a batch outside the profile (or other than a
+static engine's), ``get_tensor_shape`` gives -1 where the input shape is not set yet and the outputs' shapes
+for the batch set, ``execute_async_v3`` fails until every address and the input shape are set, and computes
+``network`` (the function the contract models of models.py compute) frame by frame from the input buffer into
+the output buffers, reading each as its engine type (and exactly as many values as the shapes need: a buffer
+too small is an error). The actions feed a backend its graph's input (``contract.model_input`` of random
+camera pixels) and compare its (depth, cluster, firmness) with ``network``'s.
 """
 from __future__ import annotations
 
@@ -35,7 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-NUM_CLUSTERS = 4  # the scenario models' membership channels (test_tensorrt_bindings.py writes them)
+from icm_depth_ros.inference import contract
+from tensorrt_double.models import CLUSTER_GAINS, DEPTH_OFFSET, HEIGHT, NUM_CLUSTERS, WIDTH, cluster_bias
 
 
 def install_doubles(request: dict):
@@ -110,33 +117,88 @@ def main() -> int:
     return 0
 
 
-def network(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """What the engine double computes for image [B, 3, H, W]: depth [B, 1, H, W] (metres from pixels) and
-    membership [B, N, H/4, W/4] (a softmax over N clusters of 4x4-pooled colours), each frame on its own."""
+def network(image: np.ndarray) -> tuple[np.ndarray, ...]:
+    """What the engine double computes, frame by frame: the graph's outputs for its input (contract.py), the
+    function the contract models compute (models.py writes its weights into them).
+
+    uint8 pixels [B, H, W, 3] (rgb_uint8_nhwc) -> (depth [B, 1, H, W], cluster int32 [B, H/4, W/4], firmness
+    [B, H/4, W/4]); float32 [B, 3, H, W] in [0, 1] (rgb_float32_nchw_0_1) -> (depth, membership [B, N, H/4, W/4]):
+    depth = 1 + the channels' mean, membership = a softmax over N clusters of 4x4-pooled colours."""
+    image = np.asarray(image)
+    pixels = image.dtype == np.uint8
+    if pixels:  # what the graph's Cast, Mul and Transpose do (contiguous: the sums below in the same order)
+        image = np.ascontiguousarray((image.astype(np.float32) * contract.PIXEL_SCALE).transpose(0, 3, 1, 2))
     batch, _, height, width = image.shape
-    depth = 1.0 + image.mean(axis=1, keepdims=True)
+    depth = np.float32(DEPTH_OFFSET) + image.mean(axis=1, keepdims=True)
     pooled = image.reshape(batch, 3, height // 4, 4, width // 4, 4).mean(axis=(3, 5))  # [B, 3, h, w]
-    logits = np.stack([pooled[:, c % 3] * (2.0 + c) for c in range(NUM_CLUSTERS)], axis=1)
+    logits = np.stack([pooled[:, c % 3] * np.float32(gain) for c, gain in enumerate(CLUSTER_GAINS)], axis=1)
+    logits += cluster_bias()[None, :, None, None]
     exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return depth.astype(np.float32), (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+    membership = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)  # [B, N, h, w]
+    if pixels:
+        return (depth.astype(np.float32), *contract.reduce_membership(membership))
+    return depth.astype(np.float32), membership
 
 
-def serialize_engine(version: str, input_shape, profile) -> bytes:
-    """The double's serialized engine: what it was built for (profile None for a static engine)."""
-    description = {"input_shape": [int(d) for d in input_shape],
+def reduced_outputs(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(depth, cluster, firmness) the double computes for ``image`` (either format), as the backends return them."""
+    outputs = network(image)
+    return outputs if len(outputs) == 3 else (outputs[0], *contract.reduce_membership(outputs[1]))
+
+
+def serialize_engine(version: str, input_shape, profile, pixel_format: str = contract.PIXEL_FORMAT_UINT8) -> bytes:
+    """The double's serialized engine: what it was built for (profile None for a static engine) and the pixel
+    format of the graph it came from (its I/O tensors: contract.OUTPUTS)."""
+    description = {"input_shape": [int(d) for d in input_shape], "pixel_format": pixel_format,
                    "profile": None if profile is None else [[int(d) for d in dims] for dims in profile]}
     return f"serialized engine, TensorRT {version}\n{json.dumps(description)}".encode()
 
 
 def engine_description(data: bytes) -> dict | None:
     """serialize_engine's description, None for bytes that are not an engine (a bare header: a static batch-1
-    engine of the scenario models' size)."""
+    rgb_uint8_nhwc engine of the scenario models' size)."""
     if not data.startswith(b"serialized engine"):
         return None
     header, _, description = data.partition(b"\n")
     if not description:
-        return {"input_shape": [1, 3, 16, 32], "profile": None}
+        return {"input_shape": [1, HEIGHT, WIDTH, 3], "profile": None, "pixel_format": contract.PIXEL_FORMAT_UINT8}
     return json.loads(description)
+
+
+def tensor_shapes(input_shape, pixel_format: str) -> dict[str, tuple]:
+    """Every I/O tensor's shape for the input shape (B = -1 while unset) of an engine of ``pixel_format``."""
+    if pixel_format == contract.PIXEL_FORMAT_UINT8:
+        batch, height, width, _ = input_shape
+    else:
+        batch, _, height, width = input_shape
+    cells = (height // 4, width // 4)
+    shapes = {contract.INPUT_NAME: tuple(input_shape), contract.DEPTH_OUTPUT: (batch, 1, height, width),
+              contract.CLUSTER_OUTPUT: (batch, *cells), contract.FIRMNESS_OUTPUT: (batch, *cells),
+              contract.MEMBERSHIP_OUTPUT: (batch, NUM_CLUSTERS, *cells)}
+    return {name: shapes[name] for name in (contract.INPUT_NAME, *contract.OUTPUTS[pixel_format])}
+
+
+def image_input(model):
+    """The contract's input (a ValueInfoProto) of an ONNX ModelProto."""
+    (image,) = [value for value in model.graph.input if value.name == contract.INPUT_NAME]
+    return image
+
+
+def pixel_format_of(image) -> str:
+    """The pixel format of a graph with input ``image`` (an ONNX ValueInfoProto), from its element type, as
+    TensorRT takes an engine's I/O types from the graph: uint8 is rgb_uint8_nhwc, anything else the float form."""
+    from onnx import TensorProto
+
+    uint8 = image.type.tensor_type.elem_type == TensorProto.UINT8
+    return contract.PIXEL_FORMAT_UINT8 if uint8 else contract.PIXEL_FORMAT_FLOAT32
+
+
+def engine_io_types(pixel_format: str) -> dict[str, str]:
+    """The TensorRT DataType names of an engine's I/O as built from a contract file of ``pixel_format``."""
+    types = {name: "FLOAT" for name in (contract.INPUT_NAME, *contract.OUTPUTS[pixel_format])}
+    if pixel_format == contract.PIXEL_FORMAT_UINT8:
+        types.update({contract.INPUT_NAME: "UINT8", contract.CLUSTER_OUTPUT: "INT32"})
+    return types
 
 
 def flag_value(real) -> int | None:
@@ -146,22 +208,24 @@ def flag_value(real) -> int | None:
 
 def behaviour(real, cudart, state: dict, StandIn) -> dict:  # noqa: N803 - a class passed in
     """The values the code needs to go on; everything else is a stand-in of the documented type."""
-    names = ["image", "depth", "membership"]
-
-    def read(address: int, shape) -> np.ndarray:
-        buffer = cudart.buffers[address]
-        return np.frombuffer(buffer, dtype=np.float32, count=int(np.prod(shape))).reshape(shape)  # too small: error
-
-    def tensor_shapes(input_shape) -> dict:
-        batch, _, height, width = input_shape
-        return {"image": tuple(input_shape), "depth": (batch, 1, height, width),
-                "membership": (batch, NUM_CLUSTERS, height // 4, width // 4)}
 
     def engine_of(engine) -> dict:
         description = state["engines"].get(id(engine))
         if description is None:
             raise RuntimeError("engine double: this engine was not deserialized by the double")
         return description
+
+    def names_of(engine) -> list[str]:
+        return [contract.INPUT_NAME, *contract.OUTPUTS[engine_of(engine)["pixel_format"]]]
+
+    def io_type(description: dict, name: str) -> str:
+        """The engine's DataType name of tensor ``name``: its graph's, or what the action says (``io_dtypes``)."""
+        return state["io_dtypes"].get(name, engine_io_types(description["pixel_format"])[name])
+
+    def read(description: dict, address: int, name: str, shape) -> np.ndarray:
+        dtype = np.dtype(real.nptype(getattr(real.DataType, io_type(description, name))))
+        buffer = cudart.buffers[address]
+        return np.frombuffer(buffer, dtype=dtype, count=int(np.prod(shape))).reshape(shape)  # too small: error
 
     def context_of(context) -> dict:
         return state["contexts"][id(context)]
@@ -176,14 +240,15 @@ def behaviour(real, cudart, state: dict, StandIn) -> dict:  # noqa: N803 - a cla
         return context
 
     def engine_tensor_shape(engine, name):
-        return real.Dims(tensor_shapes(engine_of(engine)["input_shape"])[name])
+        description = engine_of(engine)
+        return real.Dims(tensor_shapes(description["input_shape"], description["pixel_format"])[name])
 
     def profile_shape(engine, name, profile_index):
         description = engine_of(engine)
         if description["profile"] is None:
             raise RuntimeError("engine double: get_tensor_profile_shape of a static engine is not modelled; "
                                "read the batch from get_tensor_shape")
-        if name != "image" or profile_index != 0:
+        if name != contract.INPUT_NAME or profile_index != 0:
             raise RuntimeError(f"engine double: one profile (index 0) over input 'image', asked {name!r}, {profile_index}")
         return [real.Dims(dims) for dims in description["profile"]]
 
@@ -193,7 +258,7 @@ def behaviour(real, cudart, state: dict, StandIn) -> dict:  # noqa: N803 - a cla
         shape = tuple(int(d) for d in shape)
         if state["refuse_shapes"]:
             return False
-        if name != "image" or len(shape) != 4 or list(shape[1:]) != description["input_shape"][1:]:
+        if name != contract.INPUT_NAME or len(shape) != 4 or list(shape[1:]) != description["input_shape"][1:]:
             return False
         if description["profile"] is None:
             if shape[0] != description["input_shape"][0]:
@@ -206,7 +271,7 @@ def behaviour(real, cudart, state: dict, StandIn) -> dict:  # noqa: N803 - a cla
     def context_tensor_shape(context, name):
         entry = context_of(context)
         input_shape = entry["input_shape"] or tuple(entry["engine"]["input_shape"])  # -1 until set
-        shape = tensor_shapes(input_shape)[name]
+        shape = tensor_shapes(input_shape, entry["engine"]["pixel_format"])[name]
         return real.Dims((-1, *shape[1:]) if name in state["unresolved"] else shape)
 
     def set_address(context, name, memory):
@@ -218,16 +283,17 @@ def behaviour(real, cudart, state: dict, StandIn) -> dict:  # noqa: N803 - a cla
             raise ValueError(f"execute_async_v3 got stream handle {stream_handle:#x}, not a stream cudaStreamCreate made "
                              f"({[hex(s) for s in cudart.streams]})")
         entry = context_of(context)
-        if entry["input_shape"] is None or sorted(entry["addresses"]) != sorted(names):
+        description = entry["engine"]
+        shapes = tensor_shapes(entry["input_shape"] or description["input_shape"], description["pixel_format"])
+        if entry["input_shape"] is None or sorted(entry["addresses"]) != sorted(shapes):
             return False  # TensorRT: input shape not specified, or an address not set
-        shapes = tensor_shapes(entry["input_shape"])
-        image = read(entry["addresses"]["image"], shapes["image"])
-        depth = read(entry["addresses"]["depth"], shapes["depth"])
-        membership = read(entry["addresses"]["membership"], shapes["membership"])
-        depth[...], membership[...] = network(image)  # the "network", on exactly the batch that was set
-        state["executed_batches"].append(shapes["image"][0])
+        buffers = {name: read(description, entry["addresses"][name], name, shape) for name, shape in shapes.items()}
+        outputs = network(buffers.pop(contract.INPUT_NAME))  # the "network", on exactly the batch that was set
+        for name, values in zip(contract.OUTPUTS[description["pixel_format"]], outputs):
+            buffers[name][...] = values
+        state["executed_batches"].append(shapes[contract.INPUT_NAME][0])
         if state["on_execute"] is not None:
-            state["on_execute"](shapes["image"][0])
+            state["on_execute"](shapes[contract.INPUT_NAME][0])
         return True
 
     def set_profile_shape(profile, input, min, opt, max):  # noqa: A002 - the real parameter names
@@ -235,12 +301,12 @@ def behaviour(real, cudart, state: dict, StandIn) -> dict:  # noqa: N803 - a cla
         return None
 
     def parse(parser, model):
-        import onnx  # the network's input shape is the file's: [batch, 3, H, W], a named batch -> -1
+        import onnx  # the network's input is the file's: its shape (a named batch -> -1) and its pixel format
 
-        graph = onnx.load(model, load_external_data=False).graph
-        (image,) = [value for value in graph.input if value.name == "image"]
+        image = image_input(onnx.load(model, load_external_data=False))
         state["network_input_shape"] = [d.dim_value if d.HasField("dim_value") else -1
                                         for d in image.type.tensor_type.shape.dim]
+        state["network_pixel_format"] = pixel_format_of(image)
         return True
 
     return {
@@ -248,10 +314,11 @@ def behaviour(real, cudart, state: dict, StandIn) -> dict:  # noqa: N803 - a cla
         "OnnxParser.num_errors": lambda parser: 0,
         "INetworkDefinition.num_inputs": lambda network: 1,
         "IOptimizationProfile.set_shape": set_profile_shape,
-        "ICudaEngine.num_io_tensors": lambda engine: len(names),
-        "ICudaEngine.get_tensor_name": lambda engine, index: names[index],
-        "ICudaEngine.get_tensor_mode": lambda engine, name: real.TensorIOMode.INPUT if name == "image" else real.TensorIOMode.OUTPUT,
-        "ICudaEngine.get_tensor_dtype": lambda engine, name: getattr(real.DataType, state["io_dtypes"].get(name, "FLOAT")),
+        "ICudaEngine.num_io_tensors": lambda engine: len(names_of(engine)),
+        "ICudaEngine.get_tensor_name": lambda engine, index: names_of(engine)[index],
+        "ICudaEngine.get_tensor_mode": lambda engine, name: (
+            real.TensorIOMode.INPUT if name == contract.INPUT_NAME else real.TensorIOMode.OUTPUT),
+        "ICudaEngine.get_tensor_dtype": lambda engine, name: getattr(real.DataType, io_type(engine_of(engine), name)),
         "ICudaEngine.get_tensor_shape": engine_tensor_shape,
         "ICudaEngine.get_tensor_profile_shape": profile_shape,
         "ICudaEngine.create_execution_context": create_context,
@@ -283,7 +350,8 @@ def behaviour_with_double(trt, real, StandIn, state: dict) -> dict:  # noqa: N80
             return None  # what TensorRT returns when the build fails (its log says why)
         if shape[0] == -1 and profile is None:
             return None  # TensorRT: a network with dynamic dimensions needs an optimisation profile
-        return host_memory(serialize_engine(real.__version__, shape, profile if shape[0] == -1 else None))
+        return host_memory(serialize_engine(real.__version__, shape, profile if shape[0] == -1 else None,
+                                            state["network_pixel_format"]))
 
     def deserialize(runtime, serialized_engine):
         description = engine_description(bytes(serialized_engine))
@@ -331,19 +399,21 @@ def run_action(action: dict, trt, cudart, state: dict) -> dict:
         return {"fingerprint": fingerprint}
     if action["kind"] == "open":
         backend = open_action(action, state)
-        height, width = backend.info.input_height, backend.info.input_width
-        image = np.random.default_rng(0).random((1, 3, height, width), dtype=np.float32)
-        depth, membership = backend.infer(image)
-        expected = network(image)[0]
-        result = {"description": backend.description, "depth_max_error": float(np.max(np.abs(depth - expected))),
-                  "membership_sum": float(membership.sum(axis=1).mean()), "depth_shape": list(depth.shape),
-                  "max_batch": backend.max_batch}
+        image = model_inputs(backend, 1, seed=0)
+        outputs = backend.infer(image)
+        result = {"description": backend.description, "max_batch": backend.max_batch, **compared(outputs, image)}
+        if backend.name == "tensorrt":  # the pinned host buffer the input is copied through, sized for max_batch
+            result["input_bytes"] = int(backend.host[contract.INPUT_NAME].nbytes)
+        if action.get("out"):  # the input and what the backend returned, for the test to compare elsewhere
+            np.savez(action["out"], image=image, **dict(zip(("depth", "cluster", "firmness"), outputs)))
         if action.get("close"):
             backend.close()
         return result
     if action["kind"] == "infer_failures":  # open, then infer ``frames`` times: each call's outcome
         backend = open_action(action, state)
-        image = np.zeros((1, 3, backend.info.input_height, backend.info.input_width), np.float32)
+        image = np.zeros(backend.info.input_shape(1), backend.info.input_dtype)
+        if "infer_dtype" in action:  # the graph input of another pixel format's dtype
+            image = image.astype(action["infer_dtype"])
         state["unresolved"] = list(action.get("infer_unresolved_outputs", []))  # after the load: at inference
         cudart.failures = dict(action.get("infer_cuda_failures", {}))
         cudart.failures_after, cudart.succeeded = dict(action.get("infer_cuda_failures_after", {})), {}
@@ -357,24 +427,19 @@ def run_action(action: dict, trt, cudart, state: dict) -> dict:
         return {"outcomes": outcomes}
     if action["kind"] == "batches":  # open, then each batch of action["batches"], then every frame alone
         backend = open_action(action, state)
-        height, width = backend.info.input_height, backend.info.input_width
-        images = np.random.default_rng(7).random((max(action["batches"]), 3, height, width), dtype=np.float32)
+        images = model_inputs(backend, max(action["batches"]), seed=7)
         runs = []
         for size in action["batches"]:
             run = {"batch": size}
             try:
-                depth, membership = backend.infer(images[:size])
+                outputs = backend.infer(images[:size])
             except Exception as error:  # noqa: BLE001 - a refusal is reported per batch
                 run.update(ok=False, error=f"{type(error).__name__}: {error}")
             else:
                 alone = [backend.infer(images[index:index + 1]) for index in range(size)]
-                expected = network(images[:size])
-                run.update(ok=True, depth_shape=list(depth.shape), membership_shape=list(membership.shape),
-                           equal_to_frame_by_frame=bool(
-                               np.array_equal(depth, np.concatenate([d for d, _ in alone]))
-                               and np.array_equal(membership, np.concatenate([m for _, m in alone]))),
-                           depth_max_error=float(np.max(np.abs(depth - expected[0]))),
-                           membership_max_error=float(np.max(np.abs(membership - expected[1]))))
+                run.update(ok=True, **compared(outputs, images[:size]), equal_to_frame_by_frame=all(
+                    np.array_equal(output, np.concatenate([frame[index] for frame in alone]))
+                    for index, output in enumerate(outputs)))
             runs.append(run)
         return {"description": backend.description, "max_batch": backend.max_batch,
                 "batch_range": [backend.min_batch, backend.opt_batch, backend.max_batch], "runs": runs}
@@ -383,13 +448,15 @@ def run_action(action: dict, trt, cudart, state: dict) -> dict:
         from icm_depth_ros.inference import onnx_precision
 
         profile = action.get("profile")
-        Path(action["engine"]).write_bytes(serialize_engine(trt.__version__, action["input_shape"], profile))
+        graph = onnx_precision.load_graph(action["onnx"])
+        Path(action["engine"]).write_bytes(serialize_engine(trt.__version__, action["input_shape"], profile,
+                                                            pixel_format_of(image_input(graph))))
         fingerprints.write_fingerprint(action["engine"], fingerprints.make_fingerprint(
             **fingerprints.machine_fingerprint(), precision=onnx_precision.file_precision(action["onnx"]),
             input_shape=action["input_shape"],
             max_batch=action.get("fingerprint_max_batch", profile[2][0] if profile else action["input_shape"][0]),
             onnx_sha256=onnx_precision.model_sha256(action["onnx"]),
-            model_metadata=onnx_precision.onnx_metadata(action["onnx"])))
+            model_metadata={prop.key: prop.value for prop in graph.metadata_props}))
         return {}
     if action["kind"] == "pipeline":  # DepthPipeline.process frame by frame on images from an .npz
         from icm_depth_ros.processing.pipeline import DepthPipeline, PipelineConfig
@@ -425,11 +492,30 @@ def run_action(action: dict, trt, cudart, state: dict) -> dict:
     raise ValueError(f"unknown action {action['kind']!r}")
 
 
+def model_inputs(backend, batch: int, seed: int) -> np.ndarray:
+    """Random camera pixels for ``batch`` frames as the backend's graph takes them (contract.model_input)."""
+    info = backend.info
+    pixels = np.random.default_rng(seed).integers(0, 256, (batch, info.input_height, info.input_width, 3), np.uint8)
+    return contract.model_input(info, pixels)
+
+
+def compared(outputs: tuple[np.ndarray, np.ndarray, np.ndarray], image: np.ndarray) -> dict:
+    """A backend's (depth, cluster, firmness) for ``image`` against what the double's network computes for it."""
+    depth, cluster, firmness = outputs
+    expected = reduced_outputs(image)
+    return {"depth_shape": list(depth.shape), "cluster_shape": list(cluster.shape),
+            "firmness_shape": list(firmness.shape), "dtypes": [str(output.dtype) for output in outputs],
+            "depth_max_error": float(np.max(np.abs(depth - expected[0]))),
+            "cluster_equal": bool(np.array_equal(cluster, expected[1])),
+            "firmness_max_error": float(np.max(np.abs(firmness - expected[2])))}
+
+
 def open_action(action: dict, state: dict):
     """The node's open_backend("tensorrt", ...) for an "open"/"batches" action."""
     from icm_depth_ros.inference import open_backend
 
-    state["network_input_shape"], state["profile"] = action.get("input_shape", [1, 3, 8, 8]), None  # for a rebuild
+    # a rebuild's parse() replaces the shape with the file's
+    state["network_input_shape"], state["profile"] = action.get("input_shape", [1, HEIGHT, WIDTH, 3]), None
     return open_backend(action.get("backend", "tensorrt"), action["model_path"], onnx_path=action.get("onnx_path", ""),
                         precision=action["precision"], allow_engine_build=action.get("allow_build", False),
                         logger=Quiet(state["log"]), engine_max_batch=action.get("engine_max_batch", 0),

@@ -2,10 +2,15 @@
 wrong argument counts and types, implicit conversions, and they do not reject what is valid."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from icm_depth_ros.inference import contract
 from tensorrt_double.checked_cuda import documented_return_count
-from tensorrt_double.models import PRECISIONS, shipped_model_and_variants, write_model_and_variants
+from tensorrt_double.models import (
+    HEIGHT, NUM_CLUSTERS, PRECISIONS, WIDTH, shipped_model_and_variants, write_model, write_model_and_variants,
+)
+from tensorrt_double.scenario import network
 from tensorrt_double.setup_bindings import run_scenario
 from tensorrt_double.signatures import parse_signature_line, split_top_level
 
@@ -35,23 +40,36 @@ SNIPPETS = {
     "profile_behaviour": (  # the engine double follows its optimisation profile as TensorRT does
         "from tensorrt_double.scenario import serialize_engine\n"
         "runtime = trt.Runtime(trt.Logger())\n"
-        "engine = runtime.deserialize_cuda_engine(serialize_engine(trt.__version__, [-1, 3, 16, 32], "
-        "[[1, 3, 16, 32], [2, 3, 16, 32], [3, 3, 16, 32]]))\n"
-        "assert tuple(engine.get_tensor_shape('image')) == (-1, 3, 16, 32)\n"
+        "engine = runtime.deserialize_cuda_engine(serialize_engine(trt.__version__, [-1, 16, 32, 3], "
+        "[[1, 16, 32, 3], [2, 16, 32, 3], [3, 16, 32, 3]]))\n"
+        "assert tuple(engine.get_tensor_shape('image')) == (-1, 16, 32, 3)\n"
         "assert [tuple(d)[0] for d in engine.get_tensor_profile_shape('image', 0)] == [1, 2, 3]\n"
         "context = engine.create_execution_context()\n"
         "assert tuple(context.get_tensor_shape('depth')) == (-1, 1, 16, 32)  # not set yet\n"
-        "assert context.set_input_shape('image', (4, 3, 16, 32)) is False  # above the profile\n"
-        "assert context.set_input_shape('image', (2, 3, 16, 16)) is False  # not the engine's size\n"
-        "assert context.set_input_shape('image', (2, 3, 16, 32)) is True\n"
-        "assert tuple(context.get_tensor_shape('membership')) == (2, 4, 4, 8)\n"
+        "assert context.set_input_shape('image', (4, 16, 32, 3)) is False  # above the profile\n"
+        "assert context.set_input_shape('image', (2, 16, 16, 3)) is False  # not the engine's size\n"
+        "assert context.set_input_shape('image', (2, 16, 32, 3)) is True\n"
+        "assert tuple(context.get_tensor_shape('cluster')) == (2, 4, 8)\n"
         "stream = cudart.cudaStreamCreate()[1]\n"
         "handle = __import__('icm_depth_ros.inference.tensorrt_backend', fromlist=['x']).stream_handle(stream)\n"
         "assert context.execute_async_v3(handle) is False  # no tensor addresses set\n"
-        "static = runtime.deserialize_cuda_engine(serialize_engine(trt.__version__, [1, 3, 16, 32], None))\n"
+        "static = runtime.deserialize_cuda_engine(serialize_engine(trt.__version__, [1, 16, 32, 3], None))\n"
         "static_context = static.create_execution_context()\n"
-        "assert static_context.set_input_shape('image', (2, 3, 16, 32)) is False\n"
-        "assert static_context.set_input_shape('image', (1, 3, 16, 32)) is True"),
+        "assert static_context.set_input_shape('image', (2, 16, 32, 3)) is False\n"
+        "assert static_context.set_input_shape('image', (1, 16, 32, 3)) is True"),
+    "io_types": (  # an engine's I/O types are its graph's: uint8 pixels and int32 clusters, or float32 throughout
+        "from tensorrt_double.scenario import serialize_engine\n"
+        "runtime = trt.Runtime(trt.Logger())\n"
+        "def io(engine):\n"
+        "    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]\n"
+        "    return {name: engine.get_tensor_dtype(name).name for name in names}\n"
+        "pixels = runtime.deserialize_cuda_engine(serialize_engine(trt.__version__, [1, 16, 32, 3], None))\n"
+        "assert io(pixels) == {'image': 'UINT8', 'depth': 'FLOAT', 'cluster': 'INT32', 'firmness': 'FLOAT'}, io(pixels)\n"
+        "assert trt.nptype(pixels.get_tensor_dtype('image')) is np.uint8\n"
+        "legacy = runtime.deserialize_cuda_engine(serialize_engine(trt.__version__, [1, 3, 16, 32], None, "
+        "'rgb_float32_nchw_0_1'))\n"
+        "assert io(legacy) == {'image': 'FLOAT', 'depth': 'FLOAT', 'membership': 'FLOAT'}, io(legacy)\n"
+        "assert tuple(legacy.get_tensor_shape('membership')) == (1, 4, 4, 8)"),
     "cuda_stream_as_int": (
         "error, host = cudart.cudaMallocHost(16)\n"
         "cudart.cudaMemcpyAsync(host, host, 16, cudart.cudaMemcpyKind.cudaMemcpyHostToHost, 0x5000)"),
@@ -117,6 +135,11 @@ def test_the_engine_double_follows_its_optimisation_profile(snippet_results):
     assert results["profile_behaviour"]["ok"], results["profile_behaviour"].get("traceback")
 
 
+def test_the_engine_double_has_its_graphs_io_types(snippet_results):
+    _, _, results = snippet_results
+    assert results["io_types"]["ok"], results["io_types"].get("traceback")
+
+
 def test_pybind_signature_lines_are_parsed():
     line = ("2. create_execution_context(self: tensorrt_bindings.tensorrt.ICudaEngine, strategy: "
             "tensorrt_bindings.tensorrt.ExecutionContextAllocationStrategy = <ExecutionContextAllocationStrategy.STATIC: 0>,"
@@ -159,3 +182,67 @@ def test_shipped_contract_models_are_what_models_py_writes(tmp_path, dynamic_bat
         assert shipped[precision].read_bytes() == written[precision].read_bytes(), (
             f"{shipped[precision].name} differs from what tensorrt_double/models.py writes: "
             "regenerate with python -m tensorrt_double.models (from test/)")
+
+
+def onnxruntime_outputs(path, pixels: np.ndarray) -> tuple[contract.ModelInfo, list[np.ndarray]]:
+    """(the file's ModelInfo, ONNX Runtime's outputs for camera ``pixels`` fed as the file's graph takes them)."""
+    import onnxruntime
+
+    from icm_depth_ros.inference.onnx_precision import onnx_metadata
+
+    info = contract.ModelInfo.from_metadata(onnx_metadata(path), str(path))
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return info, session.run(list(info.outputs), {contract.INPUT_NAME: contract.model_input(info, pixels)})
+
+
+PIXELS = np.random.default_rng(11).integers(0, 256, (3, HEIGHT, WIDTH, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("pixel_format", contract.PIXEL_FORMATS)
+def test_the_engine_doubles_network_is_what_onnxruntime_computes_on_the_contract_model(tmp_path, pixel_format):
+    """The double stands for an engine built from the file: same clusters, depth and firmness to float rounding."""
+    info, expected = onnxruntime_outputs(write_model(tmp_path / "model.onnx", True, pixel_format), PIXELS)
+    computed = network(contract.model_input(info, PIXELS))
+    assert [name for name in info.outputs] == list(contract.OUTPUTS[pixel_format]) and len(computed) == len(expected)
+    for name, ours, theirs in zip(info.outputs, computed, expected):
+        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape, name
+    np.testing.assert_allclose(computed[0], expected[0], rtol=1e-6)  # depth
+    if pixel_format == contract.PIXEL_FORMAT_UINT8:
+        np.testing.assert_array_equal(computed[1], expected[1])  # cluster: no ties to break differently
+        assert len(np.unique(computed[1])) >= 2  # the comparison sees more than one cluster
+        np.testing.assert_allclose(computed[2], expected[2], rtol=1e-5)  # firmness
+    else:
+        np.testing.assert_allclose(computed[1], expected[1], rtol=1e-5)  # membership
+
+
+def test_both_pixel_formats_of_the_contract_model_give_the_same_maps(tmp_path):
+    """The legacy file's membership, reduced on the host, is the current file's cluster and firmness."""
+    _, current = onnxruntime_outputs(write_model(tmp_path / "uint8.onnx", False), PIXELS[:1])
+    _, legacy = onnxruntime_outputs(write_model(tmp_path / "float.onnx", False, contract.PIXEL_FORMAT_FLOAT32),
+                                    PIXELS[:1])
+    assert legacy[1].shape == (1, NUM_CLUSTERS, HEIGHT // 4, WIDTH // 4)
+    np.testing.assert_array_equal(current[0], legacy[0])
+    cluster, firmness = contract.reduce_membership(legacy[1])
+    np.testing.assert_array_equal(current[1], cluster)
+    np.testing.assert_array_equal(current[2], firmness)
+
+
+def test_the_variants_keep_the_contracts_io_and_their_results(tmp_path):
+    """write_float16 keeps uint8 pixels in and int32 clusters out, and its maps are the fp32 file's; the INT8 file's
+    clusters differ in few cells (8-bit activations)."""
+    import onnx
+
+    files = write_model_and_variants(tmp_path, dynamic_batch=True)
+    outputs = {precision: onnxruntime_outputs(path, PIXELS)[1] for precision, path in files.items()}
+    for precision, path in files.items():
+        graph = onnx.load(str(path)).graph
+        assert [(value.name, value.type.tensor_type.elem_type) for value in [*graph.input, *graph.output]] == [
+            ("image", onnx.TensorProto.UINT8), ("depth", onnx.TensorProto.FLOAT), ("cluster", onnx.TensorProto.INT32),
+            ("firmness", onnx.TensorProto.FLOAT)], precision
+    depth, cluster, firmness = outputs["fp32"]
+    np.testing.assert_allclose(outputs["fp16"][0], depth, rtol=1e-3)
+    np.testing.assert_array_equal(outputs["fp16"][1], cluster)
+    np.testing.assert_allclose(outputs["fp16"][2], firmness, atol=1e-3)
+    np.testing.assert_allclose(outputs["int8"][0], depth, rtol=1e-2)
+    assert np.mean(outputs["int8"][1] != cluster) <= 0.05
+    np.testing.assert_allclose(outputs["int8"][2], firmness, atol=2e-2)

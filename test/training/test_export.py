@@ -17,6 +17,7 @@ from icm_depth_ros.inference import contract
 from icm_depth_ros.inference.fingerprint import file_sha256
 from training.exporting.onnx_export import (
     export_onnx,
+    graph_input,
     load_model_from_checkpoint,
     onnxruntime_session,
     read_model_info,
@@ -154,6 +155,19 @@ def test_dynamic_batch_matches_single_images(exported):
     single = np.concatenate([run_onnxruntime(session, image[None])["depth"] for image in images])
     assert batched.shape == (3, 1, HEIGHT, WIDTH)
     np.testing.assert_allclose(batched, single, rtol=1e-4)
+
+
+def test_graph_input_gives_each_pixel_format_what_it_takes():
+    """run_onnxruntime / run_engine: dataset images or camera pixels, fed to either pixel format's graph."""
+    pixels = np.random.default_rng(2).integers(0, 256, (2, 8, 12, 3), dtype=np.uint8)
+    images = pixels.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)  # as the datasets give them
+    legacy = contract.ModelInfo(8, 12, contract.PIXEL_FORMAT_FLOAT32, 0.5, 80.0, 4, 4, "t", "none", "0")
+    assert graph_input(pixels, takes_pixels=True) is pixels
+    np.testing.assert_array_equal(graph_input(images, takes_pixels=True), pixels)  # exact: they came from pixels
+    from_pixels = graph_input(pixels, takes_pixels=False)
+    assert from_pixels.dtype == np.float32 and from_pixels.flags.c_contiguous
+    np.testing.assert_array_equal(from_pixels, contract.model_input(legacy, pixels))  # the node's conversion
+    np.testing.assert_array_equal(graph_input(images, takes_pixels=False), images)
 
 
 def test_fixed_batch_export_keeps_the_models_mode(tmp_path):

@@ -45,7 +45,7 @@ def builds(request, models, tmp_path_factory):
     actions, keys = [], []
     for batch in BATCHES:
         for precision in PRECISIONS:
-            shape = [-1 if batch == "dynamic" else 1, 3, HEIGHT, WIDTH]
+            shape = [-1 if batch == "dynamic" else 1, HEIGHT, WIDTH, 3]
             actions.append({"kind": "build", "onnx": str(models[batch][precision]), "precision": precision,
                             "engine": str(folder / f"{batch}_{precision}.engine"), "max_batch": MAX_BATCH,
                             "input_shape": shape})
@@ -92,21 +92,21 @@ def test_strongly_typed_engine_from_the_variant_of_its_precision(builds, models,
     assert arguments(result, "IBuilderConfig.set_memory_pool_limit")[0]["pool_size"] == 4 << 30
     profiles = arguments(result, "IOptimizationProfile.set_shape")
     if batch == "dynamic":
-        assert profiles == [{"input": "image", "min": [1, 3, HEIGHT, WIDTH], "opt": [MAX_BATCH, 3, HEIGHT, WIDTH],
-                             "max": [MAX_BATCH, 3, HEIGHT, WIDTH]}]
+        assert profiles == [{"input": "image", "min": [1, HEIGHT, WIDTH, 3], "opt": [MAX_BATCH, HEIGHT, WIDTH, 3],
+                             "max": [MAX_BATCH, HEIGHT, WIDTH, 3]}]
         assert len(arguments(result, "IBuilderConfig.add_optimization_profile")) == 1
     else:
         assert profiles == []
     engine = folder / f"{batch}_{precision}.engine"
     header, description = engine.read_bytes().split(b"\n", 1)  # the double's engine: what it was built for
     assert header == f"serialized engine, TensorRT {version}".encode()
-    assert json.loads(description) == (
-        {"input_shape": [-1, 3, HEIGHT, WIDTH], "profile": [[1, 3, HEIGHT, WIDTH], *[[MAX_BATCH, 3, HEIGHT, WIDTH]] * 2]}
-        if batch == "dynamic" else {"input_shape": [1, 3, HEIGHT, WIDTH], "profile": None})
+    assert json.loads(description) == {"pixel_format": "rgb_uint8_nhwc", **(  # uint8 NHWC pixels: the profile's shape
+        {"input_shape": [-1, HEIGHT, WIDTH, 3], "profile": [[1, HEIGHT, WIDTH, 3], *[[MAX_BATCH, HEIGHT, WIDTH, 3]] * 2]}
+        if batch == "dynamic" else {"input_shape": [1, HEIGHT, WIDTH, 3], "profile": None})}
     fingerprint = fingerprints.read_fingerprint(engine)
     assert fingerprint["tensorrt_version"] == version and fingerprint["precision"] == precision
     assert fingerprint["gpu_name"] == "NVIDIA Stand-in GPU" and fingerprint["compute_capability"] == "8.7"
-    assert fingerprint["input_shape"] == [-1 if batch == "dynamic" else 1, 3, HEIGHT, WIDTH]
+    assert fingerprint["input_shape"] == [-1 if batch == "dynamic" else 1, HEIGHT, WIDTH, 3]
     assert fingerprint["max_batch"] == (MAX_BATCH if batch == "dynamic" else 1)
     assert fingerprint["onnx_sha256"] == fingerprints.file_sha256(models[batch]["fp32"])  # the model, any variant
     assert fingerprint["model_metadata"]["icm.input_width"] == str(WIDTH)
@@ -189,7 +189,7 @@ def export_runs(models, tmp_path_factory):
     calib.mkdir()
     for index in range(3):
         cv2.imwrite(str(calib / f"{index}.png"), np.random.default_rng(index).integers(0, 255, (40, 70, 3), np.uint8))
-    shape = [1, 3, HEIGHT, WIDTH]
+    shape = [1, HEIGHT, WIDTH, 3]
     actions = [
         {"kind": "export", "input_shape": shape, "argv": ["--onnx", str(folder / "model.onnx"), "--engine",
                                                           str(folder / "fp16.engine"), "--precision", "fp16"]},

@@ -16,7 +16,7 @@ from icm_depth_ros.inference.onnx_precision import onnx_metadata
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # test/: the tensorrt_double package
 
-from tensorrt_double.models import HEIGHT, WIDTH, shipped_model_and_variants  # noqa: E402
+from tensorrt_double.models import HEIGHT, NUM_CLUSTERS, WIDTH, shipped_model_and_variants  # noqa: E402
 from tensorrt_double.scenario import network  # noqa: E402
 from tensorrt_double.setup_bindings import run_scenario  # noqa: E402
 
@@ -89,25 +89,25 @@ def test_the_demo_models_variants_inherit_the_reference_and_pass_in_onnxruntime(
 @pytest.fixture(scope="module")
 def export_runs(tmp_path_factory):
     """training/export.py --onnx model.onnx --engine E --precision P with TensorRT 11.4's bindings doubles, for
-    the contract model given the double's own outputs as reference, the ONNX Runtime reference, and none."""
+    the contract model given as reference the double's own outputs, the ONNX Runtime reference (the double
+    computes the contract model's function: the same to float rounding), another model's, and none."""
     folder = tmp_path_factory.mktemp("export_self_test")
-    image = self_test.to_input(self_test.reference_image(HEIGHT, WIDTH))
-    double = shipped_model_and_variants(folder / "double")
-    for path in double.values():
-        self_test.write_reference(path, reference=self_test.make_reference(*network(image)))
-    contract = shipped_model_and_variants(folder / "onnxruntime")
-    reference = self_test.compute_reference(contract["fp32"])
-    for path in contract.values():
-        self_test.write_reference(path, reference=reference)
-    old = shipped_model_and_variants(folder / "none")
-    shape = [1, 3, HEIGHT, WIDTH]
+    depth, cluster, _ = network(self_test.model_input(self_test.reference_image(HEIGHT, WIDTH), "rgb_uint8_nhwc"))
+    references = {"double": self_test.make_reference(depth, cluster, NUM_CLUSTERS),
+                  "other": self_test.make_reference(depth * 1.2, (cluster + 1) % NUM_CLUSTERS, NUM_CLUSTERS)}
+    files = {name: shipped_model_and_variants(folder / name) for name in ("double", "onnxruntime", "other", "none")}
+    references["onnxruntime"] = self_test.compute_reference(files["onnxruntime"]["fp32"])
+    for name, reference in references.items():
+        for path in files[name].values():
+            self_test.write_reference(path, reference=reference)
+    shape = [1, HEIGHT, WIDTH, 3]
     runs = {}
     actions = []
-    for name, files in (("double", double), ("onnxruntime", contract), ("none", old)):
+    for name in files:
         for precision in ("fp32", "fp16"):
             runs[(name, precision)] = len(actions)
             actions.append({"kind": "export", "input_shape": shape, "argv": [
-                "--onnx", str(files["fp32"]), "--engine", str(folder / name / f"{precision}.engine"),
+                "--onnx", str(files[name]["fp32"]), "--engine", str(folder / name / f"{precision}.engine"),
                 "--precision", precision]})
     report = run_scenario("11.4.0.106", "13.5.0", actions)
     return folder, {key: report["results"][index] for key, index in runs.items()}
@@ -116,18 +116,20 @@ def export_runs(tmp_path_factory):
 @pytest.mark.parametrize("precision", ("fp32", "fp16"))
 def test_export_self_tests_the_engine_it_built(export_runs, precision):
     folder, runs = export_runs
-    passed = runs[("double", precision)]
-    assert passed["ok"] and passed["exit_code"] == 0, (passed.get("traceback"), passed.get("stderr"))
-    assert f"{META_SELF_TEST}': '<" in passed["stdout"]  # the fingerprint is printed without the reference's text
-    (line,) = [text for text in passed["stdout"].splitlines() if text.startswith("self-test passed: ")]
-    assert f"tensorrt 11.4.0.106 ({precision}.engine, batch 1), precision {precision}" in line
+    for name in ("double", "onnxruntime"):
+        passed = runs[(name, precision)]
+        assert passed["ok"] and passed["exit_code"] == 0, (passed.get("traceback"), passed.get("stderr"))
+        assert f"{META_SELF_TEST}': '<" in passed["stdout"]  # the fingerprint is printed without the reference's text
+        (line,) = [text for text in passed["stdout"].splitlines() if text.startswith("self-test passed: ")]
+        assert f"tensorrt 11.4.0.106 ({precision}.engine, batch 1), precision {precision}" in line
+        assert "cluster agreement 100.0%" in line, line
 
-    failed = runs[("onnxruntime", precision)]
+    failed = runs[("other", precision)]
     assert failed["ok"] and failed["exit_code"] == 1, (failed.get("traceback"), failed.get("stderr"))
     (line,) = [text for text in failed["stderr"].splitlines() if text.startswith("self-test failed: ")]
     assert f"tolerance for {precision}" in line and "tensorrt 11.4.0.106" in line
     assert "it was kept for inspection, but a node with self_test: refuse" in failed["stderr"]
-    assert (folder / "onnxruntime" / f"{precision}.engine").is_file()
+    assert (folder / "other" / f"{precision}.engine").is_file()
 
     unverified = runs[("none", precision)]
     assert unverified["ok"] and unverified["exit_code"] == 0, unverified.get("stderr")

@@ -1,7 +1,8 @@
 """TensorRT 10.3+/11.x engines: build, fingerprint, parity with ONNX Runtime. Needs an NVIDIA GPU with TensorRT.
 
 fp16 and int8 engines are built from the fp16 and INT8 Q/DQ variants (strongly typed networks) and
-compared with ONNX Runtime running the same file. The API each call uses is checked on every machine
+compared with ONNX Runtime running the same file. The exports take uint8 pixels [B, H, W, 3] and return
+depth, cluster (int32) and firmness (contract.py, rgb_uint8_nhwc): the engines' input shape is NHWC. The API each call uses is checked on every machine
 against the real bindings (test_export_engine_builder.py); these tests are what a GPU adds.
 
 Skipped (with the reason) where TensorRT or a GPU is missing; the fail-fast CLI test for that case is
@@ -58,29 +59,33 @@ def test_fp32_engine_matches_onnxruntime_and_its_fingerprint(onnx_files, tmp_pat
     assert engine.stat().st_size > 0 and timing_cache_path_for(
         engine, written["tensorrt_version"], written["gpu_name"], written["compute_capability"]).stat().st_size > 0
     assert fingerprints.read_fingerprint(engine) == written
-    assert written["input_shape"] == [1, 3, HEIGHT, WIDTH] and written["precision"] == "fp32"
-    expected = fingerprints.expected_fingerprint(onnx_files["fixed"], "fp32", [1, 3, HEIGHT, WIDTH], max_batch=1)
+    assert written["input_shape"] == [1, HEIGHT, WIDTH, 3] and written["precision"] == "fp32"
+    expected = fingerprints.expected_fingerprint(onnx_files["fixed"], "fp32", [1, HEIGHT, WIDTH, 3], max_batch=1)
     assert fingerprints.compare_fingerprint(written, expected) == []
     assert fingerprints.compare_fingerprint(written, {**expected, "precision": "fp16"}) == ["precision"]
     assert written["model_metadata"]["icm.input_height"] == str(HEIGHT)
 
     image = scenes(1)
     reference = run_onnxruntime(onnxruntime_session(onnx_files["fixed"]), image)
-    outputs = run_engine(engine, image)
+    outputs = run_engine(engine, image)  # given the scene's uint8 pixels, as ONNX Runtime was
+    assert sorted(outputs) == ["cluster", "depth", "firmness"] and outputs["cluster"].dtype == np.int32
+    assert outputs["cluster"].shape == (1, HEIGHT // 4, WIDTH // 4)
     assert np.max(np.abs(outputs["depth"] - reference["depth"]) / reference["depth"]) <= 1e-3
-    assert np.max(np.abs(outputs["membership"] - reference["membership"])) <= 1e-3
+    assert np.mean(outputs["cluster"] != reference["cluster"]) <= 0.01  # only near-ties may go the other way
+    assert np.max(np.abs(outputs["firmness"] - reference["firmness"])) <= 1e-3
 
 
 def test_fp16_engine_with_dynamic_batch(onnx_files, tmp_path):
     engine = tmp_path / "model.engine"
     written = build_engine(onnx_files["dynamic_fp16"], engine, "fp16", max_batch=2)
-    assert written["input_shape"] == [-1, 3, HEIGHT, WIDTH] and written["max_batch"] == 2
+    assert written["input_shape"] == [-1, HEIGHT, WIDTH, 3] and written["max_batch"] == 2
     assert written["onnx_sha256"] == fingerprints.file_sha256(onnx_files["dynamic"])  # the fp32 export's identity
     images = scenes(2)
     reference = run_onnxruntime(onnxruntime_session(onnx_files["dynamic"]), images)
     outputs = run_engine(engine, images)
-    assert outputs["depth"].shape == (2, 1, HEIGHT, WIDTH)
+    assert outputs["depth"].shape == (2, 1, HEIGHT, WIDTH) and outputs["cluster"].shape == (2, HEIGHT // 4, WIDTH // 4)
     assert np.mean(np.abs(outputs["depth"] - reference["depth"]) / reference["depth"]) < 1e-2
+    assert np.mean(outputs["cluster"] != reference["cluster"]) < 0.05
 
 
 def test_int8_engine_from_the_qdq_variant_calibrated_on_an_image_folder(onnx_files, tmp_path):

@@ -190,16 +190,21 @@ def run_onnxruntime(session, image: np.ndarray) -> dict[str, np.ndarray]:
     """Dataset images float32 [B, 3, H, W] in [0, 1] (or the pixels uint8 [B, H, W, 3]) -> the graph's outputs by
     name: {"depth", "cluster", "firmness"} (rgb_uint8_nhwc), or {"depth", "membership"} for files in the older
     rgb_float32_nchw_0_1 format, which take the float images themselves."""
-    image = np.asarray(image)
     names = [output.name for output in session.get_outputs()]
-    takes_pixels = session.get_inputs()[0].type == "tensor(uint8)"
-    if takes_pixels and image.dtype != np.uint8:
-        image = contract.pixels_from_unit_float(image)
-    elif not takes_pixels and image.dtype == np.uint8:  # pixels for a file of the older float32 format
-        image = np.ascontiguousarray(image.transpose(0, 3, 1, 2) * contract.PIXEL_SCALE, dtype=np.float32)
-    elif not takes_pixels:
-        image = np.ascontiguousarray(image, dtype=np.float32)
+    image = graph_input(image, takes_pixels=session.get_inputs()[0].type == "tensor(uint8)")
     return dict(zip(names, session.run(names, {contract.INPUT_NAME: image})))
+
+
+def graph_input(image: np.ndarray, takes_pixels: bool) -> np.ndarray:
+    """Dataset images float32 [B, 3, H, W] in [0, 1] (or the pixels uint8 [B, H, W, 3]) -> what a graph (or engine)
+    takes: the pixels when ``takes_pixels`` (rgb_uint8_nhwc), else the float images (rgb_float32_nchw_0_1)."""
+    image = np.asarray(image)
+    if image.dtype == np.uint8:  # the pixels; for a float graph, the product the older host conversion made
+        return image if takes_pixels else np.ascontiguousarray(
+            image.astype(np.float32).transpose(0, 3, 1, 2) * contract.PIXEL_SCALE)
+    if takes_pixels:
+        return contract.pixels_from_unit_float(image)
+    return np.ascontiguousarray(image, dtype=np.float32)
 
 
 def parity(model: ICMDepthNet, session, image: np.ndarray) -> dict[str, float]:

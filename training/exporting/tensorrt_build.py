@@ -51,7 +51,10 @@ def load_calibration_images(directory: str | Path, height: int, width: int, limi
 
 
 def run_engine(engine_path: str | Path, image: np.ndarray) -> dict[str, np.ndarray]:
-    """Run an engine once (tests, parity checks): image float32 [B, 3, H, W] -> {"depth", "membership"}.
+    """Run an engine once (tests, parity checks) as ``onnx_export.run_onnxruntime`` runs a graph: dataset images
+    float32 [B, 3, H, W] in [0, 1] (or the pixels uint8 [B, H, W, 3]) -> the engine's outputs by name,
+    {"depth", "cluster" (int32), "firmness"} for an engine that takes uint8 pixels (rgb_uint8_nhwc; it is given the
+    pixels), {"depth", "membership"} for one of an older rgb_float32_nchw_0_1 file (given the float images).
 
     Uses named I/O tensors and ``execute_async_v3`` with PyTorch CUDA buffers.
     """
@@ -59,13 +62,18 @@ def run_engine(engine_path: str | Path, image: np.ndarray) -> dict[str, np.ndarr
     import tensorrt as trt  # noqa: PLC0415
     import torch  # noqa: PLC0415
 
+    from training.exporting.onnx_export import graph_input  # noqa: PLC0415 - imports torch
+
     logger = trt.Logger(trt.Logger.WARNING)
     engine = trt.Runtime(logger).deserialize_cuda_engine(Path(engine_path).read_bytes())
     if engine is None:
         raise RuntimeError(f"{engine_path}: TensorRT cannot deserialize this engine (built by another version or GPU?)")
+    image = graph_input(image, takes_pixels=engine.get_tensor_dtype(contract.INPUT_NAME) == trt.DataType.UINT8)
     context = engine.create_execution_context()
-    context.set_input_shape(contract.INPUT_NAME, tuple(image.shape))
-    buffers = {}
+    if not context.set_input_shape(contract.INPUT_NAME, tuple(image.shape)):
+        raise RuntimeError(f"{engine_path}: the engine refused input shape {tuple(image.shape)}; it takes "
+                           f"{tuple(engine.get_tensor_shape(contract.INPUT_NAME))} (-1: any batch of its profile)")
+    buffers, outputs = {}, []
     for index in range(engine.num_io_tensors):
         name = engine.get_tensor_name(index)
         dtype = torch.from_numpy(np.empty(0, dtype=trt.nptype(engine.get_tensor_dtype(name)))).dtype
@@ -73,10 +81,12 @@ def run_engine(engine_path: str | Path, image: np.ndarray) -> dict[str, np.ndarr
             buffers[name] = torch.from_numpy(np.ascontiguousarray(image)).to("cuda", dtype)
         else:
             buffers[name] = torch.empty(tuple(context.get_tensor_shape(name)), dtype=dtype, device="cuda")
+            outputs.append(name)
         context.set_tensor_address(name, buffers[name].data_ptr())
     torch.cuda.synchronize()  # the input copy ran on the default stream
     stream = torch.cuda.Stream()
     if not context.execute_async_v3(stream.cuda_stream):
         raise RuntimeError(f"{engine_path}: execute_async_v3 failed")
     stream.synchronize()
-    return {name: buffers[name].float().cpu().numpy() for name in (contract.DEPTH_OUTPUT, contract.MEMBERSHIP_OUTPUT)}
+    return {name: (buffers[name].float() if buffers[name].is_floating_point() else buffers[name]).cpu().numpy()
+            for name in outputs}

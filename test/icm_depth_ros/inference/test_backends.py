@@ -7,14 +7,15 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from icm_depth_ros.inference import ModelLoadError, open_backend
+from icm_depth_ros.inference import ModelLoadError, contract, open_backend
 from icm_depth_ros.inference import fingerprint as fingerprints
 from icm_depth_ros.inference.tensorrt_backend import engine_decision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # test/: the tensorrt_double package
-from tensorrt_double.models import HEIGHT, NUM_CLUSTERS, WIDTH, shipped_model_and_variants  # noqa: E402
+from tensorrt_double.models import HEIGHT, WIDTH, shipped_model_and_variants, write_model  # noqa: E402
 from tensorrt_double.setup_bindings import run_scenario, skip_without_runtime  # noqa: E402
 
 # (TensorRT, cuda-python) as installed on: JetPack 6, JetPack 7, pip on a CUDA 13 and on a CUDA 12 machine
@@ -37,20 +38,41 @@ def test_model_without_contract_metadata_is_refused(onnx_model, tmp_path):
         open_backend("onnxruntime", str(bare))
 
 
+def camera_pixels(batch: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (batch, height, width, 3), dtype=np.uint8)
+
+
 def test_dynamic_batch_variant_runs_a_batch_as_the_demo_model_runs_each_image(onnx_model, dynamic_batch_model):
     """conftest's with_dynamic_batch: same outputs per image, any batch size, the contract says so."""
-    import numpy as np
-
     static = open_backend("onnxruntime", str(onnx_model))
     dynamic = open_backend("onnxruntime", str(dynamic_batch_model))
     assert dynamic.info.dynamic_batch and not static.info.dynamic_batch
-    images = np.random.default_rng(3).random((3, 3, 96, 320), dtype=np.float32)
-    depth, membership = dynamic.infer(images)
-    assert depth.shape == (3, 1, 96, 320) and membership.shape == (3, static.info.num_clusters, 24, 80)
+    assert static.info.pixel_format == contract.PIXEL_FORMAT_UINT8
+    pixels = camera_pixels(3, 96, 320, seed=3)
+    depth, cluster, firmness = dynamic.infer(pixels)
+    assert depth.shape == (3, 1, 96, 320) and cluster.shape == firmness.shape == (3, 24, 80)
+    assert (depth.dtype, cluster.dtype, firmness.dtype) == (np.float32, np.int32, np.float32)
+    assert cluster.min() >= 0 and cluster.max() < static.info.num_clusters
+    assert np.all(firmness >= 1.0 / static.info.num_clusters - 1e-6) and np.all(firmness <= 1.0 + 1e-6)
     for index in range(3):
-        alone_depth, alone_membership = static.infer(images[index:index + 1])
+        alone_depth, alone_cluster, alone_firmness = static.infer(pixels[index:index + 1])
         np.testing.assert_allclose(depth[index:index + 1], alone_depth, rtol=1e-4, atol=1e-4)
-        np.testing.assert_allclose(membership[index:index + 1], alone_membership, atol=1e-5)
+        assert np.mean(cluster[index:index + 1] != alone_cluster) <= 1e-3  # a near-tie may go either way
+        np.testing.assert_allclose(firmness[index:index + 1], alone_firmness, atol=1e-5)
+
+
+def test_onnxruntime_runs_an_old_float_input_file_and_reduces_its_membership(onnx_model, float_input_model):
+    """A file of the older pixel format gives what the current one gives: its membership reduced on the host."""
+    current = open_backend("onnxruntime", str(onnx_model))
+    legacy = open_backend("onnxruntime", str(float_input_model))
+    assert legacy.info.pixel_format == contract.PIXEL_FORMAT_FLOAT32 and legacy.info.input_dtype == np.float32
+    pixels = camera_pixels(1, 96, 320, seed=4)
+    depth, cluster, firmness = legacy.infer(contract.model_input(legacy.info, pixels))
+    assert cluster.dtype == np.int32 and cluster.shape == firmness.shape == (1, 24, 80)
+    expected = current.infer(pixels)
+    np.testing.assert_array_equal(depth, expected[0])  # the same float32 products, on the same backend
+    np.testing.assert_array_equal(cluster, expected[1])
+    np.testing.assert_array_equal(firmness, expected[2])
 
 
 def test_bad_backend_name_lists_the_choices(onnx_model):
@@ -88,6 +110,19 @@ def fake_fingerprint(**changes):
     return fingerprints.make_fingerprint(**values)
 
 
+def test_a_fingerprints_input_shape_is_that_of_the_models_pixel_format():
+    pixels = {contract.META_PIXEL_FORMAT: contract.PIXEL_FORMAT_UINT8}
+    assert fake_fingerprint(input_shape=[-1, 96, 320, 3], model_metadata=pixels)["input_shape"] == [-1, 96, 320, 3]
+    legacy = {contract.META_PIXEL_FORMAT: contract.PIXEL_FORMAT_FLOAT32}
+    assert fake_fingerprint(input_shape=[1, 3, 96, 320], model_metadata=legacy)["input_shape"] == [1, 3, 96, 320]
+    with pytest.raises(ValueError, match=r"input_shape must be \[B, H, W, 3\] \(rgb_uint8_nhwc\) with B > 0 or -1 "
+                                         r"\(dynamic\), got \[1, 3, 96, 320\]"):
+        fake_fingerprint(input_shape=[1, 3, 96, 320], model_metadata=pixels)
+    with pytest.raises(ValueError, match=r"\[B, H, W, 3\] \(rgb_uint8_nhwc\) or \[B, 3, H, W\] "
+                                         r"\(rgb_float32_nchw_0_1\) with B > 0 or -1 \(dynamic\), got \[0, 96, 320, 3\]"):
+        fake_fingerprint(input_shape=[0, 96, 320, 3])  # no metadata: either layout, but a batch of 0 is none
+
+
 def test_matching_engine_is_used(tmp_path):
     expected = fake_fingerprint()
     assert engine_decision(tmp_path / "m.engine", fake_fingerprint(), [], "", allow_build=False) == "use"
@@ -120,14 +155,16 @@ def test_engine_without_fingerprint_is_refused(tmp_path):
 @pytest.mark.gpu
 def test_tensorrt_backend_matches_onnxruntime(onnx_model, tmp_path):
     pytest.importorskip("tensorrt")
-    import numpy as np
 
     onnx_copy = tmp_path / "m.onnx"
     shutil.copy(onnx_model, onnx_copy)
     trt = open_backend("tensorrt", str(onnx_copy), precision="fp32", allow_engine_build=True)
     ort = open_backend("onnxruntime", str(onnx_copy))
-    image = np.random.default_rng(0).random((1, 3, 96, 320), dtype=np.float32)
-    np.testing.assert_allclose(trt.infer(image)[0], ort.infer(image)[0], rtol=1e-3)
+    pixels = camera_pixels(1, 96, 320)
+    depth, cluster, _ = trt.infer(pixels)
+    expected = ort.infer(pixels)
+    np.testing.assert_allclose(depth, expected[0], rtol=1e-3)
+    assert cluster.dtype == np.int32 and np.mean(cluster != expected[1]) <= 0.01
     again = open_backend("tensorrt", str(tmp_path / "m.engine"), precision="fp32")  # fingerprint now matches
     assert again.name == "tensorrt"
 
@@ -136,7 +173,6 @@ def test_tensorrt_backend_matches_onnxruntime(onnx_model, tmp_path):
 def test_tensorrt_batches_match_onnxruntime_frame_by_frame(dynamic_batch_model, tmp_path):
     """On a GPU: a dynamic-batch fp32 engine built for 3 cameras runs batches 1-3, each frame as ONNX Runtime alone."""
     pytest.importorskip("tensorrt")
-    import numpy as np
 
     onnx_copy = tmp_path / "m.onnx"
     shutil.copy(dynamic_batch_model, onnx_copy)
@@ -144,11 +180,11 @@ def test_tensorrt_batches_match_onnxruntime_frame_by_frame(dynamic_batch_model, 
                        allow_engine_build=True, engine_max_batch=3)
     ort = open_backend("onnxruntime", str(onnx_copy))
     assert trt.max_batch == 3
-    images = np.random.default_rng(0).random((3, 3, 96, 320), dtype=np.float32)
+    images = camera_pixels(3, 96, 320)
     alone = [ort.infer(images[i:i + 1])[0] for i in range(3)]
     for batch in (1, 2, 3):
-        depth, membership = trt.infer(images[:batch])
-        assert depth.shape[0] == membership.shape[0] == batch
+        depth, cluster, firmness = trt.infer(images[:batch])
+        assert depth.shape[0] == cluster.shape[0] == firmness.shape[0] == batch
         np.testing.assert_allclose(depth, np.concatenate(alone[:batch]), rtol=1e-3)
     with pytest.raises(ValueError, match="takes batches of 1 to 3"):
         trt.infer(np.concatenate([images, images[:1]]))
@@ -169,7 +205,7 @@ def node_runs(request, variant_files, tmp_path_factory):
         shutil.copy(path, folder / path.name)
     engine, onnx = str(folder / "model.engine"), str(folder / "model.onnx")
     other = "10.3.0" if version.startswith("11.") else "11.4.0.106"
-    shape = [1, 3, HEIGHT, WIDTH]
+    shape = [1, HEIGHT, WIDTH, 3]
     actions = {
         "first_start": {"kind": "open", "model_path": engine, "precision": "fp16", "input_shape": shape},
         "built": {"kind": "open", "model_path": engine, "precision": "fp16", "allow_build": True, "input_shape": shape},
@@ -196,6 +232,11 @@ def calls(result, name):
     return [args for call, args in result["calls"] if call == name]
 
 
+def ok(result):
+    assert result["ok"], result.get("traceback")
+    return result
+
+
 def test_node_builds_loads_and_runs_an_engine_with_the_real_bindings(node_runs):
     version, cuda_version, folder, _, results = node_runs
     first = results["first_start"]
@@ -207,11 +248,16 @@ def test_node_builds_loads_and_runs_an_engine_with_the_real_bindings(node_runs):
     assert calls(loaded, "Builder.build_serialized_network") == []  # the fingerprint matched: no rebuild
     assert loaded["description"] == f"tensorrt {version} (model.engine, batch 1)" and loaded["max_batch"] == 1
     assert loaded["depth_max_error"] == 0.0 and loaded["depth_shape"] == [1, 1, HEIGHT, WIDTH]
-    assert loaded["membership_sum"] == pytest.approx(1.0)
+    assert loaded["cluster_equal"] and loaded["firmness_max_error"] == 0.0  # reduced by the "engine" itself
+    assert loaded["cluster_shape"] == loaded["firmness_shape"] == [1, HEIGHT // 4, WIDTH // 4]
+    assert loaded["dtypes"] == ["float32", "int32", "float32"]
+    assert loaded["input_bytes"] == HEIGHT * WIDTH * 3  # uint8 pixels: a quarter of float32's bytes
     # once at load (the buffers' size), once for the inference's batch
-    assert calls(loaded, "IExecutionContext.set_input_shape") == [{"name": "image", "shape": [1, 3, HEIGHT, WIDTH]}] * 2
+    assert calls(loaded, "IExecutionContext.set_input_shape") == [{"name": "image", "shape": [1, HEIGHT, WIDTH, 3]}] * 2
     assert sorted(args["name"] for args in calls(loaded, "IExecutionContext.set_tensor_address")) == \
-        ["depth", "image", "membership"]
+        ["cluster", "depth", "firmness", "image"]
+    assert [args["name"] for args in calls(loaded, "ICudaEngine.get_tensor_dtype")] == \
+        ["image", "depth", "cluster", "firmness"]  # every I/O type read (io_dtype): UINT8 and INT32 accepted
 
 
 def test_inference_call_sequence_with_cuda_python(node_runs):
@@ -219,11 +265,14 @@ def test_inference_call_sequence_with_cuda_python(node_runs):
     loaded = results["loaded"]
     sequence = [name for name, _ in loaded["cuda_calls"]]
     assert sequence[:2] == ["cudaSetDeviceFlags", "cudaStreamCreate"]  # blocking sync before the first CUDA work
-    assert sequence.count("cudaMallocHost") == 3 and sequence.count("cudaMalloc") == 3
+    assert sequence.count("cudaMallocHost") == 4 and sequence.count("cudaMalloc") == 4
     tail = [name for name in sequence if name in ("cudaMemcpyAsync", "cudaStreamSynchronize")]
-    assert tail == ["cudaMemcpyAsync"] * 3 + ["cudaStreamSynchronize"]  # in, depth, membership, then wait
+    assert tail == ["cudaMemcpyAsync"] * 4 + ["cudaStreamSynchronize"]  # in, depth, cluster, firmness, then wait
     kinds = [args["kind"] for name, args in loaded["cuda_calls"] if name == "cudaMemcpyAsync"]
-    assert kinds == [1, 2, 2]  # cudaMemcpyHostToDevice, then cudaMemcpyDeviceToHost twice (cuda_runtime_api.h values)
+    assert kinds == [1, 2, 2, 2]  # cudaMemcpyHostToDevice, then cudaMemcpyDeviceToHost (cuda_runtime_api.h values)
+    sizes = [args["count"] for name, args in loaded["cuda_calls"] if name == "cudaMemcpyAsync"]
+    cells = (HEIGHT // 4) * (WIDTH // 4)
+    assert sizes == [HEIGHT * WIDTH * 3, HEIGHT * WIDTH * 4, cells * 4, cells * 4]  # uint8 in, int32 clusters out
     (execute,) = calls(loaded, "IExecutionContext.execute_async_v3")
     assert execute["stream_handle"] == loaded["streams"][-1]  # the stream this backend created, as a plain int
 
@@ -262,10 +311,76 @@ def test_cuda_python_newer_than_the_driver_is_named(node_runs):
         assert f"tensorrt {version}" in old_driver["error"]
 
 
-def test_scenario_models_have_the_doubles_cluster_count():
-    from tensorrt_double import scenario
+# ---- both pixel formats, against ONNX Runtime on the same file ------------------------------------------------
+@pytest.fixture(scope="module", params=RUNTIMES, ids=lambda pair: f"tensorrt{pair[0]}-cuda{pair[1]}")
+def format_runs(request, variant_files, tmp_path_factory):
+    """fp32 engines of the shipped (uint8-pixel) model and of the same network in the older float32 form."""
+    version, cuda_version = request.param
+    skip_without_runtime(version, cuda_version)
+    folder = tmp_path_factory.mktemp(f"formats_{version}_{cuda_version}")
+    shutil.copy(variant_files["fp32"], folder / "model.onnx")
+    write_model(folder / "legacy.onnx", dynamic_batch=True, pixel_format=contract.PIXEL_FORMAT_FLOAT32)
 
-    assert scenario.NUM_CLUSTERS == NUM_CLUSTERS
+    def engine(name, **fields):
+        return {"kind": "open", "model_path": str(folder / f"{name}.engine"), "onnx_path": str(folder / f"{name}.onnx"),
+                "precision": "fp32", **fields}
+
+    actions = {
+        "current": engine("model", allow_build=True, out=str(folder / "model.npz")),
+        "legacy": engine("legacy", allow_build=True, engine_max_batch=2, out=str(folder / "legacy.npz")),
+        "legacy_batches": {**engine("legacy"), "kind": "batches", "batches": [2, 1]},
+        "legacy_given_pixels": {**engine("legacy"), "kind": "infer_failures", "frames": 1, "infer_dtype": "uint8"},
+    }
+    report = run_scenario(version, cuda_version, list(actions.values()))
+    return folder, dict(zip(actions, report["results"]))
+
+
+def onnxruntime_run(path: Path, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return open_backend("onnxruntime", str(path), onnxruntime_provider="cpu").infer(image)
+
+
+def test_the_engine_and_onnxruntime_give_the_same_clusters_on_the_same_model(format_runs):
+    folder, results = format_runs
+    current = ok(results["current"])
+    assert current["input_bytes"] == HEIGHT * WIDTH * 3 and current["dtypes"] == ["float32", "int32", "float32"]
+    engine = np.load(folder / "model.npz")
+    assert engine["image"].dtype == np.uint8 and engine["image"].shape == (1, HEIGHT, WIDTH, 3)
+    depth, cluster, firmness = onnxruntime_run(folder / "model.onnx", engine["image"])
+    np.testing.assert_array_equal(engine["cluster"], cluster)
+    assert len(np.unique(cluster)) >= 2  # more than one cluster to agree on
+    np.testing.assert_allclose(engine["depth"], depth, rtol=1e-6)
+    np.testing.assert_allclose(engine["firmness"], firmness, rtol=1e-5)
+
+
+def test_a_legacy_float_input_engine_still_runs_and_returns_the_reduced_maps(format_runs):
+    folder, results = format_runs
+    legacy = ok(results["legacy"])
+    assert calls(legacy, "IOptimizationProfile.set_shape") == [{  # built over its own NCHW float input
+        "input": "image", "min": [1, 3, HEIGHT, WIDTH], "opt": [2, 3, HEIGHT, WIDTH], "max": [2, 3, HEIGHT, WIDTH]}]
+    assert legacy["input_bytes"] == 2 * 3 * HEIGHT * WIDTH * 4  # float32 [B, 3, H, W] for its batch of up to 2
+    assert legacy["dtypes"] == ["float32", "int32", "float32"] and legacy["cluster_equal"]
+    assert legacy["cluster_shape"] == legacy["firmness_shape"] == [1, HEIGHT // 4, WIDTH // 4]
+    assert sorted(args["name"] for args in calls(legacy, "IExecutionContext.set_tensor_address")) == \
+        ["depth", "image", "membership"]  # the engine returns the membership; the backend reduces it
+    engine = np.load(folder / "legacy.npz")
+    assert engine["image"].dtype == np.float32 and engine["image"].shape == (1, 3, HEIGHT, WIDTH)
+    depth, cluster, firmness = onnxruntime_run(folder / "legacy.onnx", engine["image"])
+    np.testing.assert_array_equal(engine["cluster"], cluster)
+    np.testing.assert_allclose(engine["depth"], depth, rtol=1e-6)
+    np.testing.assert_allclose(engine["firmness"], firmness, rtol=1e-5)
+    current = np.load(folder / "model.npz")  # the same pixels through the uint8-pixel engine of the same network
+    np.testing.assert_array_equal(engine["cluster"], current["cluster"])
+    np.testing.assert_array_equal(engine["firmness"], current["firmness"])
+    runs = ok(results["legacy_batches"])["runs"]
+    assert [run["batch"] for run in runs] == [2, 1]
+    assert all(run["ok"] and run["equal_to_frame_by_frame"] and run["cluster_equal"] for run in runs), runs
+
+
+def test_pixels_given_to_a_legacy_engine_are_refused_naming_the_dtypes(format_runs):
+    _, results = format_runs
+    assert ok(results["legacy_given_pixels"])["outcomes"] == [
+        "builtins.ValueError: TensorRT engine legacy.engine takes float32 input (pixel format rgb_float32_nchw_0_1), "
+        "got uint8"]
 
 
 # ---- batches: several cameras' frames through one engine call ----------------------------------------------
@@ -290,10 +405,10 @@ def batch_runs(request, dynamic_files, variant_files, tmp_path_factory):
     for path in variant_files.values():
         shutil.copy(path, static / path.name)
     engine, onnx, fp16 = str(folder / "model.engine"), str(folder / "model.onnx"), str(folder / "model.fp16.onnx")
-    dynamic, fixed = [-1, 3, HEIGHT, WIDTH], [1, 3, HEIGHT, WIDTH]
+    dynamic, fixed = [-1, HEIGHT, WIDTH, 3], [1, HEIGHT, WIDTH, 3]
 
     def profile(low, opt, high):
-        return [[batch, 3, HEIGHT, WIDTH] for batch in (low, opt, high)]
+        return [[batch, HEIGHT, WIDTH, 3] for batch in (low, opt, high)]
 
     def hand_made(name, **fields):
         return {"kind": "engine", "engine": str(folder / name), "onnx": fp16, "input_shape": dynamic, **fields}
@@ -323,17 +438,12 @@ def batch_runs(request, dynamic_files, variant_files, tmp_path_factory):
     return version, folder, dict(zip(actions, report["results"]))
 
 
-def ok(result):
-    assert result["ok"], result.get("traceback")
-    return result
-
-
 def test_a_dynamic_batch_engine_runs_batches_1_2_3_each_frame_as_alone(batch_runs):
     version, folder, results = batch_runs
     built = ok(results["built"])
     assert calls(built, "IOptimizationProfile.set_shape") == [{
-        "input": "image", "min": [1, 3, HEIGHT, WIDTH], "opt": [DYNAMIC_MAX, 3, HEIGHT, WIDTH],
-        "max": [DYNAMIC_MAX, 3, HEIGHT, WIDTH]}]  # rebuilt for the node's three cameras
+        "input": "image", "min": [1, HEIGHT, WIDTH, 3], "opt": [DYNAMIC_MAX, HEIGHT, WIDTH, 3],
+        "max": [DYNAMIC_MAX, HEIGHT, WIDTH, 3]}]  # rebuilt for the node's three cameras, NHWC pixels
     assert json.loads((folder / "model.engine.fingerprint.json").read_text())["max_batch"] == DYNAMIC_MAX
     for name in ("built", "loaded"):
         result = ok(results[name])
@@ -343,9 +453,9 @@ def test_a_dynamic_batch_engine_runs_batches_1_2_3_each_frame_as_alone(batch_run
             batch = run["batch"]
             assert run["ok"], run
             assert run["depth_shape"] == [batch, 1, HEIGHT, WIDTH]
-            assert run["membership_shape"] == [batch, NUM_CLUSTERS, HEIGHT // 4, WIDTH // 4]
+            assert run["cluster_shape"] == run["firmness_shape"] == [batch, HEIGHT // 4, WIDTH // 4]
             assert run["equal_to_frame_by_frame"], run  # no frame sees another's data or offset
-            assert run["depth_max_error"] == 0.0 and run["membership_max_error"] < 1e-6
+            assert run["depth_max_error"] == 0.0 and run["cluster_equal"] and run["firmness_max_error"] == 0.0
     assert ok(results["pipeline_max_batch"])  # DepthPipeline.max_batch follows the engine
 
 
@@ -355,21 +465,22 @@ def test_the_shape_is_set_per_call_and_buffers_are_sized_once(batch_runs):
     shapes = [args["shape"][0] for args in calls(loaded, "IExecutionContext.set_input_shape")]
     # at load the maximum (buffer sizes); then each call its batch: 3 (+3 alone), 1 (+1), 2 (+2); 4 is refused first
     assert shapes == [DYNAMIC_MAX, 3, 1, 1, 1, 1, 1, 2, 1, 1]
-    assert [args["name"] for args in calls(loaded, "IExecutionContext.get_tensor_shape")][:3] == \
-        ["image", "depth", "membership"]  # buffer sizes at the maximum
-    output_queries = [args["name"] for args in calls(loaded, "IExecutionContext.get_tensor_shape")][3:]
-    assert output_queries == ["depth", "membership"] * 9  # per call, for that call's batch
+    assert [args["name"] for args in calls(loaded, "IExecutionContext.get_tensor_shape")][:4] == \
+        ["image", "depth", "cluster", "firmness"]  # buffer sizes at the maximum
+    output_queries = [args["name"] for args in calls(loaded, "IExecutionContext.get_tensor_shape")][4:]
+    assert output_queries == ["depth", "cluster", "firmness"] * 9  # per call, for that call's batch
     cuda = [name for name, _ in loaded["cuda_calls"]]
-    assert cuda.count("cudaMalloc") == 3 and cuda.count("cudaMallocHost") == 3  # once, for the maximum
+    assert cuda.count("cudaMalloc") == 4 and cuda.count("cudaMallocHost") == 4  # once, for the maximum
     assert cuda.count("cudaStreamSynchronize") == 9  # one per call, whatever its batch
     assert len(calls(loaded, "IExecutionContext.execute_async_v3")) == 9
     sizes = [args["count"] for name, args in loaded["cuda_calls"] if name == "cudaMemcpyAsync"]
-    frame = 3 * HEIGHT * WIDTH * 4
-    assert sizes[:3] == [3 * frame, 3 * HEIGHT * WIDTH * 4, 3 * NUM_CLUSTERS * (HEIGHT // 4) * (WIDTH // 4) * 4]  # batch 3
-    assert sizes[3:6] == [frame, HEIGHT * WIDTH * 4, NUM_CLUSTERS * (HEIGHT // 4) * (WIDTH // 4) * 4]  # then 1 alone
+    frame, depth, cells = HEIGHT * WIDTH * 3, HEIGHT * WIDTH * 4, (HEIGHT // 4) * (WIDTH // 4) * 4  # bytes per frame
+    assert sizes[:4] == [3 * frame, 3 * depth, 3 * cells, 3 * cells]  # batch 3: uint8 pixels, int32/float32 maps
+    assert sizes[4:8] == [frame, depth, cells, cells]  # then 1 alone
     malloc = [args["size"] for name, args in loaded["cuda_calls"] if name == "cudaMalloc"]
-    assert malloc == [DYNAMIC_MAX * frame, DYNAMIC_MAX * HEIGHT * WIDTH * 4,
-                      DYNAMIC_MAX * NUM_CLUSTERS * (HEIGHT // 4) * (WIDTH // 4) * 4]
+    assert malloc == [DYNAMIC_MAX * frame, DYNAMIC_MAX * depth, DYNAMIC_MAX * cells, DYNAMIC_MAX * cells]
+    pinned = [args["size"] for name, args in loaded["cuda_calls"] if name == "cudaMallocHost"]
+    assert pinned == malloc  # the host buffers too: 3 x H x W x 3 bytes of pixels, a quarter of float32's
 
 
 def test_a_batch_above_the_profile_maximum_is_refused_not_split(batch_runs):
@@ -418,7 +529,7 @@ def test_a_static_engine_refuses_batch_2_by_name(batch_runs):
 
 # ---- GPU failures while opening and running an engine ---------------------------------------------------------
 OUT_OF_MEMORY = {"cudaMalloc": "cudaErrorMemoryAllocation"}
-IMAGE_BYTES = 1 * 3 * HEIGHT * WIDTH * 4  # the first device buffer the backend asks for: the fp32 input
+IMAGE_BYTES = 1 * HEIGHT * WIDTH * 3  # the first device buffer the backend asks for: the uint8 input
 
 
 @pytest.fixture(scope="module", params=RUNTIMES, ids=lambda pair: f"tensorrt{pair[0]}-cuda{pair[1]}")
@@ -430,7 +541,7 @@ def failure_runs(request, variant_files, tmp_path_factory):
     for path in variant_files.values():
         shutil.copy(path, folder / path.name)
     engine = str(folder / "model.engine")
-    shape = [1, 3, HEIGHT, WIDTH]
+    shape = [1, HEIGHT, WIDTH, 3]
 
     def open_engine(**fields):
         return {"kind": "open", "model_path": engine, "precision": "fp16", "input_shape": shape, **fields}
@@ -448,7 +559,10 @@ def failure_runs(request, variant_files, tmp_path_factory):
                          "infer_cuda_failures": {"cudaStreamSynchronize": "cudaErrorLaunchFailure"},
                          "infer_cuda_failures_after": {"cudaStreamSynchronize": 1}},
         "unresolved_at_inference": {**open_engine(), "kind": "infer_failures", "frames": 1,
-                                    "infer_unresolved_outputs": ["membership"]},
+                                    "infer_unresolved_outputs": ["cluster"]},
+        "float_given": {**open_engine(), "kind": "infer_failures", "frames": 1, "infer_dtype": "float32"},
+        "float_input_engine": open_engine(io_dtypes={"image": "FLOAT"}),  # not built from this uint8-pixel model
+        "half_outputs": open_engine(io_dtypes={"depth": "HALF", "firmness": "HALF"}),
         "corrupted": {"kind": "snippet", "code": f"open({engine!r}, 'wb').write(b'\\x00garbage')"},
         "corrupt_tensorrt": open_engine(),
         "corrupt_auto": open_engine(backend="auto"),
@@ -466,7 +580,7 @@ def test_blocking_sync_is_set_first_and_close_releases_what_was_created(failure_
     built = ok(results["built"])
     names = cuda_call_names(built)
     assert names[0] == "cudaSetDeviceFlags" and built["device_flags"] == 4  # cudaDeviceScheduleBlockingSync
-    assert names.count("cudaFree") == names.count("cudaMalloc") == 3 and names.count("cudaFreeHost") == 3
+    assert names.count("cudaFree") == names.count("cudaMalloc") == 4 and names.count("cudaFreeHost") == 4
     assert built["destroyed_streams"] == built["streams"][-1:]  # the stream it created, destroyed by close()
 
 
@@ -494,7 +608,8 @@ def test_bf16_engine_io_is_refused_by_name_and_auto_falls_back(failure_runs):
     _, engine, results = failure_runs
     refused = results["bf16_tensorrt"]
     assert not refused["ok"] and refused["error"].startswith(f"ModelLoadError: {engine}: tensor 'depth' is BF16; ")
-    assert "export the model with float32 I/O" in refused["error"]
+    assert "the node exchanges FLOAT, HALF, UINT8, INT32 tensors with an engine" in refused["error"]
+    assert "export the model with the contract's I/O" in refused["error"]
     assert cuda_call_names(refused) == ["cudaSetDeviceFlags"]  # refused before any allocation
     assert ok(results["bf16_auto"])["description"].startswith("onnxruntime")
 
@@ -510,7 +625,7 @@ def test_a_refused_input_shape_or_an_output_left_at_minus_one_is_a_model_load_er
     _, engine, results = failure_runs
     assert results["shape_refused"]["error"] == (
         f"ModelLoadError: cannot load TensorRT engine {engine}: TensorRT engine model.engine refused input shape "
-        f"(1, 3, {HEIGHT}, {WIDTH}) for 'image' (engine batch 1-1); see its log above")
+        f"(1, {HEIGHT}, {WIDTH}, 3) for 'image' (engine batch 1-1); see its log above")
     unresolved = results["unresolved_output"]
     assert unresolved["error"] == f"ModelLoadError: {engine}: tensor 'depth' has no size at batch 1: (-1, 1, {HEIGHT}, {WIDTH})"
     assert cuda_call_names(unresolved).count("cudaStreamDestroy") == 1  # the stream made before: destroyed
@@ -527,9 +642,31 @@ def test_a_cuda_error_while_running_is_an_inference_error_each_call(failure_runs
 def test_an_output_shape_left_at_minus_one_while_running_is_an_inference_error(failure_runs):
     _, _, results = failure_runs
     assert ok(results["unresolved_at_inference"])["outcomes"] == [
-        "icm_depth_ros.inference.contract.InferenceError: TensorRT engine model.engine: output 'membership' has shape "
-        f"(-1, {NUM_CLUSTERS}, {HEIGHT // 4}, {WIDTH // 4}) for a batch of 1 (buffer holds "
-        f"{NUM_CLUSTERS * HEIGHT * WIDTH // 16} values)"]
+        "icm_depth_ros.inference.contract.InferenceError: TensorRT engine model.engine: output 'cluster' has shape "
+        f"(-1, {HEIGHT // 4}, {WIDTH // 4}) for a batch of 1 (buffer holds {HEIGHT * WIDTH // 16} values)"]
+
+
+def test_input_of_the_other_pixel_format_is_refused_naming_the_dtypes(failure_runs):
+    _, _, results = failure_runs
+    assert ok(results["float_given"])["outcomes"] == [
+        "builtins.ValueError: TensorRT engine model.engine takes uint8 input (pixel format rgb_uint8_nhwc), got float32"]
+
+
+def test_an_engine_whose_input_type_is_not_the_models_pixel_format_is_refused_at_load(failure_runs):
+    _, engine, results = failure_runs
+    refused = results["float_input_engine"]
+    assert refused["error"] == (f"ModelLoadError: {engine}: input 'image' is float32, but the model's pixel format is "
+                                "'rgb_uint8_nhwc': the engine was not built from this model")
+    assert cuda_call_names(refused) == ["cudaSetDeviceFlags"]  # refused before any allocation
+
+
+def test_half_precision_outputs_are_read_and_returned_as_float32(failure_runs):
+    _, _, results = failure_runs
+    half = ok(results["half_outputs"])
+    assert half["dtypes"] == ["float32", "int32", "float32"] and half["cluster_equal"]
+    assert half["depth_max_error"] < 2e-3 and half["firmness_max_error"] < 1e-3  # float16 rounding of the double's
+    sizes = [args["size"] for name, args in half["cuda_calls"] if name == "cudaMalloc"]
+    assert sizes == [HEIGHT * WIDTH * 3, HEIGHT * WIDTH * 2, HEIGHT * WIDTH // 16 * 4, HEIGHT * WIDTH // 16 * 2]
 
 
 def test_a_corrupt_engine_is_a_model_load_error_and_auto_falls_back(failure_runs):
@@ -557,7 +694,7 @@ def background_runs(request, variant_files, tmp_path_factory):
 
     def open_engine(path, **fields):
         return {"kind": "open", "model_path": path, "onnx_path": onnx, "precision": "fp16", "allow_build": True,
-                "background": True, "input_shape": [1, 3, HEIGHT, WIDTH], **fields}
+                "background": True, "input_shape": [1, HEIGHT, WIDTH, 3], **fields}
 
     actions = {
         "started": open_engine(engine, build_s=BUILD_S),

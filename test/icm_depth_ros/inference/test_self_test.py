@@ -82,8 +82,7 @@ def test_a_reference_is_compact_at_the_papers_size_even_for_incompressible_outpu
     assert len(text) <= 200_000
     assert reference.depth_stride == 4 and reference.depth.shape == (88, 304)
     again = self_test.Reference.from_json(text)
-    assert again.argmax.dtype == np.uint16 and np.array_equal(again.argmax, reference.argmax)
-    assert again.argmax.max() > 255 and np.array_equal(again.argmax, cluster[0])
+    assert again.argmax.dtype == np.uint16 and np.array_equal(again.argmax, cluster[0])
     figures = self_test.compare(again, depth, cluster, 300)
     assert figures.agreement == 1.0 and figures.max_rel <= 2.0 ** -11
 
@@ -95,9 +94,10 @@ def test_compare_counts_depth_errors_and_cluster_disagreement():
     reference = self_test.make_reference(depth, cluster, 5)
     scaled = self_test.compare(reference, depth * 1.1, cluster, 5)
     assert scaled.abs_rel == pytest.approx(0.1, abs=1e-3) and scaled.max_rel == pytest.approx(0.1, abs=1e-3)
-    shuffled = cluster.copy()
-    shuffled[0, :4] = (shuffled[0, :4] + 1) % 5  # half the cells in another cluster
-    assert self_test.compare(reference, depth, shuffled, 5).agreement == pytest.approx(0.5)
+    assert scaled.agreement == 1.0
+    shifted = cluster.copy()
+    shifted[0, :4] = (shifted[0, :4] + 1) % 5  # half the cells in another cluster
+    assert self_test.compare(reference, depth, shifted, 5).agreement == pytest.approx(0.5)
     broken = depth.copy()
     broken[0, 0, 3, 3] = np.nan
     assert self_test.compare(reference, broken, cluster, 5).max_rel == np.inf
@@ -323,7 +323,8 @@ def test_cuda_asked_but_cpu_given_falls_back_with_a_line_under_auto(onnx_model, 
         fallback = [r.message for r in caplog.records if "did not start" in r.message]
         assert len(fallback) == 1 and fallback[0].startswith(f"onnxruntime_provider {provider!r}: ONNX Runtime ")
         assert fallback[0].endswith("running on the CPU"), fallback[0]
-        assert backend.infer(self_test.reference_image(*MODEL_SIZE)[None])[0].shape == (1, 1, *MODEL_SIZE)
+        pixels = self_test.model_input(self_test.reference_image(*MODEL_SIZE), backend.info.pixel_format)
+        assert backend.infer(pixels)[0].shape == (1, 1, *MODEL_SIZE)
 
 
 def test_cuda_not_offered_at_all_names_onnxruntime_gpu(onnx_model, monkeypatch, caplog):

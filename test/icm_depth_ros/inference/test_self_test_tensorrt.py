@@ -2,8 +2,9 @@
 backend opens an fp32 / fp16 / int8 engine of the contract models and runs the same comparison
 (self_test.check_backend) on what the engine double computes.
 
-The engine double does not run the ONNX graph: its "network" (scenario.network) computes depth and
-membership from the pixels by a formula of its own. So two sets of the contract models are used:
+The engine double does not run the ONNX graph: its "network" (scenario.network) computes depth, cluster and
+firmness from the pixels by the formula the contract models are written with (test_double.py checks it
+against ONNX Runtime on them). Two sets of the contract models are used:
 
 - "double": each file's reference is what the double computes for the reference input (its fp32 run,
   scenario.network): the engines of every precision pass, with figures 0 / 0 / 100 %, as an engine that
@@ -11,8 +12,8 @@ membership from the pixels by a formula of its own. So two sets of the contract 
 - "other": the reference of another model (depth 20 % further, the clusters numbered differently): the
   double's engine computes something else than the reference says, as a wrong engine would, and is refused
   with the line naming the figures, the tolerance, TensorRT's version and the precision. (The reference
-  ONNX Runtime computes on the contract graph, which training/export.py would write, is another such case:
-  test/training/test_export_self_test.py uses it; Humble's ONNX Runtime 1.12 cannot load these files.)
+  ONNX Runtime computes on the contract graph, which training/export.py would write, is the double's to float
+  rounding: test/training/test_export_self_test.py checks that it passes.)
 """
 from __future__ import annotations
 
@@ -20,13 +21,12 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from icm_depth_ros.inference import self_test
+from icm_depth_ros.inference import contract, self_test
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # test/: the tensorrt_double package
-from tensorrt_double.models import HEIGHT, WIDTH, shipped_model_and_variants  # noqa: E402
+from tensorrt_double.models import HEIGHT, NUM_CLUSTERS, WIDTH, shipped_model_and_variants  # noqa: E402
 from tensorrt_double.scenario import network  # noqa: E402
 from tensorrt_double.setup_bindings import run_scenario, skip_without_runtime  # noqa: E402
 
@@ -71,13 +71,13 @@ def checks(request, tmp_path_factory):
     version, cuda_version = request.param
     skip_without_runtime(version, cuda_version)
     folder = tmp_path_factory.mktemp(f"self_test_{version}")
-    image = self_test.to_input(self_test.reference_image(HEIGHT, WIDTH))
-    depth, membership = network(image)
+    pixels = self_test.model_input(self_test.reference_image(HEIGHT, WIDTH), contract.PIXEL_FORMAT_UINT8)
+    depth, cluster, _ = network(pixels)
     sets = {
         "double": with_reference(shipped_model_and_variants(folder / "double"), self_test.make_reference(
-            depth, membership, computed_with="the engine double's network (its fp32 run)")),
+            depth, cluster, NUM_CLUSTERS, computed_with="the engine double's network (its fp32 run)")),
         "other": with_reference(shipped_model_and_variants(folder / "other"), self_test.make_reference(
-            depth * 1.2, np.roll(membership, 1, axis=1), computed_with="another model")),
+            depth * 1.2, (cluster + 1) % NUM_CLUSTERS, NUM_CLUSTERS, computed_with="another model")),
     }
     cases = [(f"{name}_{precision}", str(files["fp32"].with_name(f"{precision}.engine")), str(files["fp32"]), precision)
              for name, files in sets.items() for precision in PRECISIONS]
