@@ -73,3 +73,21 @@ def test_statistics_and_throttle():
     assert summary["latency_p50_ms"] == pytest.approx(55, abs=1) and summary["latency_p99_ms"] == pytest.approx(99, abs=1)
     throttle = ProblemThrottle(60.0)
     assert throttle.allow("a") == (True, 0) and throttle.allow("a") == (False, 0) and throttle.allow("b")[0]
+
+
+def test_every_field_of_every_instance_lands_in_its_row():
+    """Many instances with distinct values (NaN, negative class, large counts): each row holds its own instance."""
+    rng = np.random.default_rng(0)
+    instances = [Instance(int(k), int(rng.integers(-1, 20)), tuple(int(v) for v in rng.integers(0, 1000, 4)),
+                          float(rng.random() * 80), np.nan if k % 7 == 0 else float(rng.random() * 80),
+                          (float(rng.normal()), np.nan, float(rng.random() * 50)), int(rng.integers(1, 10**6)),
+                          float(rng.random())) for k in range(64)]
+    rows = cloud_to_array(instances_to_cloud(instances, Header()))
+    for row, instance in zip(rows, instances):
+        assert (int(row["id"]), int(row["class"])) == (instance.id, instance.class_id)
+        assert (int(row["u0"]), int(row["v0"]), int(row["u1"]), int(row["v1"])) == instance.bbox
+        np.testing.assert_array_equal([row["x"], row["y"], row["z"], row["median"], row["near"], row["confidence"]],
+                                      np.float32([*instance.centroid, instance.median_depth, instance.near_depth,
+                                                  instance.confidence]))
+        assert int(row["pixel_count"]) == instance.pixel_count
+    assert len(rows) == 64
