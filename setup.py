@@ -29,7 +29,8 @@ setup(
         # for bit only with the roundings it chooses (_resize_kernel.cpp says which).
         Extension(f"{PACKAGE}.processing._resize_kernel", [f"{PACKAGE}/processing/_resize_kernel.cpp"],
                   depends=[f"{PACKAGE}/instances/image_loop.h"],
-                  extra_compile_args=["-std=c++17", "-O3", "-ffp-contract=off"], language="c++"),
+                  extra_compile_args=["-std=c++17", "-O3", "-ffp-contract=off", "-pthread"],
+                  extra_link_args=["-pthread"], language="c++"),  # bands of rows on std::threads
     ],
     install_requires=["setuptools"],
     zip_safe=False,

@@ -28,7 +28,8 @@
 // Unlike OpenCV, each source row's float row is made once (not once per output row that uses it) and only for
 // the window's columns, and only the window's rows are summed. Zero weights pad every output to the same
 // number of taps (x + 0 * y == x exactly for the finite, non-negative values here). The interpreter lock is
-// released while it runs.
+// released while it runs; a window of more than 256 KiB is computed in bands of rows on up to 4 threads (at
+// most the hardware's), which changes no byte: every output row is computed on its own.
 //
 // Multiply-adds: the last bit depends on whether OpenCV's compiler fused `sum + a * b` into one rounding. On
 // x86-64 OpenCV's area code is baseline code without FMA: not fused (checked bit for bit against OpenCV 4.5.4,
@@ -44,7 +45,10 @@
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
+#include <memory>
 #include <new>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 // ICM_IMAGE_LOOP: the row loops also for AVX2 (x86-64-v3, which has FMA: -ffp-contract=off keeps it out).
@@ -241,6 +245,14 @@ void shrink_window(Image image, int64_t width, const AxisTaps& columns, const Ax
   }
 }
 
+// How many bands of output rows to compute at once: one per 256 KiB of output bytes, at most 4 and at most
+// the hardware threads; 1 for small windows (a thread's start costs about as much as 50 KiB of output).
+int64_t band_count(int64_t out_height, int64_t row_bytes) {
+  const int64_t hardware = std::max<int64_t>(1, static_cast<int64_t>(std::thread::hardware_concurrency()));
+  const int64_t by_size = out_height * row_bytes / (256 * 1024);
+  return std::max<int64_t>(1, std::min({by_size, hardware, int64_t{4}, out_height}));
+}
+
 bool is_uint8(const Py_buffer& view) {
   return view.itemsize == 1 && view.format != nullptr && (std::strcmp(view.format, "B") == 0 ||
                                                          std::strcmp(view.format, "<B") == 0 ||
@@ -323,14 +335,37 @@ PyObject* shrink(PyObject*, PyObject* args) {
     Py_BEGIN_ALLOW_THREADS
     try {
       const AxisTaps columns = area_taps(width, scaled_width, column_begin, column_end);
-      const AxisTaps rows = area_taps(height, scaled_height, row_begin, row_end);
       const Image source{static_cast<const uint8_t*>(image.buf), image.strides[0]};
       uint8_t* target = static_cast<uint8_t*>(out.buf);
       const auto window = fused ? (channels == 1 ? shrink_window<true, 1> : channels == 3 ? shrink_window<true, 3>
                                                                                         : shrink_window<true, 4>)
                                 : (channels == 1 ? shrink_window<false, 1> : channels == 3 ? shrink_window<false, 3>
                                                                                          : shrink_window<false, 4>);
-      window(source, width, columns, rows, target, out.strides[0], reverse != 0);
+      // Bands of output rows on threads of their own (each output row is computed alone, so the bytes are the
+      // same however the rows are split): a camera frame is worth it, a small window is not.
+      const int64_t parts = band_count(out_height, out_width * channels);
+      std::unique_ptr<bool[]> failed(new bool[static_cast<size_t>(parts)]());
+      auto band = [&](int64_t part) {
+        const int64_t begin = row_begin + out_height * part / parts, end = row_begin + out_height * (part + 1) / parts;
+        try {
+          const AxisTaps rows = area_taps(height, scaled_height, begin, end);
+          window(source, width, columns, rows, target + (begin - row_begin) * out.strides[0], out.strides[0],
+                 reverse != 0);
+        } catch (const std::bad_alloc&) {
+          failed[static_cast<size_t>(part)] = true;
+        }
+      };
+      std::vector<std::thread> helpers;
+      helpers.reserve(static_cast<size_t>(parts));  // emplace_back below can then only fail to start a thread
+      int64_t part = 1;
+      try {
+        for (; part < parts; ++part) helpers.emplace_back(band, part);
+      } catch (const std::system_error&) {  // no more threads: the remaining bands run here
+      }
+      for (int64_t inline_part = part; inline_part < parts; ++inline_part) band(inline_part);
+      band(0);
+      for (std::thread& helper : helpers) helper.join();
+      for (int64_t k = 0; k < parts; ++k) out_of_memory = out_of_memory || failed[static_cast<size_t>(k)];
     } catch (const std::bad_alloc&) {
       out_of_memory = true;
     }

@@ -136,6 +136,26 @@ def test_the_kitti_crop_matches_cv2():
 
 
 @needs_kernel
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_large_windows_computed_in_bands_match_cv2(channels):
+    """Windows of more than 256 KiB are computed in bands of rows on several threads: the same bytes, wherever
+    the bands split (odd heights, windows starting inside the image, reversed channels)."""
+    rng = np.random.default_rng(channels)
+    for _ in range(6):
+        height, width = int(rng.integers(700, 1300)), int(rng.integers(900, 2000))
+        scaled = (int(rng.integers(height // 2 + 1, height)), int(rng.integers(width // 2 + 1, width)))
+        shape = (height, width) if channels == 1 else (height, width, channels)
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        rows = (int(rng.integers(0, 20)), scaled[0] - int(rng.integers(0, 20)))
+        columns = (int(rng.integers(0, 20)), scaled[1] - int(rng.integers(0, 20)))
+        np.testing.assert_array_equal(kernel_window(image, scaled, rows, columns), cv2_window(image, scaled, rows, columns))
+        if channels == 3:
+            out = np.zeros((rows[1] - rows[0], columns[1] - columns[0], 3), np.uint8)
+            _resize_kernel.shrink(image, *scaled, *rows, *columns, out, FUSED, True)
+            np.testing.assert_array_equal(out, cv2_window(np.ascontiguousarray(image[:, :, ::-1]), scaled, rows, columns))
+
+
+@needs_kernel
 def test_sums_next_to_one_half_round_as_cv2_does():
     """Width halved (weights 1/2 and 1/2: the row sums of two pixels of odd sum end in .5) over rows that are all the
     same, height shrunk by 1.5 (weights 2/3 and 1/3 as floats): the outputs land within float error of x.5, where
