@@ -223,11 +223,14 @@ def instance_statistics_section(report: dict) -> list[str]:
     result, lines = result_of(report, "instance_statistics")
     if result is None:
         return lines
-    return lines + table(("case", "instances", "new median ms", "new min ms", "previous median ms", "previous min ms",
-                          f"goal <= {result['goal_ms']:g} ms"),
-                         [(name, f["instances"], number(f["new_median_ms"], ".2f"), number(f["new_min_ms"], ".2f"),
-                           number(f["previous_median_ms"], ".2f"), number(f["previous_min_ms"], ".2f"),
-                           verdict(f["goal_met"])) for name, f in result["cases"].items()])
+    # statistics cases count instances; the assignment regions case (since issue 21) counts regions, its own goal
+    return lines + table(("case", "instances / regions", "new median ms", "new min ms", "previous median ms",
+                          "previous min ms", "goal"),
+                         [(name, f.get("instances", f.get("regions")), number(f["new_median_ms"], ".2f"),
+                           number(f["new_min_ms"], ".2f"), number(f["previous_median_ms"], ".2f"),
+                           number(f["previous_min_ms"], ".2f"),
+                           f"<= {f.get('goal_ms', result['goal_ms']):g} ms: {verdict(f['goal_met'])}")
+                          for name, f in result["cases"].items()])
 
 
 def _share(figure: dict) -> str:

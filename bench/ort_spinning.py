@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "test" / "node")]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "test" / "icm_depth_ros" / "instances")]
 from json_output import run_and_report  # noqa: E402
 
 SETTINGS = ((0, True), (0, False), (1, True), (1, False))  # (intra-op threads, spinning)
@@ -46,7 +46,9 @@ def measure(args: argparse.Namespace) -> dict:
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         session = ort.InferenceSession(str(args.model), options, providers=["CPUExecutionProvider"])
         shape = [d if isinstance(d, int) else 1 for d in session.get_inputs()[0].shape]
-        image = np.random.default_rng(0).random(shape, dtype=np.float32)
+        pixels = session.get_inputs()[0].type == "tensor(uint8)"  # the model's pixel format (contract.py)
+        image = (np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8) if pixels
+                 else np.random.default_rng(0).random(shape, dtype=np.float32))
         alone = [_timed(lambda: session.run(None, {"image": image})) for _ in range(20)][3:]
         stop, statistics = threading.Event(), []
 

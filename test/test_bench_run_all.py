@@ -79,6 +79,12 @@ CANNED = {
                              "three stages": {"frames_per_s": 34.5, "engine_busy": 0.8625,
                                               "host_ms_per_frame_outside_engine": 3.99, "rejected": 0},
                              "speed_up": 1.113, "peak_rss_mb": 700.0}),
+        "instance_statistics": ok({"image": "1242x375", "repeats": 30, "goal_ms": 2.0, "cases": {
+            "clusters": {"instances": 64, "new_median_ms": 0.77, "new_min_ms": 0.75, "previous_median_ms": 10.9,
+                         "previous_min_ms": 10.3, "goal_met": True},
+            "assignment regions 88x304": {"clusters": 32, "regions": 64, "goal_ms": 0.3, "new_median_ms": 0.17,
+                                          "new_min_ms": 0.16, "previous_median_ms": 3.9, "previous_min_ms": 3.8,
+                                          "goal_met": True}}}),
         "node_realtime": ok(realtime_result(["node"], floor=(5.0, 6.0), latency=(14.0, 30.0), inference=(8.0, 12.0))),
         "node_multicamera": ok(realtime_result(["node", "per_camera"], floor=(5.0, 8.0), latency=(20.0, 60.0),
                                                inference=(10.0, 30.0), cameras=["front", "left"], rate=10.0)),
@@ -120,6 +126,8 @@ def test_markdown_has_every_section_with_its_figures():
     assert "| 3.00 | met | 4.20 | **not met** |" in overhead
     assert "| two stages | 31.00 | 77.5 % | 7.26 |" in markdown and "| three stages | 34.50 | 86.2 % | 3.99 |" in markdown
     assert "Three stages against two: 1.113x." in markdown
+    assert "| clusters | 64 | 0.77 | 0.75 | 10.90 | 10.30 | <= 2 ms: met |" in markdown
+    assert "| assignment regions 88x304 | 64 | 0.17 | 0.16 | 3.90 | 3.80 | <= 0.3 ms: met |" in markdown
     # real time: p50 14 <= 5 + 8 + 5, p99 30 > 6 + 12 + 10; 200 of 270 frames < 95 % of min(30 Hz, 1 / 8 ms)
     assert ("| node | 200 / 270 | 14.0 | 30.0 | 23.0 | 39.0 | 8.0 | 12.0 | 18.0: met | 28.0: **not met** | "
             "95 %: **not met** | 1.12 |") in markdown
@@ -203,7 +211,7 @@ def test_summary_block_is_replaced_between_the_markers(tmp_path):
     block = text.split(SUMMARY_BEGIN)[1].split(SUMMARY_END)[0]
     assert "first" not in block and "### Real time: one camera at 30 Hz against the transport floor" in block
     assert "### Several cameras: one process for all against one process per camera" in block
-    assert "352x1216 ResNet-18 (random weights)\n\nNot run." in block and "64 instances at 1242x375\n\nNot run." in block
+    assert "352x1216 ResNet-18 (random weights)\n\nNot run." in block and "| clusters | 64 | 0.77 |" in block
 
 
 def test_empty_summary_writes_the_report_and_no_page(tmp_path, monkeypatch):
