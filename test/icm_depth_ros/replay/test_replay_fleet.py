@@ -216,6 +216,13 @@ def test_a_worker_killed_mid_drive_is_retried_and_the_result_is_identical(tmp_pa
     assert report["overall"]["error_by_distance"] == expected["error_by_distance"]
 
 
+def as_a_foreground_job() -> None:
+    """In the child, before it starts: SIGINT back to its default, as for a command typed at a terminal. A suite
+    started as a background job (`cmd &`) passes SIGINT on ignored, and a program that inherits it ignored rightly
+    keeps ignoring it (Python then installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_the_run_and_says_how_many_drives_finished(tmp_path):
     """SIGINT to replay_fleet's process group (Ctrl-C) after the first drive finished: exit 130, a report of the
@@ -229,7 +236,7 @@ def test_ctrl_c_stops_the_run_and_says_how_many_drives_finished(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "icm_depth_ros.replay_fleet", str(listing), "--model", str(DEMO_MODEL), "--workers", "1",
          "--samples", "0", "--out", str(tmp_path / "out")], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        env=env, start_new_session=True)
+        env=env, start_new_session=True, preexec_fn=as_a_foreground_job)
     family = []
     try:
         seen = ""
