@@ -201,9 +201,17 @@ def model_input(info: ModelInfo, rgb: np.ndarray) -> np.ndarray:
                          f"{rgb.dtype} {list(rgb.shape)}")
     if info.pixel_format == PIXEL_FORMAT_UINT8:
         return np.ascontiguousarray(rgb)
-    out = np.empty(info.input_shape(rgb.shape[0]), dtype=np.float32)
-    np.multiply(rgb.transpose(0, 3, 1, 2), PIXEL_SCALE, out=out)
-    return out
+    return unit_float(rgb)
+
+
+def unit_float(pixels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 pixels [..., H, W, 3] -> float32 [..., 3, H, W] in [0, 1], x * PIXEL_SCALE: what a rgb_uint8_nhwc
+    graph does inside (Cast, Mul, Transpose), and the input of a rgb_float32_nchw_0_1 one. ``out``: where to
+    write it (a new C-contiguous array without it); returned."""
+    pixels = np.asarray(pixels)
+    if out is None:
+        out = np.empty(pixels.shape[:-3] + (3,) + pixels.shape[-3:-1], dtype=np.float32)
+    return np.multiply(np.moveaxis(pixels, -1, -3), PIXEL_SCALE, out=out)
 
 
 
@@ -221,3 +229,13 @@ def reduce_membership(membership: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rgb_uint8_nhwc graph outputs itself, computed on the host for rgb_float32_nchw_0_1 files."""
     membership = np.asarray(membership)
     return membership.argmax(axis=1).astype(np.int32), membership.max(axis=1).astype(np.float32, copy=False)
+
+
+def reduced_outputs(pixel_format: str, outputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A graph's outputs in ``OUTPUTS[pixel_format]`` order -> (depth, cluster, firmness), what every backend
+    returns: a rgb_float32_nchw_0_1 file's membership reduced here, on the host."""
+    if pixel_format == PIXEL_FORMAT_FLOAT32:
+        depth, membership = outputs
+        return (depth, *reduce_membership(membership))
+    depth, cluster, firmness = outputs
+    return depth, cluster, firmness

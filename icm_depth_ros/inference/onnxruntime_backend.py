@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from icm_depth_ros.inference.contract import (
-    INPUT_NAME, META_PRECISION, PIXEL_FORMAT_FLOAT32, InferenceError, ModelInfo, ModelLoadError, check_io_names,
-    reduce_membership,
+    INPUT_NAME, META_PRECISION, InferenceError, ModelInfo, ModelLoadError, check_io_names, reduced_outputs,
 )
 
 ONNXRUNTIME_PROVIDERS = ("auto", "cpu", "cuda")
@@ -97,7 +96,6 @@ class OnnxRuntimeBackend:
             self.info,
         )
         self._outputs = list(self.info.outputs)
-        self._reduce_on_host = self.info.pixel_format == PIXEL_FORMAT_FLOAT32
         # a dynamic batch has no upper bound in ONNX Runtime; 64 caps one call's memory (the node takes at most
         # one frame per camera anyway)
         self.max_batch = 64 if self.info.dynamic_batch else 1
@@ -111,9 +109,7 @@ class OnnxRuntimeBackend:
             outputs = self.session.run(self._outputs, {INPUT_NAME: image})
         except self._failures as error:
             raise InferenceError(f"{self.description} failed: {type(error).__name__}: {error}") from error
-        if self._reduce_on_host:  # a file from before the reduction moved into the graph
-            return (outputs[0], *reduce_membership(outputs[1]))
-        return tuple(outputs)
+        return reduced_outputs(self.info.pixel_format, outputs)
 
 
 def _log(logger, level: str, text: str) -> None:

@@ -331,9 +331,9 @@ def compute_reference(onnx_path: str | Path, seed: int = DEFAULT_SEED) -> Refere
     options.log_severity_level = 3
     session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     image = model_input(reference_image(info.input_height, info.input_width, seed), info.pixel_format)
-    outputs = session.run(list(info.outputs), {contract.INPUT_NAME: image})
-    cluster = outputs[1] if info.pixel_format == contract.PIXEL_FORMAT_UINT8 else contract.reduce_membership(outputs[1])[0]
-    return make_reference(outputs[0], cluster, info.num_clusters, seed=seed,
+    depth, cluster, _ = contract.reduced_outputs(
+        info.pixel_format, session.run(list(info.outputs), {contract.INPUT_NAME: image}))
+    return make_reference(depth, cluster, info.num_clusters, seed=seed,
                           computed_with=f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider), fp32 graph")
 
 

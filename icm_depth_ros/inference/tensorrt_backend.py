@@ -54,7 +54,7 @@ import numpy as np
 from icm_depth_ros.inference import fingerprint as fingerprints
 from icm_depth_ros.inference import onnx_precision
 from icm_depth_ros.inference.contract import (
-    INPUT_NAME, PIXEL_FORMAT_FLOAT32, InferenceError, ModelInfo, ModelLoadError, check_io_names, reduce_membership,
+    INPUT_NAME, InferenceError, ModelInfo, ModelLoadError, check_io_names, reduced_outputs,
 )
 from icm_depth_ros.inference.engine_builder import SUPPORTED_TENSORRT, build_engine, tensorrt_version_supported
 from icm_depth_ros.inference.fingerprint import is_engine_path
@@ -370,7 +370,6 @@ class TensorRTBackend:
             raise ModelLoadError(f"{engine_path}: input {INPUT_NAME!r} is {dtypes[INPUT_NAME]}, but the model's pixel "
                                  f"format is {self.info.pixel_format!r}: the engine was not built from this model")
         self._outputs = self.info.outputs
-        self._reduce_on_host = self.info.pixel_format == PIXEL_FORMAT_FLOAT32
         self.context = self.engine.create_execution_context()
         if self.context is None:
             raise ModelLoadError(f"{engine_path}: TensorRT could not create an execution context (out of GPU "
@@ -431,7 +430,7 @@ class TensorRTBackend:
         if image.ndim != 4 or tuple(image.shape[1:]) != self.frame_shape:
             raise ValueError(f"TensorRT engine {self._engine_name} takes images [B, {', '.join(map(str, self.frame_shape))}], "
                              f"got {list(image.shape)}")
-        if self._reduce_on_host == (image.dtype == np.uint8):
+        if (image.dtype == np.uint8) != (self.info.input_dtype == np.uint8):
             raise ValueError(f"TensorRT engine {self._engine_name} takes {self.info.input_dtype} input (pixel format "
                              f"{self.info.pixel_format}), got {image.dtype}")
         batch = image.shape[0]
@@ -457,11 +456,8 @@ class TensorRTBackend:
             check_cuda(cudart.cudaMemcpyAsync(host.ctypes.data, self.device_buffers[name], host.nbytes, to_host,
                                               self.stream), f"cudaMemcpyAsync ({name})")
         check_cuda(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
-        if self._reduce_on_host:  # a file from before the reduction moved into the graph
-            depth, membership = (outputs[name].astype(np.float32) for name in self._outputs)
-            return (depth, *reduce_membership(membership))
-        depth, cluster, firmness = (outputs[name] for name in self._outputs)
-        return depth.astype(np.float32), cluster.astype(np.int32), firmness.astype(np.float32)
+        depth, cluster, firmness = reduced_outputs(self.info.pixel_format, [outputs[name] for name in self._outputs])
+        return depth.astype(np.float32), cluster.astype(np.int32), firmness.astype(np.float32)  # copies
 
     def _batch_refusal(self, batch: int) -> str:
         if self.max_batch == 1:

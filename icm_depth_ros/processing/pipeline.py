@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from icm_depth_ros.inference import open_backend
-from icm_depth_ros.inference.contract import PIXEL_FORMAT_UINT8, PIXEL_SCALE
+from icm_depth_ros.inference.contract import PIXEL_FORMAT_UINT8, unit_float
 from icm_depth_ros.processing.geometry import RESIZE_POLICIES, InputGeometry
 from icm_depth_ros.instances.statistics import Instance, assignment_regions, instance_statistics
 
@@ -202,7 +202,7 @@ class DepthPipeline:
                 geometry.to_model(frame.rgb, out=batch[index])
             else:
                 model_rgb = geometry.to_model(frame.rgb)  # [h, w, 3] uint8
-                np.multiply(model_rgb.transpose(2, 0, 1), PIXEL_SCALE, out=batch[index])  # [3, h, w]
+                unit_float(model_rgb, out=batch[index])  # [3, h, w]
             geometries.append(geometry)
         return batch, geometries, (time.perf_counter() - start) / len(frames)
 

@@ -127,7 +127,7 @@ def network(image: np.ndarray) -> tuple[np.ndarray, ...]:
     image = np.asarray(image)
     pixels = image.dtype == np.uint8
     if pixels:  # what the graph's Cast, Mul and Transpose do (contiguous: the sums below in the same order)
-        image = np.ascontiguousarray((image.astype(np.float32) * contract.PIXEL_SCALE).transpose(0, 3, 1, 2))
+        image = contract.unit_float(image)
     batch, _, height, width = image.shape
     depth = np.float32(DEPTH_OFFSET) + image.mean(axis=1, keepdims=True)
     pooled = image.reshape(batch, 3, height // 4, 4, width // 4, 4).mean(axis=(3, 5))  # [B, 3, h, w]
@@ -142,8 +142,8 @@ def network(image: np.ndarray) -> tuple[np.ndarray, ...]:
 
 def reduced_outputs(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(depth, cluster, firmness) the double computes for ``image`` (either format), as the backends return them."""
-    outputs = network(image)
-    return outputs if len(outputs) == 3 else (outputs[0], *contract.reduce_membership(outputs[1]))
+    pixel_format = contract.PIXEL_FORMAT_UINT8 if np.asarray(image).dtype == np.uint8 else contract.PIXEL_FORMAT_FLOAT32
+    return contract.reduced_outputs(pixel_format, network(image))
 
 
 def serialize_engine(version: str, input_shape, profile, pixel_format: str = contract.PIXEL_FORMAT_UINT8) -> bytes:

@@ -200,8 +200,7 @@ def graph_input(image: np.ndarray, takes_pixels: bool) -> np.ndarray:
     takes: the pixels when ``takes_pixels`` (rgb_uint8_nhwc), else the float images (rgb_float32_nchw_0_1)."""
     image = np.asarray(image)
     if image.dtype == np.uint8:  # the pixels; for a float graph, the product the older host conversion made
-        return image if takes_pixels else np.ascontiguousarray(
-            image.astype(np.float32).transpose(0, 3, 1, 2) * contract.PIXEL_SCALE)
+        return image if takes_pixels else contract.unit_float(image)
     if takes_pixels:
         return contract.pixels_from_unit_float(image)
     return np.ascontiguousarray(image, dtype=np.float32)

@@ -190,6 +190,14 @@ def test_tensorrt_batches_match_onnxruntime_frame_by_frame(dynamic_batch_model, 
         trt.infer(np.concatenate([images, images[:1]]))
 
 
+def copied(files: dict, folder: Path) -> Path:
+    """``folder`` (made where missing) holding copies of ``files`` (a precision -> path set), under their names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in files.values():
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def variant_files(tmp_path_factory):
     return shipped_model_and_variants(tmp_path_factory.mktemp("node_models"))
@@ -200,9 +208,7 @@ def node_runs(request, variant_files, tmp_path_factory):
     """The node's TensorRT path through one version pair: load, refuse, rebuild, infer."""
     version, cuda_version = request.param
     skip_without_runtime(version, cuda_version)
-    folder = tmp_path_factory.mktemp(f"node_{version}_{cuda_version}")
-    for path in variant_files.values():
-        shutil.copy(path, folder / path.name)
+    folder = copied(variant_files, tmp_path_factory.mktemp(f"node_{version}_{cuda_version}"))
     engine, onnx = str(folder / "model.engine"), str(folder / "model.onnx")
     other = "10.3.0" if version.startswith("11.") else "11.4.0.106"
     shape = [1, HEIGHT, WIDTH, 3]
@@ -397,13 +403,8 @@ def batch_runs(request, dynamic_files, variant_files, tmp_path_factory):
     """Dynamic-batch and static engines run with batches 1, 2, 3 (and above the maximum) through one version pair."""
     version, cuda_version = request.param
     skip_without_runtime(version, cuda_version)
-    folder = tmp_path_factory.mktemp(f"batches_{version}_{cuda_version}")
-    for path in dynamic_files.values():
-        shutil.copy(path, folder / path.name)
-    static = folder / "static"
-    static.mkdir()
-    for path in variant_files.values():
-        shutil.copy(path, static / path.name)
+    folder = copied(dynamic_files, tmp_path_factory.mktemp(f"batches_{version}_{cuda_version}"))
+    static = copied(variant_files, folder / "static")
     engine, onnx, fp16 = str(folder / "model.engine"), str(folder / "model.onnx"), str(folder / "model.fp16.onnx")
     dynamic, fixed = [-1, HEIGHT, WIDTH, 3], [1, HEIGHT, WIDTH, 3]
 
@@ -537,9 +538,7 @@ def failure_runs(request, variant_files, tmp_path_factory):
     """Opening and running an engine while CUDA or TensorRT fails, through one version pair."""
     version, cuda_version = request.param
     skip_without_runtime(version, cuda_version)
-    folder = tmp_path_factory.mktemp(f"failures_{version}_{cuda_version}")
-    for path in variant_files.values():
-        shutil.copy(path, folder / path.name)
+    folder = copied(variant_files, tmp_path_factory.mktemp(f"failures_{version}_{cuda_version}"))
     engine = str(folder / "model.engine")
     shape = [1, HEIGHT, WIDTH, 3]
 
@@ -686,9 +685,7 @@ BUILD_S = 1.5  # the double's build time, standing in for minutes on a GPU
 def background_runs(request, variant_files, tmp_path_factory):
     version, cuda_version = request.param
     skip_without_runtime(version, cuda_version)
-    folder = tmp_path_factory.mktemp(f"background_{version}_{cuda_version}")
-    for path in variant_files.values():
-        shutil.copy(path, folder / path.name)
+    folder = copied(variant_files, tmp_path_factory.mktemp(f"background_{version}_{cuda_version}"))
     engine, failing = str(folder / "model.engine"), str(folder / "failing.engine")
     onnx = str(folder / "model.onnx")
 

@@ -114,14 +114,20 @@ def test_a_persisting_backend_error_stops_serving_with_one_line():
     assert worker.frames.closed and camera.depths == []
 
 
-def test_a_programming_error_ends_the_threads_loudly_not_as_a_dropped_frame():
-    worker, camera, logger, stops = worker_for([AttributeError("'NoneType' object has no attribute 'shape'")])
+def serve_until_stopped(worker, stops, second: int = 1):
+    """Start the worker, give it the frame of ``second``, wait (10 s at most) for it to stop on its own, then stop
+    it (which joins its threads)."""
     worker.start()
-    worker.frames.put(0, frame(7))
+    worker.frames.put(0, frame(second))
     deadline = time.monotonic() + 10
     while not stops and time.monotonic() < deadline:
         time.sleep(0.02)
     worker.stop(timeout=5)
+
+
+def test_a_programming_error_ends_the_threads_loudly_not_as_a_dropped_frame():
+    worker, camera, logger, stops = worker_for([AttributeError("'NoneType' object has no attribute 'shape'")])
+    serve_until_stopped(worker, stops, 7)
     assert not any(thread.is_alive() for thread in worker._threads)
     reason = "a programming error in the inference thread: AttributeError: 'NoneType' object has no attribute 'shape'"
     assert stops == [(reason, EXIT_BUG)]
@@ -132,15 +138,6 @@ def test_a_programming_error_ends_the_threads_loudly_not_as_a_dropped_frame():
     assert camera.rejected == [] and camera.depths == []
 
 
-def serve_until_stopped(worker, stops):
-    """Start the worker, give it one frame, wait (10 s at most) for it to stop on its own, join its threads."""
-    worker.start()
-    worker.frames.put(0, frame(1))
-    deadline = time.monotonic() + 10
-    while not stops and time.monotonic() < deadline:
-        time.sleep(0.02)
-    for thread in worker._threads:
-        thread.join(timeout=5)
 
 
 def test_a_programming_error_in_the_instance_thread_stops_every_thread():
@@ -165,7 +162,7 @@ def test_a_programming_error_in_the_depth_thread_stops_all_three_threads():
 def test_a_frame_failing_after_inference_is_rejected_alone():
     """Mapping one frame's depth back fails (a bad geometry, say): that frame is dropped on its camera, the
     other frame of the batch is published."""
-    camera, logger, stops = Camera(), Logger(), []
+    camera, logger = Camera(), Logger()
     pipeline = Batch2Pipeline([])
     finish = pipeline.finish_depth
     pipeline.finish_depth = lambda item, inferred: (
@@ -262,12 +259,7 @@ def test_frames_rejected_for_their_own_errors_do_not_end_a_backend_failure_strea
 def test_an_unexpected_error_escaping_a_turn_is_not_swallowed():
     worker, camera, logger, stops = worker_for([])
     camera.labels_for = lambda frame: (_ for _ in ()).throw(RuntimeError("label buffer corrupted"))
-    worker.start()
-    worker.frames.put(0, frame(4))
-    deadline = time.monotonic() + 10
-    while not stops and time.monotonic() < deadline:
-        time.sleep(0.02)
-    worker.stop(timeout=5)
+    serve_until_stopped(worker, stops, 4)
     assert stops == [("an unexpected error in the inference thread: RuntimeError: label buffer corrupted", EXIT_BUG)]
     assert logger.lines[0][1].startswith("processing stopped: an unexpected error in the inference thread")
 
